@@ -1,0 +1,405 @@
+//! Configuration: `keypulse.toml` plus environment overrides, validated before use.
+//!
+//! Owns every operator-facing setting. A file is optional; every key has a default.
+//! Environment variables override the file: `KEYPULSE__SECTION__KEY=value` sets
+//! `section.key` (nested keys add more `__`), the value read as a TOML scalar when it
+//! parses as one and as a string otherwise. Guarantees: an unknown key or a bad value is
+//! an error that names the key (`core.health.churn_risk_below: ...`); secrets are never
+//! read from the file itself, only from the environment or a file that the config names.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::CoreConfig;
+
+/// Prefix of the environment overrides.
+pub const ENV_PREFIX: &str = "KEYPULSE__";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Thresholds, weights, windows and cooldowns of the fold (SPEC §2–§5).
+    pub core: CoreConfig,
+    /// The Kafka consumer and the topics it uses.
+    pub kafka: KafkaConfig,
+    /// The HTTP server.
+    pub http: HttpConfig,
+    /// Email rendering and delivery.
+    pub email: EmailConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// The Kafka side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub brokers: String,
+    /// Topics of license events.
+    pub topics: Vec<String>,
+    /// Consumer group id.
+    pub group_id: String,
+    /// Where rejected messages are copied.
+    pub dead_letter_topic: String,
+    /// Compacted topic of email decisions and their outcomes (the outbox and sent log).
+    pub notifications_topic: String,
+    /// Extra librdkafka properties, passed through as given (SASL, SSL, tuning).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topics: vec!["license-events".into()],
+            group_id: "keypulse".into(),
+            dead_letter_topic: "license-events.dlq".into(),
+            notifications_topic: "keypulse.notifications".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The HTTP server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind.
+    pub bind: String,
+    /// How often the served report and gauges are recomputed, in milliseconds.
+    pub refresh_ms: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:9464".into(),
+            refresh_ms: 1000,
+        }
+    }
+}
+
+/// How emails are rendered and sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtp`, `file` (write `.eml` files) or `none` (decide and log, send nothing).
+    pub transport: String,
+    /// `From:` of every email.
+    pub from: String,
+    /// `Reply-To:`, if any.
+    pub reply_to: Option<String>,
+    /// Base URL of the upgrade link.
+    pub upgrade_url: String,
+    /// A folder whose `upgrade.*`, `renewal.*`, `churn_warning.*` templates replace the built-in ones.
+    pub templates_dir: Option<PathBuf>,
+    /// Folder of the file transport.
+    pub file_dir: PathBuf,
+    /// SMTP settings.
+    pub smtp: SmtpConfig,
+    /// Bound of the queue between the fold and the mailer.
+    pub queue_capacity: usize,
+    /// Attempts for a transient failure before it is recorded as failed.
+    pub max_attempts: u32,
+    /// First retry delay, in milliseconds (doubles each time, with jitter).
+    pub retry_initial_ms: u64,
+    /// Longest retry delay, in milliseconds.
+    pub retry_max_ms: u64,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self {
+            transport: "none".into(),
+            from: "keypulse <keypulse@example.com>".into(),
+            reply_to: None,
+            upgrade_url: "https://example.com/upgrade".into(),
+            templates_dir: None,
+            file_dir: PathBuf::from("outbox"),
+            smtp: SmtpConfig::default(),
+            queue_capacity: 10_000,
+            max_attempts: 8,
+            retry_initial_ms: 500,
+            retry_max_ms: 60_000,
+        }
+    }
+}
+
+/// The SMTP connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (required, the default), `tls` (implicit TLS) or `plain` (local sinks only).
+    pub security: String,
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: String,
+    /// File holding the password (used when the variable is unset).
+    pub password_file: Option<PathBuf>,
+    pub timeout_secs: u64,
+    pub pool_max: u32,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 587,
+            security: "starttls".into(),
+            username: None,
+            password_env: "KEYPULSE_SMTP_PASSWORD".into(),
+            password_file: None,
+            timeout_secs: 10,
+            pool_max: 4,
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `keypulse=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {problem}")]
+    Key { key: String, problem: String },
+}
+
+fn key_error(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Config {
+    /// Loads `path` (if any), applies the environment overrides, and validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`Self::load`], with the environment given (for tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Syntax {
+                        path: p.to_path_buf(),
+                        message: e.message().to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        for (name, value) in overrides {
+            let path: Vec<String> = name[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
+            set_path(&mut table, &path, &value)
+                .map_err(|p| key_error(format!("{name} ({})", path.join(".")), p))?;
+        }
+        Self::from_table(table)
+    }
+
+    /// Parses a TOML text (no environment), for tests and embedded defaults.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Syntax {
+                path: PathBuf::from("<inline>"),
+                message: e.message().to_string(),
+            })?;
+        Self::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                key_error(key, e.into_inner().to_string())
+            })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks the values that deserialization alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.core
+            .validate()
+            .map_err(|e| key_error(format!("core.{}", e.key), e.problem))?;
+        if self.kafka.topics.is_empty() || self.kafka.topics.iter().any(|t| t.is_empty()) {
+            return Err(key_error(
+                "kafka.topics",
+                "needs at least one non-empty topic name",
+            ));
+        }
+        for (key, v) in [
+            ("kafka.group_id", &self.kafka.group_id),
+            ("kafka.dead_letter_topic", &self.kafka.dead_letter_topic),
+            ("kafka.notifications_topic", &self.kafka.notifications_topic),
+        ] {
+            if v.is_empty() {
+                return Err(key_error(key, "must not be empty"));
+            }
+        }
+        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(key_error(
+                "http.bind",
+                format!("`{}` is not an address like 127.0.0.1:9464", self.http.bind),
+            ));
+        }
+        if self.http.refresh_ms == 0 {
+            return Err(key_error("http.refresh_ms", "must be at least 1"));
+        }
+        if !["smtp", "file", "none"].contains(&self.email.transport.as_str()) {
+            return Err(key_error(
+                "email.transport",
+                "must be `smtp`, `file` or `none`",
+            ));
+        }
+        if !["starttls", "tls", "plain"].contains(&self.email.smtp.security.as_str()) {
+            return Err(key_error(
+                "email.smtp.security",
+                "must be `starttls`, `tls` or `plain`",
+            ));
+        }
+        for (key, v) in [
+            ("email.from", Some(&self.email.from)),
+            ("email.reply_to", self.email.reply_to.as_ref()),
+        ] {
+            if let Some(v) = v {
+                if v.contains(['\r', '\n']) || !v.contains('@') {
+                    return Err(key_error(key, "must be one email address on one line"));
+                }
+            }
+        }
+        if self.email.queue_capacity == 0 {
+            return Err(key_error("email.queue_capacity", "must be at least 1"));
+        }
+        if self.email.max_attempts == 0 {
+            return Err(key_error("email.max_attempts", "must be at least 1"));
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(key_error("log.format", "must be `text` or `json`"));
+        }
+        Ok(())
+    }
+}
+
+/// Sets `path` in `table` to `raw`, read as a TOML scalar when it parses as one.
+fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut t = table;
+    for p in parents {
+        let entry = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_spec() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.core, CoreConfig::default());
+        assert_eq!(c.http.bind, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = err("[core.health]\nchurn_risk_bellow = 3\n");
+        assert!(e.contains("core.health"), "{e}");
+        assert!(e.contains("churn_risk_bellow"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = err("[core.health]\nchurn_risk_below = \"many\"\n");
+        assert!(e.contains("core.health.churn_risk_below"), "{e}");
+        let e = err("[http]\nbind = \"nowhere\"\n");
+        assert!(e.contains("http.bind"), "{e}");
+        let e = err("[core]\nwindow_days = 3\n");
+        assert!(e.contains("core.window_days"), "{e}");
+        let e = err("[email]\ntransport = \"pigeon\"\n");
+        assert!(e.contains("email.transport"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let env = vec![
+            (
+                "KEYPULSE__CORE__HEALTH__CHURN_RISK_BELOW".to_string(),
+                "40".to_string(),
+            ),
+            (
+                "KEYPULSE__KAFKA__BROKERS".to_string(),
+                "10.0.0.1:9092,10.0.0.2:9092".to_string(),
+            ),
+            ("KEYPULSE_UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = Config::load_with_env(None, env).unwrap();
+        assert_eq!(c.core.health.churn_risk_below, 40);
+        assert_eq!(c.kafka.brokers, "10.0.0.1:9092,10.0.0.2:9092");
+        let bad = vec![("KEYPULSE__CORE__NOPE".to_string(), "1".to_string())];
+        let e = Config::load_with_env(None, bad).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+}

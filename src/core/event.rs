@@ -1,0 +1,775 @@
+//! Event decoding: bytes in, a typed [`Event`] or a typed [`Rejection`] out (SPEC §1).
+//!
+//! Owns the wire format. Every field is checked for presence, type and value; the first
+//! problem found becomes the rejection, naming its reason and field. Strings borrow from
+//! the input where they can (`Cow`), so a decode allocates only for escaped strings.
+//! Guarantees: [`decode`] never panics, whatever the bytes; `null` in an optional field is
+//! the same as its absence; unknown fields and fields foreign to the event's type are
+//! ignored.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use super::time::{parse_rfc3339, Micros};
+
+/// A decoded, fully validated event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    /// Event time (UTC microseconds).
+    pub ts: Micros,
+    /// The producer's id, used for de-duplication.
+    pub event_id: Option<Cow<'a, str>>,
+    /// The paying account; `None` only for an `invalid_format` validation without one.
+    pub customer_id: Option<Cow<'a, str>>,
+    /// What happened.
+    pub kind: EventKind<'a>,
+}
+
+/// The result of a `license.validated` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationResult {
+    Valid,
+    Expired,
+    DomainMismatch,
+    RateLimited,
+    InvalidFormat,
+    Revoked,
+}
+
+impl ValidationResult {
+    /// Every result, in the order of the report's columns.
+    pub const ALL: [ValidationResult; 6] = [
+        Self::Valid,
+        Self::Expired,
+        Self::DomainMismatch,
+        Self::RateLimited,
+        Self::InvalidFormat,
+        Self::Revoked,
+    ];
+    /// The five failure types, in the report's order.
+    pub const FAILURES: [ValidationResult; 5] = [
+        Self::Expired,
+        Self::DomainMismatch,
+        Self::RateLimited,
+        Self::InvalidFormat,
+        Self::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Expired => "expired",
+            Self::DomainMismatch => "domain_mismatch",
+            Self::RateLimited => "rate_limited",
+            Self::InvalidFormat => "invalid_format",
+            Self::Revoked => "revoked",
+        }
+    }
+
+    /// Position in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+/// The category of a support ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketCategory {
+    Cancellation,
+    Billing,
+    Technical,
+    Other,
+}
+
+impl TicketCategory {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "cancellation" => Self::Cancellation,
+            "billing" => Self::Billing,
+            "technical" => Self::Technical,
+            "other" => Self::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// The type-specific part of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventKind<'a> {
+    Issued {
+        license_key: Cow<'a, str>,
+        plan: Cow<'a, str>,
+        domain_limit: u64,
+        mrr_cents: u64,
+        email: Option<Cow<'a, str>>,
+        expires_at: Option<Micros>,
+    },
+    Activated {
+        license_key: Cow<'a, str>,
+        domain: Option<Cow<'a, str>>,
+    },
+    Validated {
+        license_key: Cow<'a, str>,
+        result: ValidationResult,
+        domain: Option<Cow<'a, str>>,
+        country: Option<Cow<'a, str>>,
+    },
+    Renewed {
+        license_key: Cow<'a, str>,
+        expires_at: Option<Micros>,
+    },
+    Expired {
+        license_key: Cow<'a, str>,
+    },
+    Revoked {
+        license_key: Cow<'a, str>,
+    },
+    SubscriptionChanged {
+        license_key: Cow<'a, str>,
+        plan: Cow<'a, str>,
+        domain_limit: u64,
+        mrr_cents: u64,
+    },
+    SubscriptionCanceled {
+        license_key: Cow<'a, str>,
+    },
+    DomainAdded {
+        license_key: Cow<'a, str>,
+        domain: Cow<'a, str>,
+    },
+    DomainRemoved {
+        license_key: Cow<'a, str>,
+        domain: Cow<'a, str>,
+    },
+    ApiKeyCreated {
+        api_key_id: Cow<'a, str>,
+    },
+    ApiKeyDeleted {
+        api_key_id: Cow<'a, str>,
+    },
+    DowngradeInquiry,
+    TicketOpened {
+        ticket_id: Cow<'a, str>,
+        category: TicketCategory,
+    },
+    TicketClosed {
+        ticket_id: Cow<'a, str>,
+    },
+    PaymentFailed,
+    PaymentSucceeded,
+    MemberInvited,
+    FeatureDenied {
+        license_key: Cow<'a, str>,
+        feature: Cow<'a, str>,
+    },
+}
+
+/// Every event type, as named on the wire, in SPEC order.
+pub const EVENT_TYPES: [&str; 19] = [
+    "license.issued",
+    "license.activated",
+    "license.validated",
+    "license.renewed",
+    "license.expired",
+    "license.revoked",
+    "subscription.changed",
+    "subscription.canceled",
+    "domain.added",
+    "domain.removed",
+    "api_key.created",
+    "api_key.deleted",
+    "plan.downgrade_inquiry",
+    "support.ticket_opened",
+    "support.ticket_closed",
+    "payment.failed",
+    "payment.succeeded",
+    "team.member_invited",
+    "feature.access_denied",
+];
+
+impl<'a> EventKind<'a> {
+    /// The wire name of the type.
+    pub fn type_name(&self) -> &'static str {
+        EVENT_TYPES[self.type_index()]
+    }
+
+    /// Position of the type in [`EVENT_TYPES`].
+    pub fn type_index(&self) -> usize {
+        match self {
+            Self::Issued { .. } => 0,
+            Self::Activated { .. } => 1,
+            Self::Validated { .. } => 2,
+            Self::Renewed { .. } => 3,
+            Self::Expired { .. } => 4,
+            Self::Revoked { .. } => 5,
+            Self::SubscriptionChanged { .. } => 6,
+            Self::SubscriptionCanceled { .. } => 7,
+            Self::DomainAdded { .. } => 8,
+            Self::DomainRemoved { .. } => 9,
+            Self::ApiKeyCreated { .. } => 10,
+            Self::ApiKeyDeleted { .. } => 11,
+            Self::DowngradeInquiry => 12,
+            Self::TicketOpened { .. } => 13,
+            Self::TicketClosed { .. } => 14,
+            Self::PaymentFailed => 15,
+            Self::PaymentSucceeded => 16,
+            Self::MemberInvited => 17,
+            Self::FeatureDenied { .. } => 18,
+        }
+    }
+
+    /// The license key, for the types that carry one.
+    pub fn license_key(&self) -> Option<&str> {
+        match self {
+            Self::Issued { license_key, .. }
+            | Self::Activated { license_key, .. }
+            | Self::Validated { license_key, .. }
+            | Self::Renewed { license_key, .. }
+            | Self::Expired { license_key }
+            | Self::Revoked { license_key }
+            | Self::SubscriptionChanged { license_key, .. }
+            | Self::SubscriptionCanceled { license_key }
+            | Self::DomainAdded { license_key, .. }
+            | Self::DomainRemoved { license_key, .. }
+            | Self::FeatureDenied { license_key, .. } => Some(license_key),
+            _ => None,
+        }
+    }
+}
+
+/// Why an event was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// Not valid JSON (or not UTF-8, or trailing bytes after the object).
+    NotJson,
+    /// Valid JSON, but not an object.
+    NotObject,
+    /// A required field is absent or `null`.
+    MissingField,
+    /// A required string is empty.
+    EmptyField,
+    /// A field has the wrong JSON type (including a negative or fractional integer).
+    WrongType,
+    /// `type` names no known event type.
+    UnknownType,
+    /// `result` names no known validation result.
+    UnknownResult,
+    /// `category` names no known ticket category.
+    UnknownCategory,
+    /// A timestamp does not parse as RFC 3339 with an offset.
+    BadTimestamp,
+}
+
+impl RejectReason {
+    /// Every reason, for metrics that pre-register their label values.
+    pub const ALL: [RejectReason; 9] = [
+        Self::NotJson,
+        Self::NotObject,
+        Self::MissingField,
+        Self::EmptyField,
+        Self::WrongType,
+        Self::UnknownType,
+        Self::UnknownResult,
+        Self::UnknownCategory,
+        Self::BadTimestamp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotJson => "not_json",
+            Self::NotObject => "not_object",
+            Self::MissingField => "missing_field",
+            Self::EmptyField => "empty_field",
+            Self::WrongType => "wrong_type",
+            Self::UnknownType => "unknown_type",
+            Self::UnknownResult => "unknown_result",
+            Self::UnknownCategory => "unknown_category",
+            Self::BadTimestamp => "bad_timestamp",
+        }
+    }
+}
+
+/// A rejected event: the reason and, where there is one, the field at fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub field: Option<&'static str>,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            Some(field) => write!(f, "{} ({})", self.reason.as_str(), field),
+            None => f.write_str(self.reason.as_str()),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+fn reject(reason: RejectReason, field: &'static str) -> Rejection {
+    Rejection {
+        reason,
+        field: Some(field),
+    }
+}
+
+/// Decodes one event. Never panics.
+pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
+    let raw: RawEvent<'_> = match serde_json::from_slice(bytes) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let reason = if e.is_data() {
+                RejectReason::NotObject
+            } else {
+                RejectReason::NotJson
+            };
+            return Err(Rejection {
+                reason,
+                field: None,
+            });
+        }
+    };
+    raw.validate()
+}
+
+/// Any JSON value, kept only as far as the checks need.
+#[derive(Debug)]
+enum Raw<'a> {
+    Null,
+    Bool,
+    Str(Cow<'a, str>),
+    Unsigned(u64),
+    Negative,
+    Float,
+    Composite,
+}
+
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Raw::Bool)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Raw::Unsigned(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(if v >= 0 {
+                    Raw::Unsigned(v as u64)
+                } else {
+                    Raw::Negative
+                })
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Raw::Float)
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Raw::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Raw::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Raw::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Raw::Composite)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Raw::Composite)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+macro_rules! raw_fields {
+    ($($name:ident = $wire:literal),* $(,)?) => {
+        /// The known fields of an event object, each as found (or absent).
+        #[derive(Default, Debug)]
+        #[allow(non_snake_case)]
+        struct RawEvent<'a> { $($name: Option<Raw<'a>>,)* }
+
+        /// Which known field a key names.
+        #[allow(non_camel_case_types)]
+        enum FieldName { $($name,)* Unknown }
+
+        impl FieldName {
+            fn from_key(key: &str) -> Self {
+                match key { $($wire => FieldName::$name,)* _ => FieldName::Unknown }
+            }
+        }
+
+        impl<'de> Visitor<'de> for RawEventVisitor {
+            type Value = RawEvent<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut ev = RawEvent::default();
+                while let Some(key) = map.next_key::<KeyName>()? {
+                    match key.0 {
+                        $(FieldName::$name => ev.$name = Some(map.next_value::<Raw<'de>>()?),)*
+                        FieldName::Unknown => { map.next_value::<IgnoredAny>()?; }
+                    }
+                }
+                Ok(ev)
+            }
+        }
+    };
+}
+
+raw_fields!(
+    type_ = "type",
+    ts = "ts",
+    event_id = "event_id",
+    customer_id = "customer_id",
+    license_key = "license_key",
+    plan = "plan",
+    domain_limit = "domain_limit",
+    mrr_cents = "mrr_cents",
+    email = "email",
+    expires_at = "expires_at",
+    domain = "domain",
+    result = "result",
+    country = "country",
+    api_key_id = "api_key_id",
+    ticket_id = "ticket_id",
+    category = "category",
+    feature = "feature",
+);
+
+struct RawEventVisitor;
+
+/// A map key, matched against the known field names without allocating.
+struct KeyName(FieldName);
+
+impl<'de> Deserialize<'de> for KeyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = KeyName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyName, E> {
+                Ok(KeyName(FieldName::from_key(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawEvent<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RawEventVisitor)
+    }
+}
+
+fn req_str<'a>(v: Option<Raw<'a>>, field: &'static str) -> Result<Cow<'a, str>, Rejection> {
+    match v {
+        None | Some(Raw::Null) => Err(reject(RejectReason::MissingField, field)),
+        Some(Raw::Str(s)) if s.is_empty() => Err(reject(RejectReason::EmptyField, field)),
+        Some(Raw::Str(s)) => Ok(s),
+        Some(_) => Err(reject(RejectReason::WrongType, field)),
+    }
+}
+
+fn opt_str<'a>(v: Option<Raw<'a>>, field: &'static str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    match v {
+        None | Some(Raw::Null) => Ok(None),
+        Some(Raw::Str(s)) => Ok(Some(s)),
+        Some(_) => Err(reject(RejectReason::WrongType, field)),
+    }
+}
+
+fn req_uint(v: Option<Raw<'_>>, field: &'static str) -> Result<u64, Rejection> {
+    match v {
+        None | Some(Raw::Null) => Err(reject(RejectReason::MissingField, field)),
+        Some(Raw::Unsigned(n)) => Ok(n),
+        Some(_) => Err(reject(RejectReason::WrongType, field)),
+    }
+}
+
+fn ts_of(s: &str, field: &'static str) -> Result<Micros, Rejection> {
+    parse_rfc3339(s).ok_or(reject(RejectReason::BadTimestamp, field))
+}
+
+fn opt_ts(v: Option<Raw<'_>>, field: &'static str) -> Result<Option<Micros>, Rejection> {
+    match opt_str(v, field)? {
+        None => Ok(None),
+        Some(s) => ts_of(&s, field).map(Some),
+    }
+}
+
+impl<'a> RawEvent<'a> {
+    fn validate(mut self) -> Result<Event<'a>, Rejection> {
+        let ty = req_str(self.type_.take(), "type")?;
+        let type_index = EVENT_TYPES
+            .iter()
+            .position(|t| *t == ty)
+            .ok_or(reject(RejectReason::UnknownType, "type"))?;
+        let ts = ts_of(&req_str(self.ts.take(), "ts")?, "ts")?;
+        let event_id = opt_str(self.event_id.take(), "event_id")?;
+        let customer_raw = self.customer_id.take();
+        let mut customer_optional = false;
+        let kind = self.kind(type_index, &mut customer_optional)?;
+        let customer_id = if customer_optional {
+            opt_str(customer_raw, "customer_id")?
+        } else {
+            Some(req_str(customer_raw, "customer_id")?)
+        };
+        Ok(Event {
+            ts,
+            event_id,
+            customer_id,
+            kind,
+        })
+    }
+
+    fn kind(
+        &mut self,
+        type_index: usize,
+        customer_optional: &mut bool,
+    ) -> Result<EventKind<'a>, Rejection> {
+        let key = |s: &mut Self| req_str(s.license_key.take(), "license_key");
+        Ok(match type_index {
+            0 => EventKind::Issued {
+                license_key: key(self)?,
+                plan: req_str(self.plan.take(), "plan")?,
+                domain_limit: req_uint(self.domain_limit.take(), "domain_limit")?,
+                mrr_cents: req_uint(self.mrr_cents.take(), "mrr_cents")?,
+                email: opt_str(self.email.take(), "email")?,
+                expires_at: opt_ts(self.expires_at.take(), "expires_at")?,
+            },
+            1 => EventKind::Activated {
+                license_key: key(self)?,
+                domain: opt_str(self.domain.take(), "domain")?,
+            },
+            2 => {
+                let license_key = key(self)?;
+                let result = req_str(self.result.take(), "result")?;
+                let result = ValidationResult::parse(&result)
+                    .ok_or(reject(RejectReason::UnknownResult, "result"))?;
+                *customer_optional = result == ValidationResult::InvalidFormat;
+                EventKind::Validated {
+                    license_key,
+                    result,
+                    domain: opt_str(self.domain.take(), "domain")?,
+                    country: opt_str(self.country.take(), "country")?,
+                }
+            }
+            3 => EventKind::Renewed {
+                license_key: key(self)?,
+                expires_at: opt_ts(self.expires_at.take(), "expires_at")?,
+            },
+            4 => EventKind::Expired {
+                license_key: key(self)?,
+            },
+            5 => EventKind::Revoked {
+                license_key: key(self)?,
+            },
+            6 => EventKind::SubscriptionChanged {
+                license_key: key(self)?,
+                plan: req_str(self.plan.take(), "plan")?,
+                domain_limit: req_uint(self.domain_limit.take(), "domain_limit")?,
+                mrr_cents: req_uint(self.mrr_cents.take(), "mrr_cents")?,
+            },
+            7 => EventKind::SubscriptionCanceled {
+                license_key: key(self)?,
+            },
+            8 => EventKind::DomainAdded {
+                license_key: key(self)?,
+                domain: req_str(self.domain.take(), "domain")?,
+            },
+            9 => EventKind::DomainRemoved {
+                license_key: key(self)?,
+                domain: req_str(self.domain.take(), "domain")?,
+            },
+            10 => EventKind::ApiKeyCreated {
+                api_key_id: req_str(self.api_key_id.take(), "api_key_id")?,
+            },
+            11 => EventKind::ApiKeyDeleted {
+                api_key_id: req_str(self.api_key_id.take(), "api_key_id")?,
+            },
+            12 => EventKind::DowngradeInquiry,
+            13 => {
+                let ticket_id = req_str(self.ticket_id.take(), "ticket_id")?;
+                let category = req_str(self.category.take(), "category")?;
+                EventKind::TicketOpened {
+                    ticket_id,
+                    category: TicketCategory::parse(&category)
+                        .ok_or(reject(RejectReason::UnknownCategory, "category"))?,
+                }
+            }
+            14 => EventKind::TicketClosed {
+                ticket_id: req_str(self.ticket_id.take(), "ticket_id")?,
+            },
+            15 => EventKind::PaymentFailed,
+            16 => EventKind::PaymentSucceeded,
+            17 => EventKind::MemberInvited,
+            _ => EventKind::FeatureDenied {
+                license_key: key(self)?,
+                feature: req_str(self.feature.take(), "feature")?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(line: &str) -> (RejectReason, Option<&'static str>) {
+        let r = decode(line.as_bytes()).unwrap_err();
+        (r.reason, r.field)
+    }
+
+    #[test]
+    fn decodes_an_issue_with_offset_time() {
+        let e = decode(br#"{"type":"license.issued","ts":"2026-10-01T11:00:00+02:00","customer_id":"c1","license_key":"K1","plan":"starter","domain_limit":3,"mrr_cents":2900,"email":null,"extra":{"a":[1,2]}}"#).unwrap();
+        assert_eq!(e.customer_id.as_deref(), Some("c1"));
+        assert_eq!(e.ts, parse_rfc3339("2026-10-01T09:00:00Z").unwrap());
+        match e.kind {
+            EventKind::Issued {
+                domain_limit,
+                mrr_cents,
+                email,
+                ..
+            } => {
+                assert_eq!((domain_limit, mrr_cents, email), (3, 2900, None));
+            }
+            other => panic!("wrong kind {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejects_with_typed_reasons() {
+        assert_eq!(reason("not json"), (RejectReason::NotJson, None));
+        assert_eq!(reason("[1,2,3]"), (RejectReason::NotObject, None));
+        assert_eq!(reason(r#"{"a":1} x"#), (RejectReason::NotJson, None));
+        assert_eq!(
+            reason(r#"{"ts":"2026-10-25T10:00:00Z","customer_id":"c5"}"#),
+            (RejectReason::MissingField, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"type":5}"#),
+            (RejectReason::WrongType, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"type":"license.exploded","ts":"2026-10-25T10:00:00Z"}"#),
+            (RejectReason::UnknownType, Some("type"))
+        );
+        assert_eq!(
+            reason(r#"{"type":"payment.failed","ts":"yesterday","customer_id":"c"}"#),
+            (RejectReason::BadTimestamp, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00","customer_id":"c"}"#),
+            (RejectReason::BadTimestamp, Some("ts"))
+        );
+        assert_eq!(
+            reason(r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":""}"#),
+            (RejectReason::EmptyField, Some("customer_id"))
+        );
+        assert_eq!(
+            reason(r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z"}"#),
+            (RejectReason::MissingField, Some("customer_id"))
+        );
+        assert_eq!(
+            reason(
+                r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","event_id":7}"#
+            ),
+            (RejectReason::WrongType, Some("event_id"))
+        );
+        let issued = |limit: &str| {
+            format!(
+                r#"{{"type":"license.issued","ts":"2026-10-25T10:00:00Z","customer_id":"c","license_key":"k","plan":"p","domain_limit":{limit},"mrr_cents":1}}"#
+            )
+        };
+        assert_eq!(
+            reason(&issued("-1")),
+            (RejectReason::WrongType, Some("domain_limit"))
+        );
+        assert_eq!(
+            reason(&issued("3.0")),
+            (RejectReason::WrongType, Some("domain_limit"))
+        );
+        assert_eq!(
+            reason(&issued("1e2")),
+            (RejectReason::WrongType, Some("domain_limit"))
+        );
+        assert_eq!(
+            reason(&issued("\"3\"")),
+            (RejectReason::WrongType, Some("domain_limit"))
+        );
+        assert_eq!(
+            reason(&issued("null")),
+            (RejectReason::MissingField, Some("domain_limit"))
+        );
+        assert!(decode(issued("18446744073709551615").as_bytes()).is_ok());
+        assert_eq!(
+            reason(
+                r#"{"type":"license.validated","ts":"2026-10-25T10:00:00Z","customer_id":"c","license_key":"k","result":"maybe"}"#
+            ),
+            (RejectReason::UnknownResult, Some("result"))
+        );
+        assert_eq!(
+            reason(
+                r#"{"type":"support.ticket_opened","ts":"2026-10-25T10:00:00Z","customer_id":"c","ticket_id":"t","category":"rage"}"#
+            ),
+            (RejectReason::UnknownCategory, Some("category"))
+        );
+    }
+
+    #[test]
+    fn invalid_format_needs_no_customer_but_others_do() {
+        let ok = decode(br#"{"type":"license.validated","ts":"2026-10-25T11:00:00Z","license_key":"???","result":"invalid_format","country":"BR"}"#).unwrap();
+        assert_eq!(ok.customer_id, None);
+        assert_eq!(
+            reason(
+                r#"{"type":"license.validated","ts":"2026-10-25T11:00:00Z","license_key":"k","result":"valid"}"#
+            ),
+            (RejectReason::MissingField, Some("customer_id"))
+        );
+    }
+
+    #[test]
+    fn escaped_strings_are_owned_and_exact() {
+        let e = decode(
+            br#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c\u00e9\n"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.customer_id.as_deref(), Some("c\u{e9}\n"));
+    }
+
+    #[test]
+    fn leap_second_is_a_bad_timestamp() {
+        assert_eq!(
+            reason(r#"{"type":"payment.failed","ts":"2016-12-31T23:59:60Z","customer_id":"c"}"#),
+            (RejectReason::BadTimestamp, Some("ts"))
+        );
+    }
+}

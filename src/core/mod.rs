@@ -1,0 +1,21 @@
+//! The pure, deterministic core: events → state → report and decisions.
+//!
+//! Nothing in this module does I/O or reads a clock. Time enters only as event
+//! timestamps and as the `as_of` / `now` arguments, which is what lets `keypulse replay`
+//! and the Kafka service give the same answer, and a partition's state move between
+//! instances.
+
+pub mod config;
+pub mod event;
+pub mod health;
+pub mod report;
+pub mod signals;
+pub mod state;
+pub mod time;
+pub mod window;
+
+pub use config::CoreConfig;
+pub use event::{decode, Event, EventKind, RejectReason, Rejection, ValidationResult};
+pub use report::{Aggregate, Report};
+pub use signals::{Notification, NotificationKind};
+pub use state::{Applied, PartitionState};

@@ -1,0 +1,1083 @@
+//! The fold: per-partition state, and how each event changes it (SPEC §1, §2, §5).
+//!
+//! Owns [`PartitionState`]: the customers and licenses of one partition (or of a whole
+//! replay), that partition's share of the per-day figures, the MRR book, and every
+//! notification decided so far. It has no I/O and no clock: time comes in only through
+//! event timestamps and [`PartitionState::advance_to`].
+//!
+//! Guarantees:
+//! - every decision for a customer depends only on that customer's own events in their
+//!   own arrival order, so any interleaving of customers and any split of customers over
+//!   states gives the same decisions;
+//! - the state serializes with serde (see [`PartitionState::to_bytes`]) and two states
+//!   over disjoint customers merge into one ([`PartitionState::merge`]);
+//! - nothing here panics on any decoded event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::CoreConfig;
+use super::event::{Event, EventKind, TicketCategory, ValidationResult};
+use super::health::{self, Health, HealthInputs};
+use super::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
+use super::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER, SECOND};
+use super::window::{DayBitmap, DayCounts};
+
+/// A license's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Status {
+    Active,
+    Expired,
+    Revoked,
+    Canceled,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Self::Active, Self::Expired, Self::Revoked, Self::Canceled];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Canceled => "canceled",
+        }
+    }
+}
+
+/// What became of one event handed to [`PartitionState::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    Duplicate,
+}
+
+/// Event counts of the report's `events` section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    pub applied: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+}
+
+/// One customer (or, with id `""`, the events that carry none).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Customer {
+    pub(crate) id: Box<str>,
+    /// The largest `ts` applied, or the latest wall-clock midnight passed; `NEVER` before any.
+    pub(crate) clock: Micros,
+    /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
+    seen_ids: HashMap<Box<str>, Micros>,
+    seen_ids_pruned_at: u32,
+    pub(crate) licenses: Vec<u32>,
+    /// Licenses that may have an upgrade trigger of their own (checked after each event).
+    upgrade_candidates: Vec<u32>,
+    pub(crate) active_licenses: u32,
+    /// Validations (not `invalid_format`) by day.
+    pub(crate) validations: DayCounts,
+    pub(crate) invites: DayCounts,
+    pub(crate) open_tickets: Vec<Box<str>>,
+    pub(crate) payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+impl Customer {
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.into(),
+            clock: NEVER,
+            seen_ids: HashMap::new(),
+            seen_ids_pruned_at: 0,
+            licenses: Vec::new(),
+            upgrade_candidates: Vec::new(),
+            active_licenses: 0,
+            validations: DayCounts::default(),
+            invites: DayCounts::default(),
+            open_tickets: Vec::new(),
+            payment_failed: false,
+            last_churn_at: NEVER,
+        }
+    }
+
+    fn is_duplicate(&self, id: &str, horizon: Micros) -> bool {
+        match self.seen_ids.get(id) {
+            Some(t) => *t >= self.clock.saturating_sub(horizon),
+            None => false,
+        }
+    }
+
+    fn remember_id(&mut self, id: &str, ts: Micros, horizon: Micros) {
+        match self.seen_ids.get_mut(id) {
+            Some(t) => *t = ts,
+            None => {
+                self.seen_ids.insert(id.into(), ts);
+            }
+        }
+        // Forget ids beyond the horizon, amortised: only when the map has doubled.
+        if self.seen_ids.len() as u32 > 2 * self.seen_ids_pruned_at + 16 {
+            let floor = self.clock.saturating_sub(horizon);
+            self.seen_ids.retain(|_, t| *t >= floor);
+            self.seen_ids_pruned_at = self.seen_ids.len() as u32;
+        }
+    }
+}
+
+/// One license.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct License {
+    pub(crate) customer: u32,
+    pub(crate) key: Box<str>,
+    pub(crate) status: Status,
+    pub(crate) plan: u32,
+    pub(crate) domain_limit: u64,
+    pub(crate) mrr_cents: u64,
+    pub(crate) email: Option<Box<str>>,
+    /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
+    pub(crate) issued_at: Micros,
+    pub(crate) first_sight: Micros,
+    pub(crate) expires_at: Micros,
+    pub(crate) first_activation: Micros,
+    pub(crate) first_valid: Micros,
+    /// Latest validation by `ts`, any result but `invalid_format`.
+    pub(crate) last_validation: Micros,
+    validated_days: DayBitmap,
+    /// Registered domains, as 64-bit hashes, sorted.
+    pub(crate) domains: Vec<u64>,
+    last_upgrade_at: Micros,
+    last_renewal_at: Micros,
+}
+
+impl License {
+    /// The issue time, or the first sight of a license never issued.
+    pub(crate) fn issued_or_seen(&self) -> Micros {
+        if self.issued_at != NEVER {
+            self.issued_at
+        } else {
+            self.first_sight
+        }
+    }
+}
+
+/// One day's figures, over every customer of the partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DayStats {
+    /// `license.validated` by result, in [`ValidationResult::ALL`] order.
+    pub(crate) by_result: [u64; 6],
+    /// Distinct licenses validated (not `invalid_format`).
+    pub(crate) dav: u64,
+    pub(crate) countries: BTreeMap<String, u64>,
+}
+
+/// MRR changes booked by day; days before the retained window collapse into `base`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct MrrBook {
+    pub(crate) base: i128,
+    pub(crate) base_through: Option<Day>,
+    pub(crate) days: BTreeMap<Day, i128>,
+    pub(crate) current: i128,
+}
+
+impl MrrBook {
+    fn book(&mut self, day: Day, delta: i128) {
+        if delta == 0 {
+            return;
+        }
+        self.current += delta;
+        match self.base_through {
+            Some(through) if day <= through => self.base += delta,
+            _ => *self.days.entry(day).or_insert(0) += delta,
+        }
+    }
+
+    /// Collapses every day before `floor` into the base sum.
+    fn collapse_before(&mut self, floor: Day) {
+        let keep = self.days.split_off(&floor);
+        let old = std::mem::replace(&mut self.days, keep);
+        self.base += old.values().sum::<i128>();
+        self.base_through = Some(self.base_through.map_or(floor - 1, |t| t.max(floor - 1)));
+    }
+
+    /// Σ changes booked up to and including `day`.
+    pub(crate) fn through(&self, day: Day) -> i128 {
+        self.base + self.days.range(..=day).map(|(_, v)| *v).sum::<i128>()
+    }
+}
+
+/// The state of one partition: its customers, licenses and per-day figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub(crate) customers: Vec<Customer>,
+    pub(crate) licenses: Vec<License>,
+    pub(crate) plans: Vec<Box<str>>,
+    pub(crate) days: BTreeMap<Day, DayStats>,
+    pub(crate) mrr: MrrBook,
+    pub(crate) counts: EventCounts,
+    pub(crate) notifications: Vec<Notification>,
+    /// Per license: `rate_limited` validations and `feature.access_denied` by day (sparse).
+    pub(crate) rate_limited: HashMap<u32, DayCounts>,
+    pub(crate) features_denied: HashMap<u32, DayCounts>,
+    /// The latest customer clock day seen; per-day figures older than the window are dropped.
+    pub(crate) max_day: Option<Day>,
+    #[serde(skip)]
+    index: Index,
+}
+
+/// Lookup tables rebuilt from the vectors after deserialization.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    customers: HashMap<Box<str>, u32>,
+    licenses: hashbrown::HashTable<u32>,
+    plans: HashMap<Box<str>, u32>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+fn license_hash(hasher: &impl BuildHasher, customer: u32, key: &str) -> u64 {
+    let mut h = hasher.build_hasher();
+    customer.hash(&mut h);
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// A stable 64-bit hash of a domain name (stable across processes and machines, so a
+/// serialized state moves between instances).
+fn domain_hash(domain: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(domain.as_bytes())
+}
+
+/// A serialization or restore failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot encode state: {0}")]
+    Encode(String),
+    #[error("cannot decode state: {0}")]
+    Decode(String),
+}
+
+impl PartitionState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Serializes the state into its compact binary form.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, StateError> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard())
+            .map_err(|e| StateError::Encode(e.to_string()))
+    }
+
+    /// Restores a state written by [`Self::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, StateError> {
+        let (mut state, _): (Self, usize) =
+            bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+                .map_err(|e| StateError::Decode(e.to_string()))?;
+        state.rebuild_index();
+        Ok(state)
+    }
+
+    fn rebuild_index(&mut self) {
+        let mut index = Index::default();
+        for (i, c) in self.customers.iter().enumerate() {
+            index.customers.insert(c.id.clone(), i as u32);
+        }
+        for (i, p) in self.plans.iter().enumerate() {
+            index.plans.insert(p.clone(), i as u32);
+        }
+        for (i, l) in self.licenses.iter().enumerate() {
+            let h = license_hash(&index.hasher, l.customer, &l.key);
+            let hasher = &index.hasher;
+            let licenses = &self.licenses;
+            index.licenses.insert_unique(h, i as u32, |&j| {
+                let l = &licenses[j as usize];
+                license_hash(hasher, l.customer, &l.key)
+            });
+        }
+        self.index = index;
+    }
+
+    /// Event counts so far.
+    pub fn counts(&self) -> EventCounts {
+        self.counts
+    }
+
+    /// Counts one rejected event (decoding happens outside the fold).
+    pub fn record_rejected(&mut self) {
+        self.counts.rejected += 1;
+    }
+
+    /// Every notification decided so far, in decision order.
+    pub fn notifications(&self) -> &[Notification] {
+        &self.notifications
+    }
+
+    /// Number of customers (the no-customer group included when present) and licenses.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.customers.len(), self.licenses.len())
+    }
+
+    /// The largest clock over the partition's customers (its watermark), if any event applied.
+    pub fn watermark(&self) -> Option<Micros> {
+        self.customers
+            .iter()
+            .map(|c| c.clock)
+            .filter(|c| *c != NEVER)
+            .max()
+    }
+
+    /// Approximate bytes held by the state (structs and their heap allocations).
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let lic: usize = self
+            .licenses
+            .iter()
+            .map(|l| {
+                size_of::<License>()
+                    + l.key.len()
+                    + l.email.as_ref().map_or(0, |e| e.len())
+                    + l.domains.capacity() * 8
+            })
+            .sum();
+        let cust: usize = self
+            .customers
+            .iter()
+            .map(|c| {
+                size_of::<Customer>()
+                    + c.id.len()
+                    + c.seen_ids.iter().map(|(k, _)| k.len() + 24).sum::<usize>()
+                    + c.licenses.capacity() * 4
+                    + c.upgrade_candidates.capacity() * 4
+                    + c.validations.heap_bytes()
+                    + c.invites.heap_bytes()
+            })
+            .sum();
+        let sparse: usize = self
+            .rate_limited
+            .values()
+            .chain(self.features_denied.values())
+            .map(|d| d.heap_bytes() + 40)
+            .sum();
+        let index = self.index.customers.capacity() * 24 + self.index.licenses.capacity() * 5;
+        lic + cust + sparse + index + self.days.len() * size_of::<DayStats>()
+    }
+
+    fn customer_index(&mut self, id: &str) -> u32 {
+        if let Some(i) = self.index.customers.get(id) {
+            return *i;
+        }
+        let i = self.customers.len() as u32;
+        self.customers.push(Customer::new(id));
+        self.index.customers.insert(id.into(), i);
+        i
+    }
+
+    fn plan_index(&mut self, plan: &str) -> u32 {
+        if let Some(i) = self.index.plans.get(plan) {
+            return *i;
+        }
+        let i = self.plans.len() as u32;
+        self.plans.push(plan.into());
+        self.index.plans.insert(plan.into(), i);
+        i
+    }
+
+    fn find_license(&self, customer: u32, key: &str) -> Option<u32> {
+        let h = license_hash(&self.index.hasher, customer, key);
+        self.index
+            .licenses
+            .find(h, |&j| {
+                let l = &self.licenses[j as usize];
+                l.customer == customer && &*l.key == key
+            })
+            .copied()
+    }
+
+    /// The license of `customer` with `key`, created on the fly when never seen.
+    fn license_index(&mut self, customer: u32, key: &str, ts: Micros) -> (u32, bool) {
+        if let Some(i) = self.find_license(customer, key) {
+            return (i, false);
+        }
+        let plan = self.plan_index("unknown");
+        let i = self.licenses.len() as u32;
+        self.licenses.push(License {
+            customer,
+            key: key.into(),
+            status: Status::Active,
+            plan,
+            domain_limit: 0,
+            mrr_cents: 0,
+            email: None,
+            issued_at: NEVER,
+            first_sight: ts,
+            expires_at: NEVER,
+            first_activation: NEVER,
+            first_valid: NEVER,
+            last_validation: NEVER,
+            validated_days: DayBitmap::default(),
+            domains: Vec::new(),
+            last_upgrade_at: NEVER,
+            last_renewal_at: NEVER,
+        });
+        let h = license_hash(&self.index.hasher, customer, key);
+        let hasher = &self.index.hasher;
+        let licenses = &self.licenses;
+        self.index.licenses.insert_unique(h, i, |&j| {
+            let l = &licenses[j as usize];
+            license_hash(hasher, l.customer, &l.key)
+        });
+        let c = &mut self.customers[customer as usize];
+        c.licenses.push(i);
+        c.active_licenses += 1;
+        (i, true)
+    }
+
+    /// Folds one decoded event. Decisions it makes are pushed to `out` (and kept for the
+    /// report). Returns whether it was applied or ignored as a duplicate.
+    pub fn apply(
+        &mut self,
+        ev: &Event<'_>,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) -> Applied {
+        let horizon = cfg.dedup_horizon_secs as i64 * SECOND;
+        let cid = ev.customer_id.as_deref().unwrap_or("");
+        let ci = self.customer_index(cid);
+        if let Some(id) = ev.event_id.as_deref() {
+            if self.customers[ci as usize].is_duplicate(id, horizon) {
+                self.counts.duplicates += 1;
+                return Applied::Duplicate;
+            }
+        }
+        let day = day_of(ev.ts);
+        let clock = self.customers[ci as usize].clock;
+        if clock != NEVER && day > day_of(clock) {
+            self.run_midnights(ci, day_of(clock) + 1, day, cfg, out);
+        }
+        let c = &mut self.customers[ci as usize];
+        c.clock = c.clock.max(ev.ts);
+        let clock_day = day_of(c.clock);
+        if let Some(id) = ev.event_id.as_deref() {
+            c.remember_id(id, ev.ts, horizon);
+        }
+        self.counts.applied += 1;
+        self.advance_max_day(clock_day, cfg);
+        let floor = clock_day - cfg.window_days as i32 + 1;
+        let in_window = day >= floor;
+        self.fold_effect(ci, ev, day, floor, in_window, cfg, out);
+        Applied::Applied
+    }
+
+    fn advance_max_day(&mut self, day: Day, cfg: &CoreConfig) {
+        if self.max_day.is_some_and(|m| m >= day) {
+            return;
+        }
+        self.max_day = Some(day);
+        let floor = day - cfg.window_days as i32;
+        if self.days.first_key_value().is_some_and(|(d, _)| *d < floor) {
+            self.days = self.days.split_off(&floor);
+        }
+        if self
+            .mrr
+            .days
+            .first_key_value()
+            .is_some_and(|(d, _)| *d < floor)
+        {
+            self.mrr.collapse_before(floor);
+        }
+    }
+
+    /// The per-day figures of `day`, unless the day is older than the partition keeps.
+    fn day_stats(&mut self, day: Day, cfg: &CoreConfig) -> Option<&mut DayStats> {
+        let floor = self.max_day? - cfg.window_days as i32;
+        (day >= floor).then(|| self.days.entry(day).or_default())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn fold_effect(
+        &mut self,
+        ci: u32,
+        ev: &Event<'_>,
+        day: Day,
+        floor: Day,
+        in_window: bool,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let ts = ev.ts;
+        let mut churn_signal: Option<&'static str> = None;
+        let mut check_upgrade = true;
+        match &ev.kind {
+            EventKind::Issued {
+                license_key,
+                plan,
+                domain_limit,
+                mrr_cents,
+                email,
+                expires_at,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let plan = self.plan_index(plan);
+                let l = &mut self.licenses[li as usize];
+                if l.issued_at == NEVER {
+                    l.issued_at = ts;
+                }
+                l.email = email.as_deref().map(Into::into);
+                if let Some(e) = expires_at {
+                    l.expires_at = *e;
+                }
+                self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
+                self.set_status(li, Status::Active, day);
+                self.note_upgrade_candidate(li);
+            }
+            EventKind::Activated {
+                license_key,
+                domain,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let l = &mut self.licenses[li as usize];
+                if l.first_activation == NEVER || ts < l.first_activation {
+                    l.first_activation = ts;
+                }
+                if let Some(d) = domain {
+                    self.add_domain(li, d);
+                }
+            }
+            EventKind::Validated {
+                license_key,
+                result,
+                country,
+                ..
+            } => {
+                if in_window {
+                    if let Some(stats) = self.day_stats(day, cfg) {
+                        stats.by_result[result.index()] += 1;
+                        if let Some(country) = country {
+                            *stats.countries.entry(country.to_string()).or_insert(0) += 1;
+                        }
+                    }
+                }
+                if *result == ValidationResult::InvalidFormat {
+                    check_upgrade = false;
+                } else {
+                    let (li, _) = self.license_index(ci, license_key, ts);
+                    let l = &mut self.licenses[li as usize];
+                    if l.last_validation == NEVER || ts > l.last_validation {
+                        l.last_validation = ts;
+                    }
+                    if *result == ValidationResult::Valid
+                        && (l.first_valid == NEVER || ts < l.first_valid)
+                    {
+                        l.first_valid = ts;
+                    }
+                    if in_window {
+                        let fresh = l.validated_days.mark(day);
+                        if fresh {
+                            if let Some(stats) = self.day_stats(day, cfg) {
+                                stats.dav += 1;
+                            }
+                        }
+                        self.customers[ci as usize].validations.add(day, 1, floor);
+                        if *result == ValidationResult::RateLimited {
+                            self.rate_limited.entry(li).or_default().add(day, 1, floor);
+                            self.note_upgrade_candidate(li);
+                        }
+                    }
+                    if *result == ValidationResult::Expired {
+                        self.decide_renewal(li, ts, cfg, out);
+                    }
+                }
+            }
+            EventKind::Renewed {
+                license_key,
+                expires_at,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                if let Some(e) = expires_at {
+                    self.licenses[li as usize].expires_at = *e;
+                }
+                self.set_status(li, Status::Active, day);
+                self.note_upgrade_candidate(li);
+            }
+            EventKind::Expired { license_key } => {
+                self.end_license(ci, license_key, ts, Status::Expired, day)
+            }
+            EventKind::Revoked { license_key } => {
+                self.end_license(ci, license_key, ts, Status::Revoked, day)
+            }
+            EventKind::SubscriptionCanceled { license_key } => {
+                self.end_license(ci, license_key, ts, Status::Canceled, day)
+            }
+            EventKind::SubscriptionChanged {
+                license_key,
+                plan,
+                domain_limit,
+                mrr_cents,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let plan = self.plan_index(plan);
+                self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
+                self.note_upgrade_candidate(li);
+            }
+            EventKind::DomainAdded {
+                license_key,
+                domain,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                self.add_domain(li, domain);
+            }
+            EventKind::DomainRemoved {
+                license_key,
+                domain,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let h = domain_hash(domain);
+                let domains = &mut self.licenses[li as usize].domains;
+                if let Ok(pos) = domains.binary_search(&h) {
+                    domains.remove(pos);
+                }
+                churn_signal = Some("domain_deactivation");
+            }
+            EventKind::ApiKeyCreated { .. } => {}
+            EventKind::ApiKeyDeleted { .. } => churn_signal = Some("api_key_deletion"),
+            EventKind::DowngradeInquiry => churn_signal = Some("downgrade_inquiry"),
+            EventKind::TicketOpened {
+                ticket_id,
+                category,
+            } => {
+                let tickets = &mut self.customers[ci as usize].open_tickets;
+                if !tickets.iter().any(|t| **t == **ticket_id) {
+                    tickets.push((**ticket_id).into());
+                }
+                if *category == TicketCategory::Cancellation {
+                    churn_signal = Some("cancellation_ticket");
+                }
+            }
+            EventKind::TicketClosed { ticket_id } => {
+                self.customers[ci as usize]
+                    .open_tickets
+                    .retain(|t| **t != **ticket_id);
+            }
+            EventKind::PaymentFailed => {
+                self.customers[ci as usize].payment_failed = true;
+                churn_signal = Some("payment_failed");
+            }
+            EventKind::PaymentSucceeded => self.customers[ci as usize].payment_failed = false,
+            EventKind::MemberInvited => {
+                if in_window {
+                    self.customers[ci as usize].invites.add(day, 1, floor);
+                }
+            }
+            EventKind::FeatureDenied { license_key, .. } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                if in_window {
+                    self.features_denied
+                        .entry(li)
+                        .or_default()
+                        .add(day, 1, floor);
+                    self.note_upgrade_candidate(li);
+                }
+            }
+        }
+        if let Some(signal) = churn_signal {
+            self.decide_churn(ci, signal, ts, cfg, out);
+        }
+        if check_upgrade {
+            self.check_upgrades(ci, ts, cfg, out);
+        }
+    }
+
+    fn add_domain(&mut self, li: u32, domain: &str) {
+        let h = domain_hash(domain);
+        let domains = &mut self.licenses[li as usize].domains;
+        if let Err(pos) = domains.binary_search(&h) {
+            domains.insert(pos, h);
+        }
+        self.note_upgrade_candidate(li);
+    }
+
+    fn end_license(&mut self, ci: u32, key: &str, ts: Micros, status: Status, day: Day) {
+        let (li, _) = self.license_index(ci, key, ts);
+        self.set_status(li, status, day);
+    }
+
+    /// Moves a license to `status`, booking its MRR in or out of the total.
+    fn set_status(&mut self, li: u32, status: Status, day: Day) {
+        let l = &mut self.licenses[li as usize];
+        let was_active = l.status == Status::Active;
+        let now_active = status == Status::Active;
+        l.status = status;
+        let mrr = l.mrr_cents as i128;
+        let c = &mut self.customers[l.customer as usize];
+        match (was_active, now_active) {
+            (true, false) => {
+                c.active_licenses -= 1;
+                self.mrr.book(day, -mrr);
+            }
+            (false, true) => {
+                c.active_licenses += 1;
+                self.mrr.book(day, mrr);
+            }
+            _ => {}
+        }
+    }
+
+    /// Changes plan, limit and price, booking the difference when the license is active.
+    fn change_subscription(&mut self, li: u32, plan: u32, limit: u64, mrr: u64, day: Day) {
+        let l = &mut self.licenses[li as usize];
+        let delta = mrr as i128 - l.mrr_cents as i128;
+        l.plan = plan;
+        l.domain_limit = limit;
+        l.mrr_cents = mrr;
+        if l.status == Status::Active {
+            self.mrr.book(day, delta);
+        }
+    }
+
+    fn note_upgrade_candidate(&mut self, li: u32) {
+        let c = &mut self.customers[self.licenses[li as usize].customer as usize];
+        if !c.upgrade_candidates.contains(&li) {
+            c.upgrade_candidates.push(li);
+        }
+    }
+
+    /// The upgrade triggers of a license over the window ending on `end_day`.
+    pub(crate) fn triggers(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Vec<&'static str> {
+        let l = &self.licenses[li as usize];
+        let from = end_day - cfg.upgrade.window_days as i32 + 1;
+        let mut t = Vec::new();
+        if l.domain_limit > 0
+            && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio
+        {
+            t.push("domain_limit_approaching");
+        }
+        let sum = |m: &HashMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
+        if sum(&self.rate_limited) > cfg.upgrade.rate_limited_more_than as u64 {
+            t.push("rate_limit_frequent");
+        }
+        if sum(&self.features_denied) > cfg.upgrade.feature_denied_more_than as u64 {
+            t.push("feature_interest");
+        }
+        let c = &self.customers[l.customer as usize];
+        if c.invites.sum(from, end_day) >= cfg.upgrade.invites_at_least as u64 {
+            t.push("team_growth");
+        }
+        t
+    }
+
+    /// Whether a license can have a trigger of its own (not counting `team_growth`) in a
+    /// window ending on `end_day` or later.
+    fn may_trigger(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> bool {
+        let l = &self.licenses[li as usize];
+        let from = end_day - cfg.upgrade.window_days as i32 + 1;
+        let recent = |m: &HashMap<u32, DayCounts>| {
+            m.get(&li)
+                .and_then(|d| d.last_day())
+                .is_some_and(|d| d >= from)
+        };
+        (l.domain_limit > 0 && !l.domains.is_empty())
+            || recent(&self.rate_limited)
+            || recent(&self.features_denied)
+    }
+
+    fn check_upgrades(
+        &mut self,
+        ci: u32,
+        at: Micros,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let end_day = day_of(self.customers[ci as usize].clock);
+        let candidates = std::mem::take(&mut self.customers[ci as usize].upgrade_candidates);
+        let mut keep = Vec::with_capacity(candidates.len());
+        for li in candidates {
+            if !self.may_trigger(li, end_day, cfg) {
+                continue; // re-noted by the next event that touches the license
+            }
+            keep.push(li);
+            let l = &self.licenses[li as usize];
+            if l.status != Status::Active || l.email.is_none() {
+                continue;
+            }
+            if !cooldown_allows(
+                l.last_upgrade_at,
+                at,
+                cfg.notify.upgrade_cooldown_days as i64 * DAY,
+            ) {
+                continue;
+            }
+            let triggers = self.triggers(li, end_day, cfg);
+            if (triggers.len() as u32) < cfg.notify.upgrade_min_triggers {
+                continue;
+            }
+            let facts = self.upgrade_facts(li, end_day, cfg);
+            let l = &mut self.licenses[li as usize];
+            l.last_upgrade_at = at;
+            let n = Notification {
+                kind: NotificationKind::Upgrade,
+                to: l.email.as_deref().unwrap_or_default().to_string(),
+                customer_id: self.customers[ci as usize].id.to_string(),
+                license_key: Some(l.key.to_string()),
+                at,
+                reasons: triggers.iter().map(|t| t.to_string()).collect(),
+                facts: Some(facts),
+            };
+            self.push_decision(n, out);
+        }
+        self.customers[ci as usize].upgrade_candidates = keep;
+    }
+
+    fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {
+        let l = &self.licenses[li as usize];
+        let from = end_day - cfg.upgrade.window_days as i32 + 1;
+        let sum = |m: &HashMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
+        Facts::Upgrade {
+            plan: self.plans[l.plan as usize].to_string(),
+            domains_used: l.domains.len() as u64,
+            domain_limit: l.domain_limit,
+            rate_limited_30d: sum(&self.rate_limited),
+            features_denied_30d: sum(&self.features_denied),
+            invites_30d: self.customers[l.customer as usize]
+                .invites
+                .sum(from, end_day),
+        }
+    }
+
+    fn decide_renewal(
+        &mut self,
+        li: u32,
+        at: Micros,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let l = &self.licenses[li as usize];
+        let Some(email) = l.email.as_deref() else {
+            return;
+        };
+        if !cooldown_allows(
+            l.last_renewal_at,
+            at,
+            cfg.notify.renewal_cooldown_days as i64 * DAY,
+        ) {
+            return;
+        }
+        let n = Notification {
+            kind: NotificationKind::Renewal,
+            to: email.to_string(),
+            customer_id: self.customers[l.customer as usize].id.to_string(),
+            license_key: Some(l.key.to_string()),
+            at,
+            reasons: vec!["expired".to_string()],
+            facts: Some(Facts::Renewal {
+                plan: self.plans[l.plan as usize].to_string(),
+                expires_at: (l.expires_at != NEVER).then(|| format_rfc3339(l.expires_at)),
+            }),
+        };
+        self.licenses[li as usize].last_renewal_at = at;
+        self.push_decision(n, out);
+    }
+
+    fn decide_churn(
+        &mut self,
+        ci: u32,
+        signal: &'static str,
+        at: Micros,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let c = &self.customers[ci as usize];
+        if c.active_licenses == 0 {
+            return;
+        }
+        if !cooldown_allows(
+            c.last_churn_at,
+            at,
+            cfg.notify.churn_cooldown_days as i64 * DAY,
+        ) {
+            return;
+        }
+        let health = self.customer_health(ci, at, cfg);
+        let c = &self.customers[ci as usize];
+        let licenses = c
+            .licenses
+            .iter()
+            .map(|&li| {
+                let l = &self.licenses[li as usize];
+                LicenseFacts {
+                    license_key: l.key.to_string(),
+                    plan: self.plans[l.plan as usize].to_string(),
+                    status: l.status.as_str().to_string(),
+                    mrr_cents: l.mrr_cents,
+                }
+            })
+            .collect::<Vec<_>>();
+        let mrr_cents = c
+            .licenses
+            .iter()
+            .map(|&li| &self.licenses[li as usize])
+            .filter(|l| l.status == Status::Active)
+            .map(|l| l.mrr_cents as i128)
+            .sum();
+        let n = Notification {
+            kind: NotificationKind::ChurnWarning,
+            to: cfg.notify.team_address.clone(),
+            customer_id: c.id.to_string(),
+            license_key: None,
+            at,
+            reasons: vec![signal.to_string()],
+            facts: Some(Facts::ChurnWarning {
+                score: health.score,
+                penalties: health
+                    .penalties
+                    .iter()
+                    .map(|(r, p)| (r.to_string(), *p))
+                    .collect(),
+                licenses,
+                mrr_cents,
+            }),
+        };
+        self.customers[ci as usize].last_churn_at = at;
+        self.push_decision(n, out);
+    }
+
+    fn push_decision(&mut self, n: Notification, out: &mut Vec<Notification>) {
+        out.push(n.clone());
+        self.notifications.push(n);
+    }
+
+    /// Runs the daily check of customer `ci` at each midnight from `first` to `last`.
+    fn run_midnights(
+        &mut self,
+        ci: u32,
+        first: Day,
+        last: Day,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        // With no validation in the 14 days before a midnight the check cannot fire, so the
+        // loop stops there however far the clock jumps.
+        let Some(last_validation_day) = self.customers[ci as usize].validations.last_day() else {
+            return;
+        };
+        let last = last.min(last_validation_day.saturating_add(15));
+        for d in first..=last {
+            let c = &self.customers[ci as usize];
+            if c.active_licenses == 0 {
+                continue;
+            }
+            let last7 = c.validations.sum(d - 7, d - 1);
+            let prev7 = c.validations.sum(d - 14, d - 8);
+            if prev7 >= cfg.notify.decline_min_previous as u64
+                && (last7 as f64) <= cfg.notify.decline_at_most_ratio * prev7 as f64
+            {
+                self.decide_churn(ci, "validation_decline", midnight(d), cfg, out);
+            }
+        }
+    }
+
+    /// Moves every customer's clock to the latest wall-clock midnight at or before `now`,
+    /// running the daily checks it passes (SPEC §5, live mode only).
+    pub fn advance_to(&mut self, now: Micros, cfg: &CoreConfig, out: &mut Vec<Notification>) {
+        let today = day_of(now);
+        for ci in 0..self.customers.len() as u32 {
+            let clock = self.customers[ci as usize].clock;
+            if clock == NEVER || day_of(clock) >= today {
+                continue;
+            }
+            self.run_midnights(ci, day_of(clock) + 1, today, cfg, out);
+            self.customers[ci as usize].clock = midnight(today);
+        }
+        self.advance_max_day(today, cfg);
+    }
+
+    /// The health of customer `ci` at `as_of`, or `None` without an active license.
+    pub(crate) fn customer_health(&self, ci: u32, as_of: Micros, cfg: &CoreConfig) -> Health {
+        let c = &self.customers[ci as usize];
+        let mut last_validation = NEVER;
+        let mut earliest_seen = i64::MAX;
+        let (mut used, mut limits) = (0u64, 0u64);
+        for &li in &c.licenses {
+            let l = &self.licenses[li as usize];
+            last_validation = last_validation.max(l.last_validation);
+            earliest_seen = earliest_seen.min(l.issued_or_seen());
+            if l.status == Status::Active && l.domain_limit > 0 {
+                used = used.saturating_add(l.domains.len() as u64);
+                limits = limits.saturating_add(l.domain_limit);
+            }
+        }
+        let today = day_of(as_of);
+        let inputs = HealthInputs {
+            last_activity: if last_validation != NEVER {
+                last_validation
+            } else {
+                earliest_seen
+            },
+            domains_used: used,
+            domain_limits: limits,
+            validations_last_7d: c.validations.sum(today - 6, today),
+            validations_prev_7d: c.validations.sum(today - 13, today - 7),
+            open_ticket: !c.open_tickets.is_empty(),
+            payment_failed: c.payment_failed,
+        };
+        health::score(&inputs, as_of, &cfg.health)
+    }
+
+    /// Moves every customer of `other` into this state. The two must hold disjoint
+    /// customers (as two partitions do); per-day figures and the MRR book add up.
+    pub fn merge(&mut self, other: PartitionState) {
+        let lic_base = self.licenses.len() as u32;
+        let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
+        let mut customer_map = Vec::with_capacity(other.customers.len());
+        for mut c in other.customers {
+            for li in c.licenses.iter_mut().chain(c.upgrade_candidates.iter_mut()) {
+                *li += lic_base;
+            }
+            if let Some(&existing) = self.index.customers.get(&c.id) {
+                // Only the no-customer group may be on both sides (it owns no license):
+                // keep the later clock and every remembered id.
+                let mine = &mut self.customers[existing as usize];
+                mine.clock = mine.clock.max(c.clock);
+                mine.seen_ids.extend(c.seen_ids);
+                mine.licenses.extend(c.licenses);
+                mine.active_licenses += c.active_licenses;
+                customer_map.push(existing);
+                continue;
+            }
+            let i = self.customers.len() as u32;
+            self.index.customers.insert(c.id.clone(), i);
+            self.customers.push(c);
+            customer_map.push(i);
+        }
+        for mut l in other.licenses {
+            l.plan = plan_map[l.plan as usize];
+            l.customer = customer_map[l.customer as usize];
+            self.licenses.push(l);
+        }
+        for (li, d) in other.rate_limited {
+            self.rate_limited.insert(li + lic_base, d);
+        }
+        for (li, d) in other.features_denied {
+            self.features_denied.insert(li + lic_base, d);
+        }
+        for (day, s) in other.days {
+            let mine = self.days.entry(day).or_default();
+            for (a, b) in mine.by_result.iter_mut().zip(s.by_result) {
+                *a += b;
+            }
+            mine.dav += s.dav;
+            for (k, v) in s.countries {
+                *mine.countries.entry(k).or_insert(0) += v;
+            }
+        }
+        self.mrr.current += other.mrr.current;
+        self.mrr.base += other.mrr.base;
+        self.mrr.base_through = self.mrr.base_through.max(other.mrr.base_through);
+        for (d, v) in other.mrr.days {
+            *self.mrr.days.entry(d).or_insert(0) += v;
+        }
+        self.counts.applied += other.counts.applied;
+        self.counts.rejected += other.counts.rejected;
+        self.counts.duplicates += other.counts.duplicates;
+        self.notifications.extend(other.notifications);
+        self.max_day = self.max_day.max(other.max_day);
+        self.rebuild_index();
+    }
+}

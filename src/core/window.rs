@@ -1,0 +1,125 @@
+//! Day-bucketed windows: small sparse per-day counters and a per-license day bitmap.
+//!
+//! Owns how "on day d" state is kept for a bounded number of days. Both structures are
+//! keyed by absolute UTC day, so a late event lands on its own day and a stale slot is
+//! recognised by its day rather than by position. Guarantees: sums over a day range are
+//! exact for every day not older than the pruning floor passed to `add`.
+
+use serde::{Deserialize, Serialize};
+
+use super::time::Day;
+
+/// Counts per UTC day, sparse: only days with a count are stored, oldest first.
+/// Most customers and licenses have a handful of days, so a sorted vector beats a ring.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayCounts(Vec<(Day, u32)>);
+
+impl DayCounts {
+    /// Adds `n` on `day`, then forgets days before `floor`.
+    pub fn add(&mut self, day: Day, n: u32, floor: Day) {
+        match self.0.binary_search_by_key(&day, |(d, _)| *d) {
+            Ok(i) => self.0[i].1 = self.0[i].1.saturating_add(n),
+            Err(i) => self.0.insert(i, (day, n)),
+        }
+        self.prune(floor);
+    }
+
+    /// Forgets days before `floor`.
+    pub fn prune(&mut self, floor: Day) {
+        let keep_from = self.0.partition_point(|(d, _)| *d < floor);
+        if keep_from > 0 {
+            self.0.drain(..keep_from);
+        }
+    }
+
+    /// The sum over days `from..=to`.
+    pub fn sum(&self, from: Day, to: Day) -> u64 {
+        let start = self.0.partition_point(|(d, _)| *d < from);
+        self.0[start..]
+            .iter()
+            .take_while(|(d, _)| *d <= to)
+            .map(|(_, n)| *n as u64)
+            .sum()
+    }
+
+    /// The latest day with a count.
+    pub fn last_day(&self) -> Option<Day> {
+        self.0.last().map(|(d, _)| *d)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<(Day, u32)>()
+    }
+}
+
+/// Which of the last 64 days a license was seen on, as one bitmap.
+/// Bit `d % 64` stands for day `d` while `d` is within 64 days of `top`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayBitmap {
+    bits: u64,
+    top: Day,
+}
+
+impl DayBitmap {
+    /// Marks `day`; returns true when it was not marked before.
+    /// Days 64 or more before the latest marked day are ignored (returns false).
+    pub fn mark(&mut self, day: Day) -> bool {
+        if self.bits == 0 {
+            self.top = day;
+        } else if day > self.top {
+            let gap = (day as i64 - self.top as i64).min(64);
+            for i in 1..=gap {
+                let d = self.top as i64 + i;
+                self.bits &= !(1u64 << d.rem_euclid(64));
+            }
+            self.top = day;
+        } else if (self.top as i64 - day as i64) >= 64 {
+            return false;
+        }
+        let bit = 1u64 << (day as i64).rem_euclid(64);
+        let fresh = self.bits & bit == 0;
+        self.bits |= bit;
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_counts_sum_ranges_and_prune() {
+        let mut c = DayCounts::default();
+        c.add(10, 2, 0);
+        c.add(12, 1, 0);
+        c.add(10, 1, 0);
+        c.add(11, 5, 0);
+        assert_eq!(c.sum(10, 10), 3);
+        assert_eq!(c.sum(10, 12), 9);
+        assert_eq!(c.sum(11, 100), 6);
+        assert_eq!(c.sum(13, 100), 0);
+        c.add(40, 1, 12);
+        assert_eq!(c.sum(0, 11), 0);
+        assert_eq!(c.sum(0, 100), 2);
+        assert_eq!(c.last_day(), Some(40));
+    }
+
+    #[test]
+    fn bitmap_marks_each_day_once_and_recycles_slots() {
+        let mut b = DayBitmap::default();
+        assert!(b.mark(100));
+        assert!(!b.mark(100));
+        assert!(b.mark(99));
+        assert!(b.mark(164)); // slot of day 100 is recycled
+        assert!(!b.mark(100)); // too old now
+        assert!(b.mark(163));
+        assert!(!b.mark(164));
+        assert!(b.mark(1000));
+        assert!(b.mark(999));
+    }
+}
