@@ -70,6 +70,8 @@ pub struct Aggregate {
     pub rejected: u64,
     pub duplicates: u64,
     pub by_status: [u64; 4],
+    /// Licenses by current plan and status (for the Prometheus gauges).
+    pub by_plan_status: BTreeMap<String, [u64; 4]>,
     pub activation: ActivationCounts,
     pub activation_by_plan: BTreeMap<String, ActivationCounts>,
     /// Days `today − 2 × series_days ..= today`: DAV and validations by result.
@@ -101,6 +103,12 @@ impl Aggregate {
         for i in 0..4 {
             self.by_status[i] += o.by_status[i];
             self.health_bands[i] += o.health_bands[i];
+        }
+        for (p, v) in o.by_plan_status {
+            let mine = self.by_plan_status.entry(p).or_default();
+            for i in 0..4 {
+                mine[i] += v[i];
+            }
         }
         self.activation.add(&o.activation);
         for (p, a) in o.activation_by_plan {
@@ -153,6 +161,9 @@ impl PartitionState {
         };
         for l in &self.licenses {
             a.by_status[l.status as usize] += 1;
+            a.by_plan_status
+                .entry(self.plans[l.plan as usize].to_string())
+                .or_default()[l.status as usize] += 1;
         }
         let Some(as_of) = as_of else { return a };
         let today = day_of(as_of);
