@@ -33,7 +33,7 @@ impl NotificationKind {
 
 /// The figures behind a decision, for the email that names them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Facts {
     Upgrade {
         plan: String,
@@ -80,7 +80,6 @@ pub struct Notification {
     /// Triggers, `["expired"]`, or the churn signal.
     pub reasons: Vec<String>,
     /// The figures for the email; not part of the report document.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub facts: Option<Facts>,
 }
 
