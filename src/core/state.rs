@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::config::CoreConfig;
 use super::event::{Event, EventKind, TicketCategory, ValidationResult};
@@ -70,7 +71,10 @@ pub(crate) struct Customer {
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
     seen_ids: HashMap<Box<str>, Micros>,
+    /// Size of `seen_ids` after its last pruning (large maps prune when they double).
     seen_ids_pruned_at: u32,
+    /// The oldest `ts` in `seen_ids` (a lower bound), to know when pruning has work.
+    seen_ids_oldest: Micros,
     pub(crate) licenses: Vec<u32>,
     /// Licenses that may have an upgrade trigger of their own (checked after each event).
     upgrade_candidates: Vec<u32>,
@@ -90,6 +94,7 @@ impl Customer {
             clock: NEVER,
             seen_ids: HashMap::new(),
             seen_ids_pruned_at: 0,
+            seen_ids_oldest: i64::MAX,
             licenses: Vec::new(),
             upgrade_candidates: Vec::new(),
             active_licenses: 0,
@@ -115,11 +120,16 @@ impl Customer {
                 self.seen_ids.insert(id.into(), ts);
             }
         }
-        // Forget ids beyond the horizon, amortised: only when the map has doubled.
-        if self.seen_ids.len() as u32 > 2 * self.seen_ids_pruned_at + 16 {
-            let floor = self.clock.saturating_sub(horizon);
+        self.seen_ids_oldest = self.seen_ids_oldest.min(ts);
+        // Forget ids beyond the horizon once the oldest has left it: at once while the map
+        // is small, and only when it has doubled once it is large (amortised O(1)).
+        let floor = self.clock.saturating_sub(horizon);
+        let len = self.seen_ids.len() as u32;
+        if self.seen_ids_oldest < floor && (len <= 32 || len > 2 * self.seen_ids_pruned_at) {
             self.seen_ids.retain(|_, t| *t >= floor);
+            self.seen_ids.shrink_to_fit();
             self.seen_ids_pruned_at = self.seen_ids.len() as u32;
+            self.seen_ids_oldest = self.seen_ids.values().copied().min().unwrap_or(i64::MAX);
         }
     }
 }
@@ -143,10 +153,8 @@ pub(crate) struct License {
     /// Latest validation by `ts`, any result but `invalid_format`.
     pub(crate) last_validation: Micros,
     validated_days: DayBitmap,
-    /// Registered domains, as 64-bit hashes, sorted.
-    pub(crate) domains: Vec<u64>,
-    last_upgrade_at: Micros,
-    last_renewal_at: Micros,
+    /// Registered domains, as 64-bit hashes, sorted (two kept inline).
+    pub(crate) domains: SmallVec<[u64; 2]>,
 }
 
 impl License {
@@ -156,6 +164,22 @@ impl License {
             self.issued_at
         } else {
             self.first_sight
+        }
+    }
+}
+
+/// The latest decision instants of one license, for the cooldowns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LicenseCooldowns {
+    upgrade: Micros,
+    renewal: Micros,
+}
+
+impl Default for LicenseCooldowns {
+    fn default() -> Self {
+        Self {
+            upgrade: NEVER,
+            renewal: NEVER,
         }
     }
 }
@@ -218,6 +242,8 @@ pub struct PartitionState {
     /// Per license: `rate_limited` validations and `feature.access_denied` by day (sparse).
     pub(crate) rate_limited: HashMap<u32, DayCounts>,
     pub(crate) features_denied: HashMap<u32, DayCounts>,
+    /// Per license that was ever emailed: the latest `at` of its upgrade and renewal decisions.
+    pub(crate) license_cooldowns: HashMap<u32, LicenseCooldowns>,
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
     #[serde(skip)]
@@ -334,7 +360,11 @@ impl PartitionState {
                 size_of::<License>()
                     + l.key.len()
                     + l.email.as_ref().map_or(0, |e| e.len())
-                    + l.domains.capacity() * 8
+                    + if l.domains.spilled() {
+                        l.domains.capacity() * 8
+                    } else {
+                        0
+                    }
             })
             .sum();
         let cust: usize = self
@@ -413,9 +443,7 @@ impl PartitionState {
             first_valid: NEVER,
             last_validation: NEVER,
             validated_days: DayBitmap::default(),
-            domains: Vec::new(),
-            last_upgrade_at: NEVER,
-            last_renewal_at: NEVER,
+            domains: SmallVec::new(),
         });
         let h = license_hash(&self.index.hasher, customer, key);
         let hasher = &self.index.hasher;
@@ -798,7 +826,7 @@ impl PartitionState {
                 continue;
             }
             if !cooldown_allows(
-                l.last_upgrade_at,
+                self.cooldowns_of(li).upgrade,
                 at,
                 cfg.notify.upgrade_cooldown_days as i64 * DAY,
             ) {
@@ -809,8 +837,8 @@ impl PartitionState {
                 continue;
             }
             let facts = self.upgrade_facts(li, end_day, cfg);
-            let l = &mut self.licenses[li as usize];
-            l.last_upgrade_at = at;
+            self.license_cooldowns.entry(li).or_default().upgrade = at;
+            let l = &self.licenses[li as usize];
             let n = Notification {
                 kind: NotificationKind::Upgrade,
                 to: l.email.as_deref().unwrap_or_default().to_string(),
@@ -841,6 +869,10 @@ impl PartitionState {
         }
     }
 
+    fn cooldowns_of(&self, li: u32) -> LicenseCooldowns {
+        self.license_cooldowns.get(&li).copied().unwrap_or_default()
+    }
+
     fn decide_renewal(
         &mut self,
         li: u32,
@@ -853,7 +885,7 @@ impl PartitionState {
             return;
         };
         if !cooldown_allows(
-            l.last_renewal_at,
+            self.cooldowns_of(li).renewal,
             at,
             cfg.notify.renewal_cooldown_days as i64 * DAY,
         ) {
@@ -871,7 +903,7 @@ impl PartitionState {
                 expires_at: (l.expires_at != NEVER).then(|| format_rfc3339(l.expires_at)),
             }),
         };
-        self.licenses[li as usize].last_renewal_at = at;
+        self.license_cooldowns.entry(li).or_default().renewal = at;
         self.push_decision(n, out);
     }
 
@@ -1056,6 +1088,9 @@ impl PartitionState {
         }
         for (li, d) in other.features_denied {
             self.features_denied.insert(li + lic_base, d);
+        }
+        for (li, c) in other.license_cooldowns {
+            self.license_cooldowns.insert(li + lic_base, c);
         }
         for (day, s) in other.days {
             let mine = self.days.entry(day).or_default();
