@@ -56,6 +56,7 @@ impl EntryState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     pub state: EntryState,
+    #[serde(deserialize_with = "notification_json::deserialize")]
     pub notification: Notification,
     /// Transport attempts made so far.
     pub attempts: u32,
@@ -73,6 +74,52 @@ impl Entry {
             last_error: None,
             updated_at: now_rfc3339(),
         }
+    }
+}
+
+/// Reads a notification back from JSON. The core's `Facts` is an internally tagged enum
+/// with an `i128` (`mrr_cents` of a churn warning), which serde's derived deserializer
+/// cannot read through its tag buffer ("i128 is not supported"); so the churn warning's
+/// figures are read here by hand. Upgrade and renewal figures go through serde as usual.
+mod notification_json {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    use crate::core::signals::{Facts, LicenseFacts};
+    use crate::core::Notification;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Notification, D::Error> {
+        let mut v = Value::deserialize(d)?;
+        let facts = v.as_object_mut().and_then(|o| o.remove("facts"));
+        let mut n: Notification = serde_json::from_value(v).map_err(D::Error::custom)?;
+        n.facts = match facts {
+            None | Some(Value::Null) => None,
+            Some(f) if f.get("kind").and_then(Value::as_str) == Some("churn_warning") => {
+                let field = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
+                let score = field("score")
+                    .as_u64()
+                    .ok_or_else(|| D::Error::custom("churn_warning facts: bad score"))?;
+                let penalties: Vec<(String, u32)> =
+                    serde_json::from_value(field("penalties")).map_err(D::Error::custom)?;
+                let licenses: Vec<LicenseFacts> =
+                    serde_json::from_value(field("licenses")).map_err(D::Error::custom)?;
+                let mrr = field("mrr_cents");
+                let mrr_cents = mrr
+                    .as_i64()
+                    .map(i128::from)
+                    .or_else(|| mrr.as_u64().map(i128::from))
+                    .ok_or_else(|| D::Error::custom("churn_warning facts: bad mrr_cents"))?;
+                Some(Facts::ChurnWarning {
+                    score: score.min(u32::MAX as u64) as u32,
+                    penalties,
+                    licenses,
+                    mrr_cents,
+                })
+            }
+            Some(f) => Some(serde_json::from_value(f).map_err(D::Error::custom)?),
+        };
+        Ok(n)
     }
 }
 
@@ -377,5 +424,66 @@ impl DecisionLog for KafkaLog {
 
     fn describe(&self) -> String {
         format!("Kafka topic {} (compacted)", self.topic)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::signals::{Facts, LicenseFacts};
+    use crate::core::NotificationKind;
+
+    #[test]
+    fn entries_of_every_kind_round_trip_through_json() {
+        let base = Notification {
+            kind: NotificationKind::ChurnWarning,
+            to: "cs@example.com".into(),
+            customer_id: "c".into(),
+            license_key: None,
+            at: 1_700_000_000_000_000,
+            reasons: vec!["payment_failed".into()],
+            facts: Some(Facts::ChurnWarning {
+                score: 50,
+                penalties: vec![("open_ticket".into(), 10)],
+                licenses: vec![LicenseFacts {
+                    license_key: "K".into(),
+                    plan: "pro".into(),
+                    status: "active".into(),
+                    mrr_cents: 29900,
+                }],
+                mrr_cents: 29900,
+            }),
+        };
+        let upgrade = Notification {
+            kind: NotificationKind::Upgrade,
+            license_key: Some("K".into()),
+            facts: Some(Facts::Upgrade {
+                plan: "pro".into(),
+                domains_used: 1,
+                domain_limit: 1,
+                rate_limited_30d: 11,
+                features_denied_30d: 0,
+                invites_30d: 0,
+            }),
+            ..base.clone()
+        };
+        let renewal = Notification {
+            kind: NotificationKind::Renewal,
+            license_key: Some("K".into()),
+            facts: Some(Facts::Renewal {
+                plan: "pro".into(),
+                expires_at: None,
+            }),
+            ..base.clone()
+        };
+        let bare = Notification {
+            facts: None,
+            ..base.clone()
+        };
+        for n in [base, upgrade, renewal, bare] {
+            let e = Entry::new(EntryState::Sent, n);
+            let back: Entry = serde_json::from_slice(&serde_json::to_vec(&e).unwrap()).unwrap();
+            assert_eq!(back, e);
+        }
     }
 }
