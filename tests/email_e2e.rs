@@ -406,7 +406,7 @@ async fn killed_mid_stream_and_restarted_sends_each_email_once() {
 async fn killed_at_an_arbitrary_moment_loses_nothing() {
     // The honest window: a kill between the SMTP server's acceptance and the `sent`
     // record's acknowledgement re-sends that one email after the restart. Nothing is lost,
-    // and at most the one email in flight arrives twice.
+    // and at most the emails in flight (one per sender) arrive twice.
     let sink_cmd = need!(sink_command());
     let brokers = need!(brokers());
     let dir = tempfile::tempdir().unwrap();

@@ -11,11 +11,13 @@
 //!   `submit` counts `skipped_duplicate`. Exception: a `pending` entry found in the log
 //!   and not yet taken on by this process is taken on (outcome `resumed`) when the fold
 //!   decides it again, as it does when it rebuilds a partition it now owns;
-//! - the mailer sends an email only after its `pending` record is durable, and takes the
-//!   next one only after the `sent` (or `failed`) record of this one is durable. So after a
-//!   crash, an email can be sent a second time only if the crash fell between the SMTP
-//!   server's acceptance and that record's acknowledgement (a few milliseconds; SMTP has no
-//!   idempotent submission, so no client can close this window entirely);
+//! - the mailer (one sender per SMTP pool connection, `email.smtp.pool_max`) sends an
+//!   email only after its `pending` record is durable, and a sender takes its next email
+//!   only after the `sent` (or `failed`) record of this one is durable. So after a crash,
+//!   an email can be sent a second time only if the crash fell between the SMTP server's
+//!   acceptance and that record's acknowledgement (a few milliseconds, and at most one
+//!   email per sender; SMTP has no idempotent submission, so no client can close this
+//!   window entirely);
 //! - queue full: the decision is already in the map and its `pending` write started; the
 //!   job goes to an in-memory deferred list (FIFO, outcome `deferred`), and the mailer
 //!   moves deferred jobs into the queue as room frees up, oldest first. Nothing is dropped;
@@ -181,6 +183,12 @@ impl Outbox {
             "email outbox loaded"
         );
         let (tx, rx) = mpsc::channel(cfg.email.queue_capacity.max(1));
+        // One sender per SMTP connection of the pool; the file and dry-run transports
+        // need no more than one.
+        let workers = match transport {
+            Transport::Smtp { .. } => cfg.email.smtp.pool_max.max(1) as usize,
+            _ => 1,
+        };
         let (stop_tx, stop) = watch::channel(false);
         let shared = Arc::new(Shared {
             map: Mutex::new(map),
@@ -198,12 +206,18 @@ impl Outbox {
             stop,
             accepting: AtomicBool::new(true),
         });
-        let mailer = tokio::spawn(mailer(shared.clone(), rx));
-        let follower = tokio::spawn(follower(shared.clone(), options.follow_interval));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let mut tasks: Vec<JoinHandle<()>> = (0..workers)
+            .map(|_| tokio::spawn(mailer(shared.clone(), rx.clone())))
+            .collect();
+        tasks.push(tokio::spawn(follower(
+            shared.clone(),
+            options.follow_interval,
+        )));
         Ok(Arc::new(Outbox {
             shared,
             stop_tx,
-            tasks: Mutex::new(vec![mailer, follower]),
+            tasks: Mutex::new(tasks),
         }))
     }
 
@@ -552,16 +566,19 @@ impl Shared {
     }
 }
 
-async fn mailer(sh: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
+async fn mailer(sh: Arc<Shared>, rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>) {
     let mut stop = sh.stop.clone();
     loop {
         sh.refill();
         if sh.stopping() {
             break;
         }
-        let job = tokio::select! {
-            j = rx.recv() => j,
-            _ = stop.changed() => None,
+        let job = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                j = rx.recv() => j,
+                _ = stop.changed() => None,
+            }
         };
         let Some(job) = job else { break };
         sh.process(job).await;
