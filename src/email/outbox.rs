@@ -29,7 +29,7 @@
 //!   While the log cannot take a record, the mailer waits (and retries the write) rather
 //!   than send an email whose outcome it could not keep.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -72,7 +72,7 @@ enum Slot {
     /// Sent or failed (here, or by anyone, as read from the log).
     Final(EntryState),
     /// Taken on by this process: queued, deferred or being sent.
-    Claimed,
+    Claimed(Box<Notification>),
     /// Pending in the log but not taken on here (written before this start, or by another
     /// instance); taken on when the fold decides it again.
     Unclaimed(Box<Entry>),
@@ -87,6 +87,8 @@ struct Job {
 
 struct Shared {
     map: Mutex<HashMap<String, Slot>>,
+    /// Keys inside a transport call or writing their outcome (lock order: map, then this).
+    in_flight: Mutex<HashSet<String>>,
     tx: mpsc::Sender<Job>,
     deferred: Mutex<VecDeque<Job>>,
     log: Arc<dyn DecisionLog>,
@@ -192,6 +194,7 @@ impl Outbox {
         let (stop_tx, stop) = watch::channel(false);
         let shared = Arc::new(Shared {
             map: Mutex::new(map),
+            in_flight: Mutex::new(HashSet::new()),
             tx,
             deferred: Mutex::new(VecDeque::new()),
             log,
@@ -242,13 +245,21 @@ impl Outbox {
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter()
-                .filter_map(|k| match map.insert(k.clone(), Slot::Claimed) {
-                    Some(Slot::Unclaimed(e)) => Some(Job {
+                .filter_map(|k| {
+                    let slot = map.get_mut(&k)?;
+                    let Slot::Unclaimed(e) = slot else {
+                        return None;
+                    };
+                    let entry = std::mem::replace(
+                        e,
+                        Box::new(Entry::new(EntryState::Pending, e.notification.clone())),
+                    );
+                    *slot = Slot::Claimed(Box::new(entry.notification.clone()));
+                    Some(Job {
                         key: k,
-                        entry: *e,
+                        entry: *entry,
                         pending_write: None,
-                    }),
-                    _ => None,
+                    })
                 })
                 .collect()
         };
@@ -263,6 +274,45 @@ impl Outbox {
         n
     }
 
+    /// Gives up the decisions that `which` selects and that this outbox has taken on but
+    /// not finished: they are not sent from here any more and stay `pending` in the log,
+    /// for the instance that now owns them (it takes them on when its rebuild decides them
+    /// again). Waits until none of them is in a transport call or writing its outcome
+    /// (at most about `email.smtp.timeout_secs` plus the log write); an email already
+    /// accepted by then is recorded `sent` as usual. The service calls this when
+    /// partitions are revoked, selecting the customers of those partitions, before it
+    /// lets them go. Returns how many were released.
+    pub async fn release(&self, which: impl Fn(&Notification) -> bool) -> usize {
+        let keys: Vec<String> = {
+            let mut map = self.shared.map.lock().expect("outbox map");
+            let mut keys = Vec::new();
+            for (k, slot) in map.iter_mut() {
+                if let Slot::Claimed(n) = slot {
+                    if which(n) {
+                        let entry = Entry::new(EntryState::Pending, (**n).clone());
+                        *slot = Slot::Unclaimed(Box::new(entry));
+                        keys.push(k.clone());
+                    }
+                }
+            }
+            keys
+        };
+        loop {
+            let busy = {
+                let f = self.shared.in_flight.lock().expect("outbox in flight");
+                keys.iter().any(|k| f.contains(k))
+            };
+            if !busy {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !keys.is_empty() {
+            tracing::info!(released = keys.len(), "email decisions released");
+        }
+        keys.len()
+    }
+
     /// Emails taken on and not yet finished (queued, deferred, being sent or retried).
     pub fn depth(&self) -> i64 {
         self.shared.metrics.depth.get()
@@ -272,7 +322,7 @@ impl Outbox {
     pub fn state_of(&self, key: &str) -> Option<EntryState> {
         match self.shared.map.lock().expect("outbox map").get(key)? {
             Slot::Final(s) => Some(*s),
-            Slot::Claimed | Slot::Unclaimed(_) => Some(EntryState::Pending),
+            Slot::Claimed(_) | Slot::Unclaimed(_) => Some(EntryState::Pending),
         }
     }
 
@@ -317,12 +367,14 @@ impl DecisionSink for Outbox {
         let job = {
             let mut map = sh.map.lock().expect("outbox map");
             match map.get_mut(&key) {
-                Some(Slot::Final(_)) | Some(Slot::Claimed) => {
+                Some(Slot::Final(_)) | Some(Slot::Claimed(_)) => {
                     sh.metrics.count(n.kind, Outcome::SkippedDuplicate);
                     return;
                 }
                 Some(slot @ Slot::Unclaimed(_)) => {
-                    let Slot::Unclaimed(entry) = std::mem::replace(slot, Slot::Claimed) else {
+                    let Slot::Unclaimed(entry) =
+                        std::mem::replace(slot, Slot::Claimed(Box::new(n.clone())))
+                    else {
                         unreachable!()
                     };
                     sh.metrics.count(n.kind, Outcome::Resumed);
@@ -336,7 +388,7 @@ impl DecisionSink for Outbox {
                     let entry = Entry::new(EntryState::Pending, n.clone());
                     // Started under the map lock, so records of one key are queued in order.
                     let write = sh.log.record(&key, &entry);
-                    map.insert(key.clone(), Slot::Claimed);
+                    map.insert(key.clone(), Slot::Claimed(Box::new(n.clone())));
                     Job {
                         key,
                         entry,
@@ -462,7 +514,43 @@ impl Shared {
         }
     }
 
-    /// Marks a job finished: map, depth, counter, then the durable record.
+    /// Before each attempt: is the key still this outbox's to send? If so it is marked in
+    /// flight (under the map lock, so that `release` sees it). If not (finished
+    /// elsewhere, or released), the job is dropped here.
+    fn begin(&self, key: &str, kind: crate::core::NotificationKind) -> bool {
+        let map = self.map.lock().expect("outbox map");
+        match map.get(key) {
+            Some(Slot::Claimed(_)) => {
+                // `insert` is false when another sender has this key in flight (a job
+                // queued twice after a release and a re-claim): that one goes on.
+                let mine = self
+                    .in_flight
+                    .lock()
+                    .expect("outbox in flight")
+                    .insert(key.to_string());
+                if !mine {
+                    self.metrics.depth.dec();
+                }
+                mine
+            }
+            Some(Slot::Final(_)) => {
+                self.metrics.count(kind, Outcome::SkippedDuplicate);
+                self.metrics.depth.dec();
+                false
+            }
+            _ => {
+                // released: left pending for its new owner
+                self.metrics.depth.dec();
+                false
+            }
+        }
+    }
+
+    fn end_attempt(&self, key: &str) {
+        self.in_flight.lock().expect("outbox in flight").remove(key);
+    }
+
+    /// Marks a job finished: map, counter, the durable record, then depth and in-flight.
     async fn finish(&self, key: &str, mut entry: Entry, state: EntryState, outcome: Outcome) {
         entry.state = state;
         entry.updated_at = now_rfc3339();
@@ -472,6 +560,7 @@ impl Shared {
         }
         self.metrics.count(entry.notification.kind, outcome);
         self.record_durably(key, &entry).await;
+        self.end_attempt(key);
         self.metrics.depth.dec();
     }
 
@@ -486,13 +575,8 @@ impl Shared {
                 }
             }
         }
-        // 2. Finished elsewhere meanwhile (another instance, through the log)?
-        if matches!(
-            self.map.lock().expect("outbox map").get(&job.key),
-            Some(Slot::Final(_))
-        ) {
-            self.metrics.count(kind, Outcome::SkippedDuplicate);
-            self.metrics.depth.dec();
+        // 2. Still ours (not finished elsewhere through the log, not released)?
+        if !self.begin(&job.key, kind) {
             return;
         }
         // 3. Render (refusals are final).
@@ -557,8 +641,12 @@ impl Shared {
                     tokio::spawn(async move {
                         let _ = w.await;
                     });
+                    self.end_attempt(&job.key);
                     if !self.pause(delay).await {
                         return; // stopping: stays pending in the log
+                    }
+                    if !self.begin(&job.key, kind) {
+                        return;
                     }
                 }
             }
