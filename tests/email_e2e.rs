@@ -343,9 +343,28 @@ async fn every_fixture_arrives_as_its_report_says() {
         let reread = kafka_log(&cfg).await.load().await.unwrap();
         assert_eq!(reread.len(), expected.len());
         assert!(reread.values().all(|e| e.state == EntryState::Sent));
+        assert_eq!(
+            topic_config(&brokers, &cfg.kafka.notifications_topic, "cleanup.policy").await,
+            Some("compact".to_string()),
+            "the decision log is created compacted"
+        );
         outbox.shutdown(Duration::from_secs(2)).await;
         sink.stop();
     }
+}
+
+async fn topic_config(brokers: &str, topic: &str, key: &str) -> Option<String> {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let res = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let r = res.into_iter().next()?.ok()?;
+    r.get(key).and_then(|e| e.value.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
