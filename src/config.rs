@@ -153,6 +153,9 @@ pub struct SmtpConfig {
     pub password_env: String,
     /// File holding the password (used when the variable is unset).
     pub password_file: Option<PathBuf>,
+    /// PEM file of extra root certificates to trust (an internal relay's CA), in
+    /// addition to the bundled WebPKI roots.
+    pub ca_file: Option<PathBuf>,
     pub timeout_secs: u64,
     pub pool_max: u32,
 }
@@ -166,6 +169,7 @@ impl Default for SmtpConfig {
             username: None,
             password_env: "KEYPULSE_SMTP_PASSWORD".into(),
             password_file: None,
+            ca_file: None,
             timeout_secs: 10,
             pool_max: 4,
         }

@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -906,4 +906,235 @@ async fn starttls_required_means_nothing_goes_out_in_clear_text() {
     assert!(received(dir.path()).is_empty());
     outbox.shutdown(Duration::from_millis(100)).await;
     sink.stop();
+}
+
+// ---------------------------------------------------------------- TLS
+
+/// A small aiosmtpd server with TLS (implicit, or STARTTLS required) and optional AUTH,
+/// for the TLS paths that smtp_sink.py (plain only) does not cover. Writes N.eml files.
+const TLS_SINK: &str = r#"
+import asyncio, os, ssl, sys
+from aiosmtpd.smtp import SMTP, AuthResult
+
+mode, cert, key, out, user, password = sys.argv[1:7]
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+count = 0
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        global count
+        count += 1
+        tmp = os.path.join(out, ".%d.tmp" % count)
+        with open(tmp, "wb") as f:
+            f.write(envelope.original_content)
+        os.replace(tmp, os.path.join(out, "%06d.eml" % count))
+        with open(os.path.join(out, "%06d.json" % count), "w") as f:
+            f.write('{"rcpt_tos": ["%s"], "tls": %s}' % (envelope.rcpt_tos[0], "true" if server.transport.get_extra_info("ssl_object") is not None else "false"))
+        return "250 2.0.0 OK"
+
+def auth(server, session, envelope, mechanism, data):
+    ok = data.login.decode() == user and data.password.decode() == password
+    return AuthResult(success=ok)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    kw = dict(hostname="tls-sink", decode_data=False)
+    if user:
+        kw.update(authenticator=auth, auth_require_tls=True, auth_required=True)
+    if mode == "starttls":
+        factory = lambda: SMTP(Handler(), tls_context=ctx, require_starttls=True, **kw)
+        server = await loop.create_server(factory, "127.0.0.1", 0)
+    else:
+        factory = lambda: SMTP(Handler(), **kw)
+        server = await loop.create_server(factory, "127.0.0.1", 0, ssl=ctx)
+    print("LISTENING 127.0.0.1:%d" % server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"#;
+
+/// A CA and a certificate for `localhost` signed by it (webpki refuses a self-signed
+/// CA certificate used as the server's own).
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=keypulse test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    )
+}
+
+fn start_tls_sink(
+    python: &str,
+    mode: &str,
+    dir: &Path,
+    out: &Path,
+    user: &str,
+    password: &str,
+) -> Sink {
+    let script = dir.join("tls_sink.py");
+    std::fs::write(&script, TLS_SINK).unwrap();
+    let (_, cert, key) = (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf.key"),
+    );
+    std::fs::create_dir_all(out).unwrap();
+    let mut child = Command::new(python)
+        .arg(&script)
+        .args([
+            mode,
+            cert.to_str().unwrap(),
+            key.to_str().unwrap(),
+            out.to_str().unwrap(),
+            user,
+            password,
+        ])
+        .stdout(Stdio::piped())
+        // quiet: the untrusted-certificate half of a test makes it print handshake errors
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the TLS sink");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("TLS sink said {line:?}"));
+    Sink { child, port }
+}
+
+async fn tls_round_trip(mode: &str, with_auth: bool) {
+    let sink_cmd = need!(sink_command());
+    let python = sink_cmd[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _, _) = make_certificates(dir.path());
+    let out = dir.path().join("out");
+    let (user, password) = if with_auth {
+        ("mailer", "s3cret pass")
+    } else {
+        ("", "")
+    };
+    let sink = start_tls_sink(&python, mode, dir.path(), &out, user, password);
+    let mut cfg = config(sink.port, None);
+    cfg.email.smtp.host = "localhost".into();
+    cfg.email.smtp.security = mode.into();
+    cfg.email.smtp.ca_file = Some(ca);
+    if with_auth {
+        cfg.email.smtp.username = Some(user.into());
+        cfg.email.smtp.password_env = String::new();
+        let pw = dir.path().join("password");
+        std::fs::write(&pw, format!("{password}\n")).unwrap();
+        cfg.email.smtp.password_file = Some(pw);
+    }
+    let decisions = decisions_of(&common::fixture_events("edge"));
+    let outbox = start_outbox(&cfg, Arc::new(MemoryLog::new())).await;
+    for n in &decisions {
+        outbox.submit(n);
+    }
+    let m = outbox.metrics().clone();
+    wait_until("all sent over TLS", Duration::from_secs(30), || {
+        m.total(Outcome::Sent) as usize == decisions.len() && outbox.depth() == 0
+    })
+    .await;
+    assert_exactly(&decisions, &received(&out), mode);
+    for f in std::fs::read_dir(&out).unwrap().filter_map(|e| e.ok()) {
+        if f.file_name().to_string_lossy().ends_with(".json") {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
+            assert_eq!(v["tls"], true, "received over TLS");
+        }
+    }
+    outbox.shutdown(Duration::from_secs(1)).await;
+
+    // Without the CA, the server's certificate is not trusted: nothing is sent.
+    let mut untrusted = cfg.clone();
+    untrusted.email.smtp.ca_file = None;
+    let before = received(&out).len();
+    let outbox = start_outbox(&untrusted, Arc::new(MemoryLog::new())).await;
+    outbox.submit(&decisions[0]);
+    let m = outbox.metrics().clone();
+    wait_until("retries", Duration::from_secs(20), || {
+        m.total(Outcome::Retried) >= 2
+    })
+    .await;
+    assert_eq!(m.total(Outcome::Sent), 0);
+    assert_eq!(received(&out).len(), before);
+    outbox.shutdown(Duration::from_millis(100)).await;
+    sink.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_auth_delivers_over_tls() {
+    tls_round_trip("starttls", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_delivers_over_tls() {
+    tls_round_trip("tls", false).await;
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
 use super::render::RenderedEmail;
@@ -135,9 +135,17 @@ impl Transport {
         };
         let tls = match security {
             Security::Plain => None,
-            _ => Some(TlsParameters::new(s.host.clone()).map_err(|e| {
-                anyhow::anyhow!("config key `email.smtp.host`: no TLS parameters: {e}")
-            })?),
+            _ => {
+                let mut b = TlsParameters::builder(s.host.clone());
+                if let Some(path) = &s.ca_file {
+                    for cert in read_pem_certificates(path)? {
+                        b = b.add_root_certificate(cert);
+                    }
+                }
+                Some(b.build().map_err(|e| {
+                    anyhow::anyhow!("config key `email.smtp.host`: no TLS parameters: {e}")
+                })?)
+            }
         };
         let password = smtp_password(cfg)?;
         let credentials = match (&s.username, password) {
@@ -214,6 +222,34 @@ impl Transport {
             }
         }
     }
+}
+
+/// Reads every certificate of a PEM file (`email.smtp.ca_file`).
+fn read_pem_certificates(path: &Path) -> anyhow::Result<Vec<Certificate>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        anyhow::anyhow!(
+            "config key `email.smtp.ca_file`: cannot read {}: {e}",
+            path.display()
+        )
+    })?;
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    for block in text.split_inclusive(END).filter(|b| b.contains(END)) {
+        let cert = Certificate::from_pem(block.trim().as_bytes()).map_err(|e| {
+            anyhow::anyhow!(
+                "config key `email.smtp.ca_file`: bad certificate in {}: {e}",
+                path.display()
+            )
+        })?;
+        out.push(cert);
+    }
+    if out.is_empty() {
+        anyhow::bail!(
+            "config key `email.smtp.ca_file`: no certificate in {}",
+            path.display()
+        );
+    }
+    Ok(out)
 }
 
 /// How the SMTP connection is protected.
