@@ -430,6 +430,16 @@ mod tests {
         assert!(e.contains("core.window_days"), "{e}");
         let e = err("[email]\ntransport = \"pigeon\"\n");
         assert!(e.contains("email.transport"), "{e}");
+        let e = err("[email]\ndecision_log = \"disk\"\n");
+        assert!(e.contains("email.decision_log"), "{e}");
+        let e = err("[email]\nupgrade_url = \"ftp://x\"\n");
+        assert!(e.contains("email.upgrade_url"), "{e}");
+        let e = err("[email]\nmax_field_chars = 2\n");
+        assert!(e.contains("email.max_field_chars"), "{e}");
+        let e = err("[email.smtp]\npool_max = 0\n");
+        assert!(e.contains("email.smtp.pool_max"), "{e}");
+        let e = err("[email.smtp]\nca_fil = \"x\"\n");
+        assert!(e.contains("ca_fil"), "{e}");
     }
 
     #[test]

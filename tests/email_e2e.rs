@@ -1138,3 +1138,44 @@ async fn starttls_with_auth_delivers_over_tls() {
 async fn implicit_tls_delivers_over_tls() {
     tls_round_trip("tls", false).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_decisions_from_the_log_can_be_resumed_without_a_rebuild() {
+    // An instance that restores its state instead of rebuilding it takes on every
+    // pending decision it loaded; those already sent stay sent.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::default();
+    cfg.email.transport = "file".into();
+    cfg.email.file_dir = dir.path().to_path_buf();
+    let decisions = decisions_of(&common::fixture_events("small"));
+    let log = MemoryLog::new();
+    for (i, n) in decisions.iter().enumerate() {
+        let state = if i % 2 == 0 {
+            EntryState::Pending
+        } else {
+            EntryState::Sent
+        };
+        log.record(
+            &n.idempotency_key(),
+            &keypulse::email::Entry::new(state, n.clone()),
+        )
+        .await
+        .unwrap();
+    }
+    let outbox = start_outbox(&cfg, Arc::new(log.clone())).await;
+    let pending = decisions.len().div_ceil(2);
+    assert_eq!(outbox.resume_all_pending(), pending);
+    assert_eq!(outbox.resume_all_pending(), 0, "taken on once");
+    let m = outbox.metrics().clone();
+    wait_until("resumed ones written", Duration::from_secs(20), || {
+        m.total(Outcome::Sent) as usize == pending && outbox.depth() == 0
+    })
+    .await;
+    for n in &decisions {
+        outbox.submit(n);
+    }
+    assert_eq!(m.total(Outcome::SkippedDuplicate) as usize, decisions.len());
+    assert!(log.snapshot().values().all(|e| e.state == EntryState::Sent));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), pending);
+    outbox.shutdown(Duration::from_secs(1)).await;
+}

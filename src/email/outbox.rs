@@ -78,6 +78,20 @@ enum Slot {
     Unclaimed(Box<Entry>),
 }
 
+impl Slot {
+    /// Takes on an `Unclaimed` entry: the slot becomes `Claimed`, the entry is returned.
+    fn claim(&mut self) -> Option<Entry> {
+        let Slot::Unclaimed(e) = self else {
+            return None;
+        };
+        let notification = Box::new(e.notification.clone());
+        match std::mem::replace(self, Slot::Claimed(notification)) {
+            Slot::Unclaimed(e) => Some(*e),
+            _ => unreachable!("checked above"),
+        }
+    }
+}
+
 struct Job {
     key: String,
     entry: Entry,
@@ -239,25 +253,11 @@ impl Outbox {
     pub fn resume_all_pending(&self) -> usize {
         let jobs: Vec<Job> = {
             let mut map = self.shared.map.lock().expect("outbox map");
-            let keys: Vec<String> = map
-                .iter()
-                .filter(|(_, s)| matches!(s, Slot::Unclaimed(_)))
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.into_iter()
-                .filter_map(|k| {
-                    let slot = map.get_mut(&k)?;
-                    let Slot::Unclaimed(e) = slot else {
-                        return None;
-                    };
-                    let entry = std::mem::replace(
-                        e,
-                        Box::new(Entry::new(EntryState::Pending, e.notification.clone())),
-                    );
-                    *slot = Slot::Claimed(Box::new(entry.notification.clone()));
-                    Some(Job {
-                        key: k,
-                        entry: *entry,
+            map.iter_mut()
+                .filter_map(|(k, slot)| {
+                    slot.claim().map(|entry| Job {
+                        key: k.clone(),
+                        entry,
                         pending_write: None,
                     })
                 })
@@ -372,15 +372,11 @@ impl DecisionSink for Outbox {
                     return;
                 }
                 Some(slot @ Slot::Unclaimed(_)) => {
-                    let Slot::Unclaimed(entry) =
-                        std::mem::replace(slot, Slot::Claimed(Box::new(n.clone())))
-                    else {
-                        unreachable!()
-                    };
+                    let entry = slot.claim().expect("unclaimed");
                     sh.metrics.count(n.kind, Outcome::Resumed);
                     Job {
                         key,
-                        entry: *entry,
+                        entry,
                         pending_write: None,
                     }
                 }
