@@ -19,6 +19,9 @@
 //! let outbox = keypulse::email::outbox::Outbox::start(cfg, registry, log).await?;
 //! // on each partition assignment, before rebuilding the partition:
 //! outbox.catch_up().await?;
+//! // on each revocation, before letting the partitions go:
+//! # let revoked_customer = |_c: &str| true;
+//! outbox.release(|n| revoked_customer(&n.customer_id)).await;
 //! // the fold hands every decision over (again, on a rebuild: de-duplicated):
 //! let sink: std::sync::Arc<dyn DecisionSink> = outbox.clone();
 //! # let n: keypulse::core::Notification = todo!();

@@ -413,39 +413,19 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     result
 }
 
-/// Sorts an SMTP error into unreachable, transient and permanent.
+/// Sorts an SMTP error from an email's transaction (MAIL, RCPT, DATA) into transient and
+/// permanent. (Failures before the transaction are `Unreachable`, see [`SmtpClient`].)
 pub fn classify_smtp(e: lettre::transport::smtp::Error) -> SendError {
     let message = error_chain(&e);
+    // 5xx, or an email this client cannot send (e.g. a non-ASCII address to a server
+    // without SMTPUTF8): never retried. Everything else (4xx, a reset, a reply that does
+    // not parse) may go through on another attempt.
     let kind = if e.is_permanent() || e.is_client() {
         FailureKind::Permanent
-    } else if e.is_transient() || e.is_timeout() {
-        FailureKind::Transient
-    } else if is_connect_failure(&e) {
-        FailureKind::Unreachable
     } else {
-        // resets, TLS handshakes, parse errors of a reply: the transaction may be retried
         FailureKind::Transient
     };
     SendError { kind, message }
-}
-
-fn is_connect_failure(e: &lettre::transport::smtp::Error) -> bool {
-    use std::io::ErrorKind as K;
-    // lettre reports a failed connect as "Connection error" (its Kind::Connection).
-    if e.to_string().starts_with("Connection error") {
-        return true;
-    }
-    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                K::ConnectionRefused | K::AddrNotAvailable | K::NotConnected
-            );
-        }
-        src = s.source();
-    }
-    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
