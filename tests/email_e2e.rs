@@ -855,7 +855,22 @@ async fn a_revoked_partition_is_released_and_sent_once_by_its_new_owner() {
     })
     .await;
     assert_eq!(a.release(|_| true).await, decisions.len());
-    b.catch_up().await.unwrap();
+    // the new owner catches up until it has read A's pending records
+    let t0 = Instant::now();
+    loop {
+        b.catch_up().await.unwrap();
+        if decisions
+            .iter()
+            .all(|n| b.state_of(&n.idempotency_key()) == Some(EntryState::Pending))
+        {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "B never saw A's records"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for n in &decisions {
         b.submit(n);
     }
