@@ -397,6 +397,15 @@ async fn killed_mid_stream_and_restarted_sends_each_email_once() {
         ma.total(Outcome::Retried) >= 2
     })
     .await;
+    // (its pending records are in the topic by now)
+    let t0 = Instant::now();
+    while kafka_log(&cfg).await.load().await.unwrap().len() < decisions.len() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "pending records never durable"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // ...and is killed: its tasks abort where they are, its producer is dropped.
     drop(a);
 
