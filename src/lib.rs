@@ -3,9 +3,12 @@
 //! The layout, from the inside out:
 //! - [`core`]: the pure fold (events → state → report and notifications), no I/O;
 //! - [`replay`]: the file adapter behind `keypulse replay`;
-//! - [`config`]: `keypulse.toml` plus environment overrides, validated.
+//! - [`config`]: `keypulse.toml` plus environment overrides, validated;
+//! - [`sink`]: the seam between the fold's decisions and their delivery;
+//! - [`email`]: rendering, transports, the outbox and its durable decision log.
 
 pub mod config;
 pub mod core;
+pub mod email;
 pub mod replay;
 pub mod sink;
