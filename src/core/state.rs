@@ -360,6 +360,11 @@ impl PartitionState {
         lic + cust + sparse + index + self.days.len() * size_of::<DayStats>()
     }
 
+    /// The position of customer `id`, if this state holds it (a lookup, no insertion).
+    pub(crate) fn customer_position(&self, id: &str) -> Option<u32> {
+        self.index.customers.get(id).copied()
+    }
+
     fn customer_index(&mut self, id: &str) -> u32 {
         if let Some(i) = self.index.customers.get(id) {
             return *i;
