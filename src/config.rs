@@ -303,7 +303,10 @@ impl Config {
         }
         for (key, v) in [
             ("kafka.fold_workers", self.kafka.fold_workers as u64),
-            ("kafka.worker_queue_batches", self.kafka.worker_queue_batches as u64),
+            (
+                "kafka.worker_queue_batches",
+                self.kafka.worker_queue_batches as u64,
+            ),
             ("kafka.connect_timeout_ms", self.kafka.connect_timeout_ms),
             ("kafka.commit_interval_ms", self.kafka.commit_interval_ms),
         ] {

@@ -118,7 +118,10 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
     let sink: Arc<dyn DecisionSink> = Arc::new(LogOnlySink);
     let service = Service::start(config, RunOptions { clock }, sink, metrics).await?;
     let signal = wait_for_signal().await?;
-    tracing::info!(signal, "shutting down: stop consuming, fold and commit what was polled");
+    tracing::info!(
+        signal,
+        "shutting down: stop consuming, fold and commit what was polled"
+    );
     // A second signal exits at once; whatever happens, exit within 10 s.
     tokio::spawn(async {
         if let Ok(s) = wait_for_signal().await {

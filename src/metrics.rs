@@ -183,54 +183,345 @@ impl Metrics {
         let f = |n: &str, h: &str, l: &[&str]| GaugeVec::new(opts(n, h), l);
         let c = |n: &str, h: &str, l: &[&str]| IntCounterVec::new(opts(n, h), l);
         let m = Metrics {
-            licenses: reg!(r, g("licenses", "Licenses by current plan and status.", &["plan", "status"])?),
-            licenses_issued: reg!(r, g("licenses_issued", "Licenses with a license.issued event, by plan.", &["plan"])?),
-            licenses_activated: reg!(r, g("licenses_activated", "Issued licenses activated at least once, by plan.", &["plan"])?),
-            activation_cohort_7d: reg!(r, g("activation_cohort_7d", "Licenses issued at least 7 days before as_of, by plan.", &["plan"])?),
-            activation_within_7d: reg!(r, g("activation_within_7d", "Licenses of the 7-day cohort activated within 7 days of issue, by plan.", &["plan"])?),
-            activation_ratio: reg!(r, f("activation_ratio", "Activated / issued licenses.", &[])?),
-            activation_7d_ratio: reg!(r, f("activation_7d_ratio", "Activated within 7 days / 7-day cohort.", &[])?),
-            activation_by_plan_ratio: reg!(r, f("activation_by_plan_ratio", "Activated / issued licenses, by plan.", &["plan"])?),
-            activation_7d_by_plan_ratio: reg!(r, f("activation_7d_by_plan_ratio", "Activated within 7 days / 7-day cohort, by plan.", &["plan"])?),
-            dav_today: reg!(r, IntGauge::with_opts(opts("dav_today", "Distinct licenses validated today (UTC)."))?),
-            dav_last_7d: reg!(r, IntGauge::with_opts(opts("dav_last_7d", "Sum of daily active validations over the 7 complete days before today."))?),
-            dav_prev_7d: reg!(r, IntGauge::with_opts(opts("dav_prev_7d", "Sum of daily active validations over the 7 days before those."))?),
+            licenses: reg!(
+                r,
+                g(
+                    "licenses",
+                    "Licenses by current plan and status.",
+                    &["plan", "status"]
+                )?
+            ),
+            licenses_issued: reg!(
+                r,
+                g(
+                    "licenses_issued",
+                    "Licenses with a license.issued event, by plan.",
+                    &["plan"]
+                )?
+            ),
+            licenses_activated: reg!(
+                r,
+                g(
+                    "licenses_activated",
+                    "Issued licenses activated at least once, by plan.",
+                    &["plan"]
+                )?
+            ),
+            activation_cohort_7d: reg!(
+                r,
+                g(
+                    "activation_cohort_7d",
+                    "Licenses issued at least 7 days before as_of, by plan.",
+                    &["plan"]
+                )?
+            ),
+            activation_within_7d: reg!(
+                r,
+                g(
+                    "activation_within_7d",
+                    "Licenses of the 7-day cohort activated within 7 days of issue, by plan.",
+                    &["plan"]
+                )?
+            ),
+            activation_ratio: reg!(
+                r,
+                f("activation_ratio", "Activated / issued licenses.", &[])?
+            ),
+            activation_7d_ratio: reg!(
+                r,
+                f(
+                    "activation_7d_ratio",
+                    "Activated within 7 days / 7-day cohort.",
+                    &[]
+                )?
+            ),
+            activation_by_plan_ratio: reg!(
+                r,
+                f(
+                    "activation_by_plan_ratio",
+                    "Activated / issued licenses, by plan.",
+                    &["plan"]
+                )?
+            ),
+            activation_7d_by_plan_ratio: reg!(
+                r,
+                f(
+                    "activation_7d_by_plan_ratio",
+                    "Activated within 7 days / 7-day cohort, by plan.",
+                    &["plan"]
+                )?
+            ),
+            dav_today: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "dav_today",
+                    "Distinct licenses validated today (UTC)."
+                ))?
+            ),
+            dav_last_7d: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "dav_last_7d",
+                    "Sum of daily active validations over the 7 complete days before today."
+                ))?
+            ),
+            dav_prev_7d: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "dav_prev_7d",
+                    "Sum of daily active validations over the 7 days before those."
+                ))?
+            ),
             dav_trend_ratio: reg!(r, f("dav_trend_ratio", "dav_last_7d / dav_prev_7d.", &[])?),
-            at_risk_licenses: reg!(r, IntGauge::with_opts(opts("at_risk_licenses", "Active licenses without a validation for more than 30 days."))?),
-            validations_today: reg!(r, g("validations_today", "Validations today (UTC) by result.", &["result"])?),
-            domain_licenses: reg!(r, g("domain_licenses", "Active licenses with a domain limit, by plan.", &["plan"])?),
-            domain_utilization_mean_ratio: reg!(r, f("domain_utilization_mean_ratio", "Mean domain utilization (used / limit), by plan.", &["plan"])?),
-            domain_near_limit_licenses: reg!(r, g("domain_near_limit_licenses", "Licenses at 80% of their domain limit or more, by plan.", &["plan"])?),
-            domain_at_limit_licenses: reg!(r, g("domain_at_limit_licenses", "Licenses at their domain limit, by plan.", &["plan"])?),
-            domain_over_provisioned_licenses: reg!(r, g("domain_over_provisioned_licenses", "Licenses using under 20% of their domain limit, by plan.", &["plan"])?),
-            ttfv_licenses: reg!(r, g("ttfv_licenses", "Issued licenses by time to first valid validation.", &["bucket"])?),
-            ttfv_median_seconds: reg!(r, f("ttfv_median_seconds", "Lower median time to first valid validation, in seconds.", &[])?),
-            mrr_cents: reg!(r, Gauge::with_opts(opts("mrr_cents", "Monthly recurring revenue of active licenses, in cents."))?),
-            mrr_month_ago_cents: reg!(r, Gauge::with_opts(opts("mrr_month_ago_cents", "MRR as booked up to 30 days before today, in cents."))?),
-            mrr_mom_change_ratio: reg!(r, f("mrr_mom_change_ratio", "Month-over-month MRR change ratio.", &[])?),
-            health_customers: reg!(r, g("health_customers", "Customers with an active license, by health band.", &["band"])?),
-            churn_risk_customers: reg!(r, IntGauge::with_opts(opts("churn_risk_customers", "Customers whose health score is below the churn-risk line."))?),
-            upgrade_pipeline_licenses: reg!(r, g("upgrade_pipeline_licenses", "Active licenses with an upgrade trigger, by trigger.", &["trigger"])?),
-            validations_total: reg!(r, c("validations_total", "license.validated events by result.", &["result"])?),
-            validations_by_country_total: reg!(r, c("validations_by_country_total", "license.validated events by country (ISO alpha-2, else other).", &["country"])?),
-            notifications_decided_total: reg!(r, c("notifications_decided_total", "Notifications decided by the fold, by kind.", &["kind"])?),
-            events_total: reg!(r, c("events_total", "Accepted events by type (duplicates included).", &["type"])?),
-            events_rejected_total: reg!(r, c("events_rejected_total", "Rejected messages by reason.", &["reason"])?),
-            events_duplicate_total: reg!(r, IntCounter::with_opts(opts("events_duplicate_total", "Events ignored for a repeated event_id."))?),
-            messages_folded_total: reg!(r, IntCounter::with_opts(opts("messages_folded_total", "Messages folded, partition rebuilds included."))?),
-            dead_letter_messages_total: reg!(r, c("dead_letter_messages_total", "Copies of rejected messages to the dead-letter topic, by outcome.", &["outcome"])?),
-            offset_commits_total: reg!(r, c("offset_commits_total", "Consumer offset commits, by outcome.", &["outcome"])?),
-            consumer_lag_messages: reg!(r, g("consumer_lag_messages", "High watermark minus the next offset to fold, per assigned partition.", &["topic", "partition"])?),
-            event_time_lag_seconds: reg!(r, Gauge::with_opts(opts("event_time_lag_seconds", "Wall clock minus the newest event ts folded, in seconds."))?),
-            fold_latency_seconds: reg!(r, Histogram::with_opts(HistogramOpts::new(
-                "keypulse_fold_latency_seconds",
-                "Time from a batch of messages being polled to the end of its fold.",
-            ).buckets(vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]))?),
-            state_licenses: reg!(r, IntGauge::with_opts(opts("state_licenses", "Licenses held in this instance's state."))?),
-            state_customers: reg!(r, IntGauge::with_opts(opts("state_customers", "Customers held in this instance's state."))?),
-            state_bytes: reg!(r, IntGauge::with_opts(opts("state_bytes", "Approximate bytes of this instance's fold state."))?),
-            assigned_partitions: reg!(r, IntGauge::with_opts(opts("assigned_partitions", "Partitions assigned to this instance."))?),
-            ready: reg!(r, IntGauge::with_opts(opts("ready", "1 when every assigned partition has caught up (/readyz is 200)."))?),
+            at_risk_licenses: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "at_risk_licenses",
+                    "Active licenses without a validation for more than 30 days."
+                ))?
+            ),
+            validations_today: reg!(
+                r,
+                g(
+                    "validations_today",
+                    "Validations today (UTC) by result.",
+                    &["result"]
+                )?
+            ),
+            domain_licenses: reg!(
+                r,
+                g(
+                    "domain_licenses",
+                    "Active licenses with a domain limit, by plan.",
+                    &["plan"]
+                )?
+            ),
+            domain_utilization_mean_ratio: reg!(
+                r,
+                f(
+                    "domain_utilization_mean_ratio",
+                    "Mean domain utilization (used / limit), by plan.",
+                    &["plan"]
+                )?
+            ),
+            domain_near_limit_licenses: reg!(
+                r,
+                g(
+                    "domain_near_limit_licenses",
+                    "Licenses at 80% of their domain limit or more, by plan.",
+                    &["plan"]
+                )?
+            ),
+            domain_at_limit_licenses: reg!(
+                r,
+                g(
+                    "domain_at_limit_licenses",
+                    "Licenses at their domain limit, by plan.",
+                    &["plan"]
+                )?
+            ),
+            domain_over_provisioned_licenses: reg!(
+                r,
+                g(
+                    "domain_over_provisioned_licenses",
+                    "Licenses using under 20% of their domain limit, by plan.",
+                    &["plan"]
+                )?
+            ),
+            ttfv_licenses: reg!(
+                r,
+                g(
+                    "ttfv_licenses",
+                    "Issued licenses by time to first valid validation.",
+                    &["bucket"]
+                )?
+            ),
+            ttfv_median_seconds: reg!(
+                r,
+                f(
+                    "ttfv_median_seconds",
+                    "Lower median time to first valid validation, in seconds.",
+                    &[]
+                )?
+            ),
+            mrr_cents: reg!(
+                r,
+                Gauge::with_opts(opts(
+                    "mrr_cents",
+                    "Monthly recurring revenue of active licenses, in cents."
+                ))?
+            ),
+            mrr_month_ago_cents: reg!(
+                r,
+                Gauge::with_opts(opts(
+                    "mrr_month_ago_cents",
+                    "MRR as booked up to 30 days before today, in cents."
+                ))?
+            ),
+            mrr_mom_change_ratio: reg!(
+                r,
+                f(
+                    "mrr_mom_change_ratio",
+                    "Month-over-month MRR change ratio.",
+                    &[]
+                )?
+            ),
+            health_customers: reg!(
+                r,
+                g(
+                    "health_customers",
+                    "Customers with an active license, by health band.",
+                    &["band"]
+                )?
+            ),
+            churn_risk_customers: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "churn_risk_customers",
+                    "Customers whose health score is below the churn-risk line."
+                ))?
+            ),
+            upgrade_pipeline_licenses: reg!(
+                r,
+                g(
+                    "upgrade_pipeline_licenses",
+                    "Active licenses with an upgrade trigger, by trigger.",
+                    &["trigger"]
+                )?
+            ),
+            validations_total: reg!(
+                r,
+                c(
+                    "validations_total",
+                    "license.validated events by result.",
+                    &["result"]
+                )?
+            ),
+            validations_by_country_total: reg!(
+                r,
+                c(
+                    "validations_by_country_total",
+                    "license.validated events by country (ISO alpha-2, else other).",
+                    &["country"]
+                )?
+            ),
+            notifications_decided_total: reg!(
+                r,
+                c(
+                    "notifications_decided_total",
+                    "Notifications decided by the fold, by kind.",
+                    &["kind"]
+                )?
+            ),
+            events_total: reg!(
+                r,
+                c(
+                    "events_total",
+                    "Accepted events by type (duplicates included).",
+                    &["type"]
+                )?
+            ),
+            events_rejected_total: reg!(
+                r,
+                c(
+                    "events_rejected_total",
+                    "Rejected messages by reason.",
+                    &["reason"]
+                )?
+            ),
+            events_duplicate_total: reg!(
+                r,
+                IntCounter::with_opts(opts(
+                    "events_duplicate_total",
+                    "Events ignored for a repeated event_id."
+                ))?
+            ),
+            messages_folded_total: reg!(
+                r,
+                IntCounter::with_opts(opts(
+                    "messages_folded_total",
+                    "Messages folded, partition rebuilds included."
+                ))?
+            ),
+            dead_letter_messages_total: reg!(
+                r,
+                c(
+                    "dead_letter_messages_total",
+                    "Copies of rejected messages to the dead-letter topic, by outcome.",
+                    &["outcome"]
+                )?
+            ),
+            offset_commits_total: reg!(
+                r,
+                c(
+                    "offset_commits_total",
+                    "Consumer offset commits, by outcome.",
+                    &["outcome"]
+                )?
+            ),
+            consumer_lag_messages: reg!(
+                r,
+                g(
+                    "consumer_lag_messages",
+                    "High watermark minus the next offset to fold, per assigned partition.",
+                    &["topic", "partition"]
+                )?
+            ),
+            event_time_lag_seconds: reg!(
+                r,
+                Gauge::with_opts(opts(
+                    "event_time_lag_seconds",
+                    "Wall clock minus the newest event ts folded, in seconds."
+                ))?
+            ),
+            fold_latency_seconds: reg!(
+                r,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "keypulse_fold_latency_seconds",
+                        "Time from a batch of messages being polled to the end of its fold.",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 5.0
+                    ])
+                )?
+            ),
+            state_licenses: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "state_licenses",
+                    "Licenses held in this instance's state."
+                ))?
+            ),
+            state_customers: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "state_customers",
+                    "Customers held in this instance's state."
+                ))?
+            ),
+            state_bytes: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "state_bytes",
+                    "Approximate bytes of this instance's fold state."
+                ))?
+            ),
+            assigned_partitions: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "assigned_partitions",
+                    "Partitions assigned to this instance."
+                ))?
+            ),
+            ready: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "ready",
+                    "1 when every assigned partition has caught up (/readyz is 200)."
+                ))?
+            ),
             registry: r,
             lock: Mutex::new(()),
         };
@@ -245,7 +536,8 @@ impl Metrics {
             m.events_rejected_total.with_label_values(&[r.as_str()]);
         }
         for k in NotificationKind::ALL {
-            m.notifications_decided_total.with_label_values(&[k.as_str()]);
+            m.notifications_decided_total
+                .with_label_values(&[k.as_str()]);
         }
         for o in ["sent", "failed"] {
             m.dead_letter_messages_total.with_label_values(&[o]);
@@ -310,15 +602,25 @@ impl Metrics {
             e[3] += a.activated_within_7d;
         }
         for (p, a) in &act {
-            self.licenses_issued.with_label_values(&[p]).set(a[0] as i64);
-            self.licenses_activated.with_label_values(&[p]).set(a[1] as i64);
-            self.activation_cohort_7d.with_label_values(&[p]).set(a[2] as i64);
-            self.activation_within_7d.with_label_values(&[p]).set(a[3] as i64);
+            self.licenses_issued
+                .with_label_values(&[p])
+                .set(a[0] as i64);
+            self.licenses_activated
+                .with_label_values(&[p])
+                .set(a[1] as i64);
+            self.activation_cohort_7d
+                .with_label_values(&[p])
+                .set(a[2] as i64);
+            self.activation_within_7d
+                .with_label_values(&[p])
+                .set(a[3] as i64);
             if let Some(r) = ratio(a[1] as f64, a[0] as f64) {
                 self.activation_by_plan_ratio.with_label_values(&[p]).set(r);
             }
             if let Some(r) = ratio(a[3] as f64, a[2] as f64) {
-                self.activation_7d_by_plan_ratio.with_label_values(&[p]).set(r);
+                self.activation_7d_by_plan_ratio
+                    .with_label_values(&[p])
+                    .set(r);
             }
         }
         set_opt(&self.activation_ratio, report.activation.rate);
@@ -336,7 +638,9 @@ impl Metrics {
             .set((today.total - today.failed) as i64);
         for r in ValidationResult::FAILURES {
             let n = today.by_type.get(r.as_str()).copied().unwrap_or(0);
-            self.validations_today.with_label_values(&[r.as_str()]).set(n as i64);
+            self.validations_today
+                .with_label_values(&[r.as_str()])
+                .set(n as i64);
         }
 
         for g in [
@@ -358,28 +662,41 @@ impl Metrics {
             e.over_provisioned += u.over_provisioned;
         }
         for (p, u) in &util {
-            self.domain_licenses.with_label_values(&[p]).set(u.licenses as i64);
-            self.domain_near_limit_licenses.with_label_values(&[p]).set(u.near_limit as i64);
-            self.domain_at_limit_licenses.with_label_values(&[p]).set(u.at_limit as i64);
+            self.domain_licenses
+                .with_label_values(&[p])
+                .set(u.licenses as i64);
+            self.domain_near_limit_licenses
+                .with_label_values(&[p])
+                .set(u.near_limit as i64);
+            self.domain_at_limit_licenses
+                .with_label_values(&[p])
+                .set(u.at_limit as i64);
             self.domain_over_provisioned_licenses
                 .with_label_values(&[p])
                 .set(u.over_provisioned as i64);
             if let Some(r) = ratio(u.sum, u.licenses as f64) {
-                self.domain_utilization_mean_ratio.with_label_values(&[p]).set(r);
+                self.domain_utilization_mean_ratio
+                    .with_label_values(&[p])
+                    .set(r);
             }
         }
 
         let t = &report.ttfv;
-        for (b, n) in TTFV_BUCKETS
-            .iter()
-            .zip([t.under_1h, t.h1_to_24h, t.d1_to_7d, t.over_7d, t.pending])
+        for (b, n) in
+            TTFV_BUCKETS
+                .iter()
+                .zip([t.under_1h, t.h1_to_24h, t.d1_to_7d, t.over_7d, t.pending])
         {
             self.ttfv_licenses.with_label_values(&[b]).set(n as i64);
         }
-        set_opt(&self.ttfv_median_seconds, t.median_seconds.map(|s| s as f64));
+        set_opt(
+            &self.ttfv_median_seconds,
+            t.median_seconds.map(|s| s as f64),
+        );
 
         self.mrr_cents.set(report.mrr.current_cents as f64);
-        self.mrr_month_ago_cents.set(report.mrr.month_ago_cents as f64);
+        self.mrr_month_ago_cents
+            .set(report.mrr.month_ago_cents as f64);
         set_opt(&self.mrr_mom_change_ratio, report.mrr.mom_change);
 
         for b in BANDS {
@@ -397,7 +714,9 @@ impl Metrics {
             }
         }
         for (t, n) in TRIGGERS.iter().zip(per_trigger) {
-            self.upgrade_pipeline_licenses.with_label_values(&[t]).set(n);
+            self.upgrade_pipeline_licenses
+                .with_label_values(&[t])
+                .set(n);
         }
     }
 
@@ -475,7 +794,8 @@ mod tests {
     fn plans_are_capped() {
         let mut agg = Aggregate::default();
         for i in 0..30 {
-            agg.by_plan_status.insert(format!("p{i:02}"), [i + 1, 0, 0, 0]);
+            agg.by_plan_status
+                .insert(format!("p{i:02}"), [i + 1, 0, 0, 0]);
         }
         let m = Metrics::new().unwrap();
         let report = agg.clone().finish(&crate::core::CoreConfig::default());

@@ -224,18 +224,17 @@ impl Service {
         let connect_timeout = Duration::from_millis(k.connect_timeout_ms);
         let r = router.clone();
         let kc = k.clone();
-        let consumer = match tokio::task::spawn_blocking(move || {
-            consumer::connect(&kc, r, connect_timeout)
-        })
-        .await?
-        {
-            Ok(c) => c,
-            Err(e) => {
-                drop(senders);
-                drop(router);
-                return Err(e);
-            }
-        };
+        let consumer =
+            match tokio::task::spawn_blocking(move || consumer::connect(&kc, r, connect_timeout))
+                .await?
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(senders);
+                    drop(router);
+                    return Err(e);
+                }
+            };
         tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "subscribed");
 
         let stop = Arc::new(AtomicBool::new(false));

@@ -343,7 +343,7 @@ impl PartitionState {
             .map(|c| {
                 size_of::<Customer>()
                     + c.id.len()
-                    + c.seen_ids.iter().map(|(k, _)| k.len() + 24).sum::<usize>()
+                    + c.seen_ids.keys().map(|k| k.len() + 24).sum::<usize>()
                     + c.licenses.capacity() * 4
                     + c.upgrade_candidates.capacity() * 4
                     + c.validations.heap_bytes()

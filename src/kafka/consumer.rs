@@ -113,7 +113,11 @@ pub struct Router {
 
 impl Router {
     /// A router over the given worker channels.
-    pub fn new(workers: Vec<SyncSender<WorkerMsg>>, metrics: Arc<Metrics>, dlq: Arc<DeadLetter>) -> Self {
+    pub fn new(
+        workers: Vec<SyncSender<WorkerMsg>>,
+        metrics: Arc<Metrics>,
+        dlq: Arc<DeadLetter>,
+    ) -> Self {
         Self {
             workers,
             assignment: RwLock::new(BTreeMap::new()),
@@ -219,7 +223,10 @@ impl Router {
         if let Some(last) = b.msgs.last() {
             progress.sent_next.store(last.offset + 1, Ordering::Release);
         }
-        if self.workers[progress.worker].send(WorkerMsg::Batch(b)).is_err() {
+        if self.workers[progress.worker]
+            .send(WorkerMsg::Batch(b))
+            .is_err()
+        {
             tracing::error!(partition = %progress.tp, "fold worker is gone");
         }
     }
@@ -234,14 +241,15 @@ impl Router {
         for tp in &tps {
             tpl.add_partition(&tp.topic, tp.partition);
         }
-        let committed: HashMap<(String, i32), Offset> =
-            match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
-                Ok(list) => list.to_topic_map(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the group's committed offsets; every message of the new partitions counts as new");
-                    HashMap::new()
-                }
-            };
+        let committed: HashMap<(String, i32), Offset> = match consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+        {
+            Ok(list) => list.to_topic_map(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group's committed offsets; every message of the new partitions counts as new");
+                HashMap::new()
+            }
+        };
         for tp in &tps {
             if let Some(old) = write(&self.assignment).remove(tp) {
                 // Assigned again without a revocation in between: start over.
@@ -276,7 +284,7 @@ impl Router {
                 count_from: committed.max(counted),
             });
             tracing::info!(
-                topic = %tp.topic, partition = tp.partition, worker, committed, target,
+                topic = %tp.topic, partition = tp.partition, worker, committed, catch_up_target = target,
                 "partition assigned; rebuilding its state from the beginning"
             );
         }
@@ -310,10 +318,15 @@ impl Router {
         let mut folded = Vec::new();
         for (w, tps) in by_worker {
             let (reply, rx) = mpsc::channel();
-            if self.workers[w].send(WorkerMsg::Revoke { tps, reply }).is_ok() {
+            if self.workers[w]
+                .send(WorkerMsg::Revoke { tps, reply })
+                .is_ok()
+            {
                 match rx.recv_timeout(WORKER_REPLY_TIMEOUT) {
                     Ok(done) => folded.extend(done),
-                    Err(_) => tracing::error!(worker = w, "fold worker did not answer the revocation"),
+                    Err(_) => {
+                        tracing::error!(worker = w, "fold worker did not answer the revocation")
+                    }
                 }
             }
         }
@@ -322,7 +335,10 @@ impl Router {
             .assigned_partitions
             .set(read(&self.assignment).len() as i64);
         if consumer.assignment_lost() {
-            tracing::warn!(partitions = tps.len(), "assignment lost: offsets not committed");
+            tracing::warn!(
+                partitions = tps.len(),
+                "assignment lost: offsets not committed"
+            );
         } else {
             self.commit(consumer, &folded, CommitMode::Sync);
         }
@@ -361,13 +377,19 @@ impl Router {
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
                 if matches!(mode, CommitMode::Sync) {
-                    self.metrics.offset_commits_total.with_label_values(&["ok"]).inc();
+                    self.metrics
+                        .offset_commits_total
+                        .with_label_values(&["ok"])
+                        .inc();
                     tracing::debug!(partitions = tpl.count(), "offsets committed");
                 }
                 true
             }
             Err(e) => {
-                self.metrics.offset_commits_total.with_label_values(&["failed"]).inc();
+                self.metrics
+                    .offset_commits_total
+                    .with_label_values(&["failed"])
+                    .inc();
                 tracing::warn!(error = %e, "offset commit failed");
                 false
             }
@@ -410,7 +432,7 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let mut last = lock(&self.last_error_log);
-        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+        if last.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
             *last = Some(Instant::now());
             tracing::warn!(error = %error, reason, "kafka client error (repeats within 5 s not logged)");
         }
@@ -434,7 +456,10 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 // Rebuild from the beginning: start every new partition at its first offset.
@@ -474,7 +499,11 @@ impl ConsumerContext for Ctx {
         }
     }
 
-    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
         match result {
             Ok(()) => {
                 self.router
@@ -497,7 +526,10 @@ impl ConsumerContext for Ctx {
 }
 
 /// The high watermark the client last saw in a fetch response (no broker round trip).
-fn cached_high_watermark<C: ConsumerContext>(consumer: &BaseConsumer<C>, tp: &TopicPartition) -> Option<i64> {
+fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+) -> Option<i64> {
     let topic = CString::new(tp.topic.as_bytes()).ok()?;
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: the client pointer is valid for the consumer's lifetime; the topic is a
@@ -542,7 +574,7 @@ pub fn poll_loop(consumer: BaseConsumer<Ctx>, stop: Arc<AtomicBool>, settings: P
                 router.route(&m);
             }
             Some(Err(e)) => {
-                if last_poll_error.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+                if last_poll_error.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
                     last_poll_error = Some(Instant::now());
                     tracing::warn!(error = %e, "consumer error (repeats within 5 s not logged)");
                 }
@@ -634,7 +666,7 @@ fn check_caught_up<C: ConsumerContext>(consumer: &BaseConsumer<C>, router: &Rout
         if at >= target {
             p.caught_up.store(true, Ordering::Release);
             tracing::info!(
-                topic = %p.tp.topic, partition = p.tp.partition, offset = at, target,
+                topic = %p.tp.topic, partition = p.tp.partition, offset = at, catch_up_target = target,
                 "partition caught up"
             );
         }
@@ -663,9 +695,9 @@ pub fn connect(
     timeout: Duration,
 ) -> anyhow::Result<BaseConsumer<Ctx>> {
     let (cfg, _) = client_config(k);
-    let consumer: BaseConsumer<Ctx> = cfg
-        .create_with_context(Ctx::new(router))
-        .map_err(|e| anyhow::anyhow!("cannot create the Kafka consumer (check kafka.properties): {e}"))?;
+    let consumer: BaseConsumer<Ctx> = cfg.create_with_context(Ctx::new(router)).map_err(|e| {
+        anyhow::anyhow!("cannot create the Kafka consumer (check kafka.properties): {e}")
+    })?;
     let metadata = consumer.fetch_metadata(None, timeout).map_err(|e| {
         anyhow::anyhow!(
             "no Kafka broker answered at kafka.brokers = `{}` within {} s: {e}",
@@ -674,7 +706,10 @@ pub fn connect(
         )
     })?;
     for t in &k.topics {
-        let found = metadata.topics().iter().any(|m| m.name() == t && m.error().is_none());
+        let found = metadata
+            .topics()
+            .iter()
+            .any(|m| m.name() == t && m.error().is_none());
         if !found {
             tracing::warn!(topic = %t, "topic not found (yet); waiting for it to be created");
         }

@@ -81,7 +81,11 @@ pub struct Origin<'a> {
 
 impl DeadLetter {
     /// Creates the producer from the consumer's connection settings.
-    pub fn new(base: &ClientConfig, topic: &str, metrics: Arc<Metrics>) -> Result<Self, KafkaError> {
+    pub fn new(
+        base: &ClientConfig,
+        topic: &str,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, KafkaError> {
         let mut cfg = base.clone();
         cfg.set("enable.idempotence", "true");
         cfg.set("linger.ms", "20");
@@ -93,7 +97,13 @@ impl DeadLetter {
     }
 
     /// Enqueues a copy of a rejected message. Blocks while the local queue is full.
-    pub fn send(&self, key: Option<&[u8]>, payload: Option<&[u8]>, why: Rejection, from: Origin<'_>) {
+    pub fn send(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        why: Rejection,
+        from: Origin<'_>,
+    ) {
         let partition = from.partition.to_string();
         let offset = from.offset.to_string();
         let mut headers = OwnedHeaders::new_with_capacity(5).insert(Header {
@@ -119,8 +129,7 @@ impl DeadLetter {
                 key: "offset",
                 value: Some(offset.as_str()),
             });
-        let mut record: BaseRecord<'_, [u8], [u8]> =
-            BaseRecord::to(&self.topic).headers(headers);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).headers(headers);
         if let Some(k) = key {
             record = record.key(k);
         }

@@ -212,13 +212,17 @@ impl Tally {
         m.messages_folded_total.inc_by(self.folded);
         for (i, n) in self.events.iter().enumerate() {
             if *n > 0 {
-                m.events_total.with_label_values(&[EVENT_TYPES[i]]).inc_by(*n);
+                m.events_total
+                    .with_label_values(&[EVENT_TYPES[i]])
+                    .inc_by(*n);
             }
         }
         for (i, n) in self.results.iter().enumerate() {
             if *n > 0 {
                 let r = crate::core::ValidationResult::ALL[i];
-                m.validations_total.with_label_values(&[r.as_str()]).inc_by(*n);
+                m.validations_total
+                    .with_label_values(&[r.as_str()])
+                    .inc_by(*n);
             }
         }
         for (i, n) in self.rejected.iter().enumerate() {
@@ -251,7 +255,10 @@ impl Tally {
 }
 
 fn kind_index(k: NotificationKind) -> usize {
-    NotificationKind::ALL.iter().position(|x| *x == k).unwrap_or(0)
+    NotificationKind::ALL
+        .iter()
+        .position(|x| *x == k)
+        .unwrap_or(0)
 }
 
 /// A fold worker.
@@ -441,9 +448,7 @@ impl Worker {
             h.next = m.offset + 1;
         }
         // Release: the dead-letter copies above happen-before the offset is seen folded.
-        h.progress
-            .newest_ts
-            .store(h.newest_ts, Ordering::Release);
+        h.progress.newest_ts.store(h.newest_ts, Ordering::Release);
         h.progress.folded_next.store(h.next, Ordering::Release);
         let metrics = &self.shared.metrics;
         metrics

@@ -95,7 +95,10 @@ impl PartitionProgress {
 
     /// Messages between the position and the latest high watermark seen.
     pub fn lag(&self) -> Option<i64> {
-        let high = self.high.load(Ordering::Acquire).max(self.target.load(Ordering::Acquire));
+        let high = self
+            .high
+            .load(Ordering::Acquire)
+            .max(self.target.load(Ordering::Acquire));
         let pos = self.position();
         (high >= 0).then(|| (high - pos.max(0)).max(0))
     }

@@ -225,7 +225,11 @@ impl Instance {
         let t0 = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{}: keypulse exited ({status}) while waiting for /readyz; log:\n{}", self.name, self.log_text());
+                panic!(
+                    "{}: keypulse exited ({status}) while waiting for /readyz; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
             if let Ok(r) = client().get(self.url("/readyz")).send() {
                 if r.status().as_u16() == 200 {
@@ -264,7 +268,12 @@ impl Instance {
             }
             if t0.elapsed() > limit {
                 let _ = self.child.kill();
-                panic!("{}: did not exit within {:?} of SIGTERM; log tail:\n{}", self.name, limit, self.log_tail(30));
+                panic!(
+                    "{}: did not exit within {:?} of SIGTERM; log tail:\n{}",
+                    self.name,
+                    limit,
+                    self.log_tail(30)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -296,7 +305,10 @@ pub fn client() -> reqwest::blocking::Client {
 }
 
 pub fn get(url: &str) -> (u16, Value) {
-    let r = client().get(url).send().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = client()
+        .get(url)
+        .send()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     let text = r.text().unwrap_or_default();
     let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
