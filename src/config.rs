@@ -60,6 +60,9 @@ pub struct KafkaConfig {
     /// How often folded offsets are committed, in milliseconds (also on revocation and at
     /// shutdown).
     pub commit_interval_ms: u64,
+    /// Readiness also waits until the group assignment has not changed for this long, in
+    /// milliseconds (KIP-848 hands partitions over incrementally).
+    pub ready_settle_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -75,6 +78,7 @@ impl Default for KafkaConfig {
             worker_queue_batches: 16,
             connect_timeout_ms: 10_000,
             commit_interval_ms: 5_000,
+            ready_settle_ms: 1_500,
         }
     }
 }

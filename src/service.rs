@@ -220,7 +220,12 @@ impl Service {
             worker_threads.push(Worker::spawn(i, shared.clone(), rx)?);
             senders.push(tx);
         }
-        let router = Arc::new(Router::new(senders.clone(), metrics.clone(), dlq));
+        let router = Arc::new(Router::new(
+            senders.clone(),
+            metrics.clone(),
+            dlq,
+            Duration::from_millis(k.ready_settle_ms),
+        ));
         let connect_timeout = Duration::from_millis(k.connect_timeout_ms);
         let r = router.clone();
         let kc = k.clone();

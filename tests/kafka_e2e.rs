@@ -381,3 +381,92 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     assert_eq!(inst.get("/healthz").0, 200, "the service stays up");
     assert!(inst.terminate(Duration::from_secs(10)).success());
 }
+
+/// On librdkafka's mock cluster (in this process, so the service runs in-process too):
+/// the only broker goes down for 10 s mid-stream; the service recovers by itself and the
+/// report is exact.
+#[test]
+fn mock_cluster_broker_down_for_10_s_then_exact() {
+    use keypulse::kafka::fold::ClockMode;
+    use keypulse::service::{RunOptions, Service};
+    use rdkafka::mocking::MockCluster;
+    use std::sync::Arc;
+
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let name = "small";
+    let mock = MockCluster::new(1).expect("mock cluster");
+    let topic = "events";
+    mock.create_topic(topic, 6, 1).expect("mock topic");
+    mock.create_topic("events.dlq", 1, 1)
+        .expect("mock dlq topic");
+    let bootstrap = mock.bootstrap_servers();
+    let events = common::fixture_events(name);
+    let all = lines(&events);
+    let half = all.len() / 2;
+    produce(&bootstrap, topic, &all[..half]);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = keypulse::config::Config::from_toml(&config_toml(
+        &bootstrap,
+        topic,
+        "mock-group",
+        "events.dlq",
+        "",
+    ))
+    .unwrap();
+    let metrics = Arc::new(keypulse::metrics::Metrics::new().unwrap());
+    let service = rt
+        .block_on(Service::start(
+            config,
+            RunOptions {
+                clock: ClockMode::Event,
+            },
+            Arc::new(keypulse::sink::LogOnlySink),
+            metrics,
+        ))
+        .expect("service starts on the mock cluster");
+    let app = service.app().clone();
+    wait_for(
+        "the service to catch up on the first half",
+        READY_LIMIT,
+        || app.snapshot().ready.then_some(()),
+    );
+
+    mock.broker_down(1).expect("broker down");
+    let b = bootstrap.clone();
+    let rest: Vec<Vec<u8>> = all[half..].iter().map(|l| l.to_vec()).collect();
+    let producer = std::thread::spawn(move || {
+        let rest: Vec<&[u8]> = rest.iter().map(|l| l.as_slice()).collect();
+        produce(&b, topic, &rest);
+    });
+    std::thread::sleep(Duration::from_secs(10));
+    mock.broker_up(1).expect("broker up");
+    producer.join().expect("producer");
+
+    let expected = common::fixture_report(name);
+    let want_total = ["applied", "rejected", "duplicates"]
+        .iter()
+        .map(|k| expected["events"][k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(want_total, all.len() as u64);
+    let report = wait_for(
+        "the service to fold every event after the outage",
+        READY_LIMIT,
+        || {
+            let s = app.snapshot();
+            let e = &s.report.events;
+            (s.ready && e.applied + e.rejected + e.duplicates == want_total)
+                .then(|| s.report.clone())
+        },
+    );
+    let report = serde_json::to_value(&*report).unwrap();
+    common::assert_same_report("mock cluster, broker down 10 s", &expected, &report);
+    rt.block_on(service.shutdown()).expect("clean shutdown");
+}

@@ -103,6 +103,11 @@ pub struct Router {
     topics: Mutex<HashMap<String, Arc<str>>>,
     /// Whether the consumer has received an assignment since it started.
     joined: AtomicBool,
+    /// When the assignment last changed (KIP-848 assigns incrementally, so readiness waits
+    /// until it has settled).
+    last_change: Mutex<Instant>,
+    /// How long the assignment must stay unchanged before the instance can be ready.
+    settle: Duration,
     /// Set once the workers are stopped: callbacks no longer talk to them.
     stopping: AtomicBool,
     /// Counters and gauges.
@@ -117,8 +122,11 @@ impl Router {
         workers: Vec<SyncSender<WorkerMsg>>,
         metrics: Arc<Metrics>,
         dlq: Arc<DeadLetter>,
+        settle: Duration,
     ) -> Self {
         Self {
+            last_change: Mutex::new(Instant::now()),
+            settle,
             workers,
             assignment: RwLock::new(BTreeMap::new()),
             batches: Mutex::new(Vec::new()),
@@ -142,9 +150,11 @@ impl Router {
         read(&self.assignment).values().cloned().collect()
     }
 
-    /// Ready: the consumer has joined the group and every assigned partition caught up.
+    /// Ready: the consumer has joined the group, its assignment has not changed for the
+    /// settle time, and every assigned partition has caught up.
     pub fn ready(&self) -> bool {
         self.joined.load(Ordering::Acquire)
+            && lock(&self.last_change).elapsed() >= self.settle
             && lock(&self.pending_assign).is_empty()
             && read(&self.assignment)
                 .values()
@@ -456,6 +466,7 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        *lock(&self.router.last_change) = Instant::now();
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative

@@ -29,6 +29,8 @@ use crate::metrics::Metrics;
 pub struct DlqContext {
     /// Where `sent` / `failed` are counted.
     metrics: Arc<Metrics>,
+    /// Last time a client error was logged (errors repeat while a broker is down).
+    last_error_log: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl ClientContext for DlqContext {
@@ -36,7 +38,14 @@ impl ClientContext for DlqContext {
         super::forward_librdkafka_log("dead-letter producer", level, fac, message);
     }
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = "dead-letter producer", error = %error, reason, "kafka client error");
+        let mut last = self
+            .last_error_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(client = "dead-letter producer", error = %error, reason, "kafka client error (repeats within 5 s not logged)");
+        }
     }
 }
 
@@ -89,7 +98,10 @@ impl DeadLetter {
         let mut cfg = base.clone();
         cfg.set("enable.idempotence", "true");
         cfg.set("linger.ms", "20");
-        let producer = cfg.create_with_context(DlqContext { metrics })?;
+        let producer = cfg.create_with_context(DlqContext {
+            metrics,
+            last_error_log: std::sync::Mutex::new(None),
+        })?;
         Ok(Self {
             producer,
             topic: topic.to_string(),
