@@ -114,7 +114,7 @@ pub struct Metrics {
     pub validations_by_country_total: IntCounterVec,
     /// `keypulse_notifications_decided_total{kind}`.
     pub notifications_decided_total: IntCounterVec,
-    /// `keypulse_events_total{type}`: applied events (duplicates included) by type.
+    /// `keypulse_events_total{type}`: applied events by type (not duplicates, not rejections).
     pub events_total: IntCounterVec,
     /// `keypulse_events_rejected_total{reason}`.
     pub events_rejected_total: IntCounterVec,
@@ -417,7 +417,7 @@ impl Metrics {
                 r,
                 c(
                     "events_total",
-                    "Accepted events by type (duplicates included).",
+                    "Applied events by type (duplicates and rejected messages are counted apart).",
                     &["type"]
                 )?
             ),

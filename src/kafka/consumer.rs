@@ -293,10 +293,13 @@ impl Router {
                 progress,
                 count_from: committed.max(counted),
             });
-            tracing::info!(
-                topic = %tp.topic, partition = tp.partition, worker, committed, catch_up_target = target,
-                "partition assigned; rebuilding its state from the beginning"
-            );
+            super::events::PartitionAssigned {
+                tp,
+                worker,
+                committed,
+                target,
+            }
+            .emit();
         }
         self.metrics
             .assigned_partitions
@@ -344,12 +347,8 @@ impl Router {
         self.metrics
             .assigned_partitions
             .set(read(&self.assignment).len() as i64);
-        if consumer.assignment_lost() {
-            tracing::warn!(
-                partitions = tps.len(),
-                "assignment lost: offsets not committed"
-            );
-        } else {
+        let lost = consumer.assignment_lost();
+        if !lost {
             self.commit(consumer, &folded, CommitMode::Sync);
         }
         let mut counted = lock(&self.counted_through);
@@ -357,10 +356,7 @@ impl Router {
             let c = counted.entry(tp.clone()).or_insert(0);
             *c = (*c).max(*next);
         }
-        tracing::info!(
-            partitions = %tps.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
-            "partitions revoked; folded offsets committed, states dropped"
-        );
+        super::events::PartitionsRevoked { tps, lost }.emit();
     }
 
     /// Commits `offsets` (the offset after the last folded message of each partition),
@@ -387,20 +383,15 @@ impl Router {
         match consumer.commit(&tpl, mode) {
             Ok(()) => {
                 if matches!(mode, CommitMode::Sync) {
-                    self.metrics
-                        .offset_commits_total
-                        .with_label_values(&["ok"])
-                        .inc();
-                    tracing::debug!(partitions = tpl.count(), "offsets committed");
+                    super::events::OffsetsCommitted {
+                        partitions: tpl.count(),
+                    }
+                    .emit(&self.metrics);
                 }
                 true
             }
             Err(e) => {
-                self.metrics
-                    .offset_commits_total
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::warn!(error = %e, "offset commit failed");
+                super::events::OffsetCommitFailed { error: &e }.emit(&self.metrics);
                 false
             }
         }
@@ -516,22 +507,11 @@ impl ConsumerContext for Ctx {
         offsets: &TopicPartitionList,
     ) {
         match result {
-            Ok(()) => {
-                self.router
-                    .metrics
-                    .offset_commits_total
-                    .with_label_values(&["ok"])
-                    .inc();
-                tracing::debug!(partitions = offsets.count(), "offsets committed");
+            Ok(()) => super::events::OffsetsCommitted {
+                partitions: offsets.count(),
             }
-            Err(e) => {
-                self.router
-                    .metrics
-                    .offset_commits_total
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::warn!(error = %e, "offset commit failed");
-            }
+            .emit(&self.router.metrics),
+            Err(e) => super::events::OffsetCommitFailed { error: &e }.emit(&self.router.metrics),
         }
     }
 }
@@ -676,10 +656,12 @@ fn check_caught_up<C: ConsumerContext>(consumer: &BaseConsumer<C>, router: &Rout
         let at = folded.max(polled).max(p.low.load(Ordering::Acquire));
         if at >= target {
             p.caught_up.store(true, Ordering::Release);
-            tracing::info!(
-                topic = %p.tp.topic, partition = p.tp.partition, offset = at, catch_up_target = target,
-                "partition caught up"
-            );
+            super::events::PartitionCaughtUp {
+                tp: &p.tp,
+                offset: at,
+                target,
+            }
+            .emit();
         }
     }
 }

@@ -52,20 +52,11 @@ impl ClientContext for DlqContext {
 impl ProducerContext for DlqContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => self
-                .metrics
-                .dead_letter_messages_total
-                .with_label_values(&["sent"])
-                .inc(),
-            Err((e, _)) => {
-                self.metrics
-                    .dead_letter_messages_total
-                    .with_label_values(&["failed"])
-                    .inc();
-                tracing::error!(error = %e, "dead-letter copy failed");
-            }
-        }
+        let error = result
+            .as_ref()
+            .err()
+            .map(|(e, _)| e as &dyn std::fmt::Display);
+        super::events::DeadLetterDelivered { error }.emit(&self.metrics);
     }
 }
 

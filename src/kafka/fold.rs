@@ -198,12 +198,19 @@ struct Held {
 /// Per-batch tallies, added to the counters once per batch.
 #[derive(Default)]
 struct Tally {
+    /// Messages folded (rebuilds included).
     folded: u64,
+    /// Applied events by type, in [`EVENT_TYPES`] order.
     events: [u64; EVENT_TYPES.len()],
+    /// Validations by result, in `ValidationResult::ALL` order.
     results: [u64; 6],
+    /// Rejections by reason, in [`RejectReason::ALL`] order.
     rejected: [u64; RejectReason::ALL.len()],
+    /// Duplicates.
     duplicates: u64,
+    /// Decisions by kind, in [`NotificationKind::ALL`] order.
     decided: [u64; 3],
+    /// Validations by country label.
     countries: HashMap<String, u64>,
 }
 
@@ -421,11 +428,12 @@ impl Worker {
                             .position(|r| *r == why.reason)
                             .unwrap_or(0);
                         t.rejected[i] += 1;
-                        tracing::debug!(
-                            topic = %b.tp.topic, partition = b.tp.partition, offset = m.offset,
-                            reason = why.reason.as_str(), field = why.field.unwrap_or(""),
-                            "message rejected; copied to the dead-letter topic"
-                        );
+                        super::events::MessageRejected {
+                            tp: &b.tp,
+                            offset: m.offset,
+                            why,
+                        }
+                        .emit();
                         self.shared.dlq.send(
                             b.slice(m.key),
                             b.slice(m.payload),

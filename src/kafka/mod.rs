@@ -17,6 +17,7 @@
 
 pub mod consumer;
 pub mod dlq;
+pub mod events;
 pub mod fold;
 
 use std::fmt;
