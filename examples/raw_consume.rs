@@ -19,6 +19,8 @@ fn main() {
     let (brokers, topic) = (&args[1], &args[2]);
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("group.id", format!("raw-consume-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.queue.backoff.ms", "10")
         .create()

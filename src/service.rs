@@ -377,16 +377,34 @@ fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
         }
     }
-    let newest = parts
-        .iter()
-        .map(|p| p.newest_ts.load(Ordering::Acquire))
-        .filter(|t| *t != i64::MIN)
-        .max();
-    let as_of = match app.clock {
+    let newest_ts = || {
+        parts
+            .iter()
+            .map(|p| p.newest_ts.load(Ordering::Acquire))
+            .filter(|t| *t != i64::MIN)
+            .max()
+    };
+    let mut newest = newest_ts();
+    let mut as_of = match app.clock {
         ClockMode::Wall => Some(now),
         ClockMode::Event => newest,
     };
-    let (agg, [customers, licenses, bytes]) = app.aggregate(as_of)?;
+    let (mut agg, mut sizes) = app.aggregate(as_of)?;
+    if app.clock == ClockMode::Event {
+        // Events folded between reading the watermark and aggregating would be counted at
+        // an `as_of` older than their own `ts`: recompute at the new watermark (a couple of
+        // times at most; under a steady stream the report may trail by one refresh).
+        for _ in 0..2 {
+            let again = newest_ts();
+            if again == newest {
+                break;
+            }
+            newest = again;
+            as_of = again;
+            (agg, sizes) = app.aggregate(as_of)?;
+        }
+    }
+    let [customers, licenses, bytes] = sizes;
     let report = agg.clone().finish(&app.core);
     let m = &app.metrics;
     m.set_business_gauges(&agg, &report);
