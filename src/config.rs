@@ -47,8 +47,22 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Compacted topic of email decisions and their outcomes (the outbox and sent log).
     pub notifications_topic: String,
-    /// Extra librdkafka properties, passed through as given (SASL, SSL, tuning).
+    /// Extra librdkafka properties, passed through as given (SASL, SSL, tuning). They
+    /// override keypulse's own defaults (e.g. `group.protocol = "classic"`).
     pub properties: BTreeMap<String, String>,
+    /// Fold worker threads: partitions are spread over them; decoding and folding run
+    /// there, in parallel across workers.
+    pub fold_workers: usize,
+    /// Batches (of up to 1024 messages) queued per fold worker before the poll thread waits.
+    pub worker_queue_batches: usize,
+    /// How long `keypulse run` waits for a broker to answer at start, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How often folded offsets are committed, in milliseconds (also on revocation and at
+    /// shutdown).
+    pub commit_interval_ms: u64,
+    /// Readiness also waits until the group assignment has not changed for this long, in
+    /// milliseconds (KIP-848 hands partitions over incrementally).
+    pub ready_settle_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -60,6 +74,11 @@ impl Default for KafkaConfig {
             dead_letter_topic: "license-events.dlq".into(),
             notifications_topic: "keypulse.notifications".into(),
             properties: BTreeMap::new(),
+            fold_workers: 2,
+            worker_queue_batches: 16,
+            connect_timeout_ms: 10_000,
+            commit_interval_ms: 5_000,
+            ready_settle_ms: 1_500,
         }
     }
 }
@@ -297,6 +316,25 @@ impl Config {
             if v.is_empty() {
                 return Err(key_error(key, "must not be empty"));
             }
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(key_error("kafka.brokers", "must not be empty"));
+        }
+        for (key, v) in [
+            ("kafka.fold_workers", self.kafka.fold_workers as u64),
+            (
+                "kafka.worker_queue_batches",
+                self.kafka.worker_queue_batches as u64,
+            ),
+            ("kafka.connect_timeout_ms", self.kafka.connect_timeout_ms),
+            ("kafka.commit_interval_ms", self.kafka.commit_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(key_error(key, "must be at least 1"));
+            }
+        }
+        if self.kafka.fold_workers > 64 {
+            return Err(key_error("kafka.fold_workers", "must be at most 64"));
         }
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(key_error(

@@ -396,6 +396,11 @@ impl PartitionState {
         lic + cust + sparse + index + self.days.len() * size_of::<DayStats>()
     }
 
+    /// The position of customer `id`, if this state holds it (a lookup, no insertion).
+    pub(crate) fn customer_position(&self, id: &str) -> Option<u32> {
+        self.find_customer(id)
+    }
+
     fn find_customer(&self, id: &str) -> Option<u32> {
         let h = self.index.hasher.hash_one(id);
         self.index
