@@ -470,3 +470,21 @@ fn mock_cluster_broker_down_for_10_s_then_exact() {
     common::assert_same_report("mock cluster, broker down 10 s", &expected, &report);
     rt.block_on(service.shutdown()).expect("clean shutdown");
 }
+
+/// `kafka.properties` overrides keypulse's defaults: the classic group protocol (eager
+/// rebalancing) gives the same report.
+#[test]
+fn classic_group_protocol_gives_the_same_report() {
+    let Some(brokers) = brokers("classic_group_protocol_gives_the_same_report") else {
+        return;
+    };
+    let name = "small";
+    let (topic, group, dlq) = fixture_topic(&brokers, name);
+    let extra = "properties = { \"group.protocol\" = \"classic\", \"session.timeout.ms\" = \"6000\" }";
+    let mut inst = Instance::start("classic", &config_toml(&brokers, &topic, &group, &dlq, extra));
+    inst.wait_ready(READY_LIMIT);
+    let (status, report) = inst.get("/api/v1/report");
+    assert_eq!(status, 200);
+    common::assert_same_report("classic protocol", &common::fixture_report(name), &report);
+    assert!(inst.terminate(Duration::from_secs(10)).success());
+}
