@@ -209,7 +209,7 @@ impl Service {
         );
         let shared = WorkerShared {
             cfg: core.clone(),
-            sink,
+            sink: sink.clone(),
             dlq: dlq.clone(),
             metrics: metrics.clone(),
         };
@@ -225,6 +225,7 @@ impl Service {
             metrics.clone(),
             dlq,
             Duration::from_millis(k.ready_settle_ms),
+            sink.clone(),
         ));
         let connect_timeout = Duration::from_millis(k.connect_timeout_ms);
         let r = router.clone();

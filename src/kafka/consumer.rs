@@ -38,6 +38,7 @@ use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 
 use super::dlq::DeadLetter;
+use crate::sink::DecisionSink;
 use super::fold::{Batch, WorkerMsg};
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
 
@@ -114,6 +115,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Flushed before each commit.
     dlq: Arc<DeadLetter>,
+    /// Told of assignments (before rebuilds) and of the customers of revoked partitions.
+    sink: Arc<dyn DecisionSink>,
 }
 
 impl Router {
@@ -123,8 +126,10 @@ impl Router {
         metrics: Arc<Metrics>,
         dlq: Arc<DeadLetter>,
         settle: Duration,
+        sink: Arc<dyn DecisionSink>,
     ) -> Self {
         Self {
+            sink,
             last_change: Mutex::new(Instant::now()),
             settle,
             workers,
@@ -251,6 +256,8 @@ impl Router {
         for tp in &tps {
             tpl.add_partition(&tp.topic, tp.partition);
         }
+        // Learn what other instances decided before these partitions' rebuilds re-decide it.
+        self.sink.partitions_assigned();
         let committed: HashMap<(String, i32), Offset> = match consumer
             .committed_offsets(tpl, Duration::from_secs(10))
         {
@@ -329,6 +336,7 @@ impl Router {
             }
         }
         let mut folded = Vec::new();
+        let mut released: std::collections::HashSet<Box<str>> = Default::default();
         for (w, tps) in by_worker {
             let (reply, rx) = mpsc::channel();
             if self.workers[w]
@@ -336,7 +344,12 @@ impl Router {
                 .is_ok()
             {
                 match rx.recv_timeout(WORKER_REPLY_TIMEOUT) {
-                    Ok(done) => folded.extend(done),
+                    Ok(done) => {
+                        for (tp, next, customers) in done {
+                            folded.push((tp, next));
+                            released.extend(customers);
+                        }
+                    }
                     Err(_) => {
                         tracing::error!(worker = w, "fold worker did not answer the revocation")
                     }
@@ -351,6 +364,8 @@ impl Router {
         if !lost {
             self.commit(consumer, &folded, CommitMode::Sync);
         }
+        // Their pending emails now belong to the partitions' next owner.
+        self.sink.customers_released(&released);
         let mut counted = lock(&self.counted_through);
         for (tp, next) in &folded {
             let c = counted.entry(tp.clone()).or_insert(0);
