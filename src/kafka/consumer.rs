@@ -38,9 +38,9 @@ use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 
 use super::dlq::DeadLetter;
-use crate::sink::DecisionSink;
 use super::fold::{Batch, WorkerMsg};
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
+use crate::sink::DecisionSink;
 
 /// A batch is handed to its worker at this many messages...
 const BATCH_MESSAGES: usize = 1024;

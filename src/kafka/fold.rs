@@ -276,10 +276,7 @@ fn kind_index(k: NotificationKind) -> usize {
 pub struct Worker {
     /// Its index (for logs).
     id: usize,
-    /// A dropped partition: its next offset to fold, and the customers its state held.
-pub type RevokedPartition = (TopicPartition, i64, Vec<Box<str>>);
-
-/// What every worker shares.
+    /// What every worker shares.
     shared: WorkerShared,
     /// The partitions it holds.
     held: HashMap<TopicPartition, Held>,
