@@ -117,7 +117,13 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new().context("cannot register the metrics")?);
     let sink: Arc<dyn DecisionSink> = Arc::new(LogOnlySink);
     let service = Service::start(config, RunOptions { clock }, sink, metrics).await?;
-    let signal = wait_for_signal().await?;
+    let signal = tokio::select! {
+        s = wait_for_signal() => s?,
+        e = service.failed() => {
+            let _ = service.shutdown().await;
+            anyhow::bail!("{e}");
+        }
+    };
     tracing::info!(
         signal,
         "shutting down: stop consuming, fold and commit what was polled"
