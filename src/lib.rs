@@ -8,10 +8,12 @@
 //! - [`metrics`]: the Prometheus families;
 //! - [`http`]: the axum routes;
 //! - [`service`]: the wiring of `keypulse run`;
-//! - [`sink`]: where the fold's decisions go (the email adapter's seam).
+//! - [`sink`]: the seam between the fold's decisions and their delivery;
+//! - [`email`]: rendering, transports, the outbox and its durable decision log.
 
 pub mod config;
 pub mod core;
+pub mod email;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

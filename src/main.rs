@@ -14,7 +14,7 @@ use keypulse::kafka::fold::ClockMode;
 use keypulse::metrics::Metrics;
 use keypulse::replay::Replay;
 use keypulse::service::{RunOptions, Service};
-use keypulse::sink::{DecisionSink, LogOnlySink};
+use keypulse::sink::DeferredSink;
 
 /// License telemetry into growth decisions.
 #[derive(Debug, Parser)]
@@ -46,6 +46,9 @@ enum Command {
         /// Log format (overrides `log.format`).
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+        /// Decide and log emails, send nothing (and record nothing durably).
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -76,7 +79,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Replay { file, compact } => replay(&config, &file, compact),
-        Command::Run { clock, log_format } => {
+        Command::Run {
+            clock,
+            log_format,
+            dry_run,
+        } => {
+            let mut config = config;
+            if dry_run {
+                config.email.transport = "none".into();
+                config.email.decision_log = "memory".into();
+            }
             let json = match log_format {
                 Some(f) => f == LogFormat::Json,
                 None => config.log.format == "json",
@@ -97,6 +109,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The email outbox, once its durable decision log is loaded.
+async fn start_outbox(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<keypulse::email::Outbox>> {
+    let log = keypulse::email::build_log(config)
+        .await
+        .context("cannot open the email decision log (kafka.notifications_topic)")?;
+    keypulse::email::Outbox::start(config, metrics.registry(), log)
+        .await
+        .context("cannot start the email outbox")
+}
+
 /// `tracing` to standard error, as text or one JSON object per line.
 fn init_logging(json: bool, level: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -115,12 +140,31 @@ fn init_logging(json: bool, level: &str) -> anyhow::Result<()> {
 
 async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new().context("cannot register the metrics")?);
-    let sink: Arc<dyn DecisionSink> = Arc::new(LogOnlySink);
-    let service = Service::start(config, RunOptions { clock }, sink, metrics).await?;
+    // The service starts first (it fails fast on a bad http.bind or kafka.brokers); its
+    // decisions wait in the deferred sink until the outbox has loaded its log.
+    let deferred = Arc::new(DeferredSink::new());
+    let email_config = config.clone();
+    let service = Service::start(
+        config,
+        RunOptions { clock },
+        deferred.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let outbox = match start_outbox(&email_config, &metrics).await {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = service.shutdown().await;
+            return Err(e);
+        }
+    };
+    deferred.attach(outbox.clone());
     let signal = tokio::select! {
         s = wait_for_signal() => s?,
         e = service.failed() => {
+            // A fatal Kafka error: stop what can be stopped, exit non-zero.
             let _ = service.shutdown().await;
+            outbox.shutdown(std::time::Duration::from_secs(3)).await;
             anyhow::bail!("{e}");
         }
     };
@@ -141,6 +185,7 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
         std::process::exit(1);
     });
     service.shutdown().await?;
+    outbox.shutdown(std::time::Duration::from_secs(3)).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! instances.
 
 pub mod config;
+pub mod dedup;
 pub mod event;
 pub mod health;
 pub mod report;

@@ -303,7 +303,45 @@ pub struct Report {
     pub countries: BTreeMap<String, u64>,
     pub health: HealthSection,
     pub upgrade_pipeline: Vec<UpgradeEntry>,
-    pub notifications: Vec<Notification>,
+    pub notifications: Vec<NotificationEntry>,
+}
+
+/// A notification as the report lists it (the email's figures left out).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationEntry {
+    pub kind: super::signals::NotificationKind,
+    pub to: String,
+    pub customer_id: String,
+    pub license_key: Option<String>,
+    #[serde(with = "ts")]
+    pub at: Micros,
+    pub reasons: Vec<String>,
+}
+
+impl From<Notification> for NotificationEntry {
+    fn from(n: Notification) -> Self {
+        Self {
+            kind: n.kind,
+            to: n.to,
+            customer_id: n.customer_id,
+            license_key: n.license_key,
+            at: n.at,
+            reasons: n.reasons,
+        }
+    }
+}
+
+mod ts {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(t: &Micros, s: S) -> Result<S::Ok, S::Error> {
+        crate::core::time::serde_ts::serialize(t, s)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Micros, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::core::time::parse_rfc3339(&s)
+            .ok_or_else(|| serde::de::Error::custom("bad timestamp"))
+    }
 }
 
 mod opt_ts {
@@ -599,7 +637,7 @@ impl Aggregate {
                 churn_risk: self.churn_risk,
             },
             upgrade_pipeline: self.upgrade_pipeline,
-            notifications: self.notifications,
+            notifications: self.notifications.into_iter().map(Into::into).collect(),
         }
     }
 }

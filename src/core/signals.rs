@@ -33,7 +33,7 @@ impl NotificationKind {
 
 /// The figures behind a decision, for the email that names them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Facts {
     Upgrade {
         plan: String,
@@ -52,7 +52,8 @@ pub enum Facts {
         /// Each penalty that applied, with its points.
         penalties: Vec<(String, u32)>,
         licenses: Vec<LicenseFacts>,
-        mrr_cents: i128,
+        /// Σ MRR of its active licenses (saturated to the `i64` range).
+        mrr_cents: i64,
     },
 }
 
@@ -80,7 +81,6 @@ pub struct Notification {
     /// Triggers, `["expired"]`, or the churn signal.
     pub reasons: Vec<String>,
     /// The figures for the email; not part of the report document.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub facts: Option<Facts>,
 }
 

@@ -1,0 +1,265 @@
+//! Property tests of the fold (issue 2):
+//! (a) any interleaving of customers that keeps each customer's own order gives the same report;
+//! (b) folding disjoint customer groups separately and merging equals one fold (SPEC §7);
+//! (c) no input line of any bytes makes decoding panic.
+
+mod common;
+
+use keypulse::core::{decode, Aggregate, CoreConfig, PartitionState};
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const TYPES: [&str; 19] = [
+    "license.issued",
+    "license.activated",
+    "license.validated",
+    "license.renewed",
+    "license.expired",
+    "license.revoked",
+    "subscription.changed",
+    "subscription.canceled",
+    "domain.added",
+    "domain.removed",
+    "api_key.created",
+    "api_key.deleted",
+    "plan.downgrade_inquiry",
+    "support.ticket_opened",
+    "support.ticket_closed",
+    "payment.failed",
+    "payment.succeeded",
+    "team.member_invited",
+    "feature.access_denied",
+];
+const RESULTS: [&str; 6] = [
+    "valid",
+    "expired",
+    "domain_mismatch",
+    "rate_limited",
+    "invalid_format",
+    "revoked",
+];
+const CATEGORIES: [&str; 4] = ["cancellation", "billing", "technical", "other"];
+
+/// One generated event: (type, minutes since start, license, variant, event id).
+type Spec = (usize, u32, u8, u8, Option<u8>);
+
+fn spec() -> impl Strategy<Value = Spec> {
+    // validations are most of real traffic
+    let ty = prop_oneof![6 => Just(2usize), 4 => 0usize..19];
+    (
+        ty,
+        0u32..(50 * 24 * 60),
+        0u8..3,
+        0u8..12,
+        proptest::option::weighted(0.2, 0u8..6),
+    )
+}
+
+fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
+    let ts = chrono::DateTime::from_timestamp(1_790_000_000 + minute as i64 * 60, 0)
+        .unwrap()
+        .to_rfc3339();
+    let c = format!("c{customer}");
+    let key = format!("K{customer}-{lic}");
+    let mut v = json!({"type": TYPES[ty], "ts": ts, "customer_id": c});
+    let o = v.as_object_mut().unwrap();
+    if let Some(id) = id {
+        o.insert("event_id".into(), json!(format!("e{id}")));
+    }
+    let plan = ["starter", "pro", "business"][var as usize % 3];
+    match TYPES[ty] {
+        "license.issued" | "subscription.changed" => {
+            o.insert("license_key".into(), json!(key));
+            o.insert("plan".into(), json!(plan));
+            o.insert("domain_limit".into(), json!(var % 6));
+            o.insert("mrr_cents".into(), json!(100 * var as u64));
+            if var % 4 != 0 {
+                o.insert("email".into(), json!(format!("{key}@x.example")));
+            }
+        }
+        "license.validated" => {
+            let result = RESULTS[var as usize % 6];
+            o.insert("license_key".into(), json!(key));
+            o.insert("result".into(), json!(result));
+            if var % 3 == 0 {
+                o.insert(
+                    "country".into(),
+                    json!(["DE", "US", "BR"][var as usize % 3]),
+                );
+            }
+            if result == "invalid_format" && var % 2 == 0 {
+                o.remove("customer_id");
+            }
+        }
+        "domain.added" | "domain.removed" | "license.activated" => {
+            o.insert("license_key".into(), json!(key));
+            o.insert("domain".into(), json!(format!("d{}", var % 4)));
+        }
+        "api_key.created" | "api_key.deleted" => {
+            o.insert("api_key_id".into(), json!(format!("a{}", var % 2)));
+        }
+        "support.ticket_opened" => {
+            o.insert("ticket_id".into(), json!(format!("t{}", var % 3)));
+            o.insert("category".into(), json!(CATEGORIES[var as usize % 4]));
+        }
+        "support.ticket_closed" => {
+            o.insert("ticket_id".into(), json!(format!("t{}", var % 3)));
+        }
+        "feature.access_denied" => {
+            o.insert("license_key".into(), json!(key));
+            o.insert("feature".into(), json!("sso"));
+        }
+        "plan.downgrade_inquiry"
+        | "payment.failed"
+        | "payment.succeeded"
+        | "team.member_invited" => {}
+        _ => {
+            o.insert("license_key".into(), json!(key));
+        }
+    }
+    v
+}
+
+/// Per-customer logs: mostly in time order, with some events left late.
+fn customer_logs() -> impl Strategy<Value = Vec<Vec<Value>>> {
+    proptest::collection::vec(proptest::collection::vec(spec(), 0..60), 1..6).prop_map(
+        |per_customer| {
+            per_customer
+                .into_iter()
+                .enumerate()
+                .map(|(c, mut specs)| {
+                    // sort most of them by time, leaving every fifth where it fell
+                    let mut sorted: Vec<Spec> = specs
+                        .iter()
+                        .copied()
+                        .enumerate()
+                        .filter(|(i, _)| i % 5 != 0)
+                        .map(|(_, s)| s)
+                        .collect();
+                    sorted.sort_by_key(|s| s.1);
+                    let late: Vec<Spec> = specs
+                        .drain(..)
+                        .enumerate()
+                        .filter(|(i, _)| i % 5 == 0)
+                        .map(|(_, s)| s)
+                        .collect();
+                    let mut all = sorted;
+                    for (i, s) in late.into_iter().enumerate() {
+                        let at = (i * 7) % (all.len() + 1);
+                        all.insert(at, s);
+                    }
+                    all.into_iter().map(|s| event_json(c, s)).collect()
+                })
+                .collect()
+        },
+    )
+}
+
+fn fold(lines: &[Value], cfg: &CoreConfig) -> PartitionState {
+    let mut state = PartitionState::new();
+    let mut out = Vec::new();
+    for l in lines {
+        let text = l.to_string();
+        match decode(text.as_bytes()) {
+            Ok(e) => {
+                state.apply(&e, cfg, &mut out);
+            }
+            Err(_) => state.record_rejected(),
+        }
+    }
+    state
+}
+
+/// Customers without an id (invalid_format) share one group, which must stay in one
+/// partition: route it with customer 0, as a Kafka key of "" routes it to one partition.
+fn interleave(logs: &[Vec<Value>], picks: &[usize]) -> Vec<Value> {
+    let mut cursors = vec![0usize; logs.len()];
+    let mut out = Vec::new();
+    let mut p = 0;
+    let total: usize = logs.iter().map(Vec::len).sum();
+    while out.len() < total {
+        let live: Vec<usize> = (0..logs.len())
+            .filter(|&c| cursors[c] < logs[c].len())
+            .collect();
+        let c = live[picks.get(p).copied().unwrap_or(0) % live.len()];
+        p += 1;
+        out.push(logs[c][cursors[c]].clone());
+        cursors[c] += 1;
+    }
+    out
+}
+
+fn anonymous_first(logs: &[Vec<Value>]) -> Vec<Vec<Value>> {
+    // Events without a customer form their own group in arrival order; keep them all in
+    // group 0 so that their relative order is the same in every interleaving.
+    let mut anon = Vec::new();
+    let mut rest: Vec<Vec<Value>> = Vec::new();
+    for log in logs {
+        let (a, r): (Vec<Value>, Vec<Value>) = log
+            .iter()
+            .cloned()
+            .partition(|v| v.get("customer_id").is_none());
+        anon.extend(a);
+        rest.push(r);
+    }
+    rest.insert(0, anon);
+    rest
+}
+
+fn report_json(state: &PartitionState, cfg: &CoreConfig) -> Value {
+    serde_json::to_value(state.report(state.watermark(), cfg)).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_interleaving_gives_the_same_report(logs in customer_logs(), picks in proptest::collection::vec(0usize..64, 0..400)) {
+        let cfg = CoreConfig::default();
+        let groups = anonymous_first(&logs);
+        let sequential: Vec<Value> = groups.concat();
+        let mixed = interleave(&groups, &picks);
+        let a = report_json(&fold(&sequential, &cfg), &cfg);
+        let b = report_json(&fold(&mixed, &cfg), &cfg);
+        let d = common::diff(&a, &b);
+        prop_assert!(d.is_empty(), "{:?}", d);
+    }
+
+    #[test]
+    fn disjoint_groups_fold_apart_and_merge_to_one_fold(logs in customer_logs(), split in 1usize..5) {
+        let cfg = CoreConfig::default();
+        let groups = anonymous_first(&logs);
+        let whole = fold(&groups.concat(), &cfg);
+        let as_of = whole.watermark();
+        let split = split.min(groups.len());
+        let left = fold(&groups[..split].concat(), &cfg);
+        let right = fold(&groups[split..].concat(), &cfg);
+        // merged aggregates, as instances combine their reports
+        let mut agg: Aggregate = left.aggregate(as_of, &cfg);
+        agg.merge(right.aggregate(as_of, &cfg));
+        let merged_report = serde_json::to_value(agg.finish(&cfg)).unwrap();
+        let expected = serde_json::to_value(whole.report(as_of, &cfg)).unwrap();
+        let d = common::diff(&expected, &merged_report);
+        prop_assert!(d.is_empty(), "aggregate merge: {:?}", d);
+        // merged states, as a partition hand-off would
+        let mut state = left;
+        state.merge(right);
+        let d = common::diff(&expected, &serde_json::to_value(state.report(as_of, &cfg)).unwrap());
+        prop_assert!(d.is_empty(), "state merge: {:?}", d);
+    }
+
+    #[test]
+    fn decoding_never_panics_on_any_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode(&bytes);
+    }
+
+    #[test]
+    fn decoding_never_panics_on_mangled_events(customer in 0usize..3, s in spec(), cut in 0usize..400, junk in "[\\PC]{0,8}") {
+        let mut text = event_json(customer, s).to_string();
+        let at = cut.min(text.len());
+        let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.insert_str(at, &junk);
+        let _ = decode(text.as_bytes());
+        let _ = decode(&text.as_bytes()[..at]);
+    }
+}
