@@ -162,6 +162,7 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
     let signal = tokio::select! {
         s = wait_for_signal() => s?,
         e = service.failed() => {
+            // A fatal Kafka error: stop what can be stopped, exit non-zero.
             let _ = service.shutdown().await;
             outbox.shutdown(std::time::Duration::from_secs(3)).await;
             anyhow::bail!("{e}");
