@@ -31,6 +31,9 @@ enum Command {
         #[arg(long)]
         compact: bool,
     },
+    /// Produce a simulated customer base to a Kafka topic: ~60 days of history as fast as
+    /// the broker takes it, then live events at --rate (see docs/DEMO.md).
+    Simulate(keypulse::sim::produce::SimulateArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Replay { file, compact } => replay(&config, &file, compact),
+        Command::Simulate(args) => keypulse::sim::produce::simulate_command(args),
     }
 }
 

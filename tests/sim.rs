@@ -118,3 +118,24 @@ fn live_phase_follows_the_rate_and_the_live_clock() {
     assert!(sim.next_batch(10, t + 2_500_000).is_empty());
     assert_eq!(sim.next_due(t + 2_500_000), t + 2_510_000);
 }
+
+#[test]
+fn live_phase_never_stalls_across_model_days() {
+    // A small base: model days after the history are short, so the queue runs dry often.
+    let cfg = SimConfig {
+        history_days: 5,
+        customers: 20,
+        live_rate: 500.0,
+        ..SimConfig::default()
+    };
+    let mut sim = Simulator::new(cfg);
+    let mut now = 1_000_000_000_000i64;
+    assert!(!sim.next_batch(usize::MAX, now).is_empty());
+    for _ in 0..5_000 {
+        now += 2_000; // 2 ms: one event due each time at 500/s
+        let due = sim.next_due(now);
+        let batch = sim.next_batch(100, now);
+        assert_eq!(batch.is_empty(), due > now, "due {due} now {now}");
+    }
+    assert!(sim.emitted().1 >= 4_999, "{:?}", sim.emitted());
+}

@@ -207,7 +207,7 @@ impl Customer {
             self.push(out, t, f);
         }
         self.tickets
-            .retain(|(_, close)| close.is_none_or(|c| c > d));
+            .retain(|(_, close)| close.map_or(true, |c| c > d));
     }
 
     fn onboard(&mut self, t0: Micros, out: &mut Vec<Draft>) {

@@ -224,8 +224,10 @@ impl Simulator {
     }
 
     /// How many more events may go out at wall-clock `now`.
+    /// Also makes sure the queue holds the next event.
     fn allowance(&mut self, now: Micros) -> u64 {
-        if self.phase == Phase::History && self.front().ts >= self.cfg.history_end() {
+        let next_ts = self.front().ts;
+        if self.phase == Phase::History && next_ts >= self.cfg.history_end() {
             self.phase = Phase::Live;
         }
         match self.phase {
@@ -303,7 +305,8 @@ impl Simulator {
         if rate <= 0.0 {
             return now + 3_600 * SECOND;
         }
-        started + ((emitted as f64 / rate) * SECOND as f64).ceil() as Micros
+        // Not earlier than the next microsecond: nothing is due now.
+        (started + ((emitted as f64 / rate) * SECOND as f64).ceil() as Micros).max(now + 1)
     }
 
     /// The whole history at once (for tests and files), ignoring `history_rate`.
