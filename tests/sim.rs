@@ -139,3 +139,39 @@ fn live_phase_never_stalls_across_model_days() {
     }
     assert!(sim.emitted().1 >= 4_999, "{:?}", sim.emitted());
 }
+
+#[test]
+fn simulate_jsonl_writes_the_history_that_replay_folds() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("history.jsonl");
+    let bin = env!("CARGO_BIN_EXE_keypulse");
+    let st = std::process::Command::new(bin)
+        .args(["simulate", "--customers", "30", "--seed", "4"])
+        .args(["--start", "2026-09-01T00:00:00Z", "--jsonl"])
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let cfg = SimConfig {
+        customers: 30,
+        seed: 4,
+        ..SimConfig::default()
+    };
+    let expected: Vec<String> = Simulator::history(cfg)
+        .into_iter()
+        .map(|e| e.value)
+        .collect();
+    assert_eq!(text.lines().collect::<Vec<_>>(), expected);
+    let out = std::process::Command::new(bin)
+        .args(["replay", "--compact"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["as_of"].as_str().map(|s| &s[..10]),
+        Some("2026-10-30")
+    );
+}

@@ -65,6 +65,10 @@ pub struct SimulateArgs {
     /// No duplicates, reordering, invalid or malformed messages.
     #[arg(long)]
     pub clean: bool,
+    /// Write the history as JSON lines to this file (`-`: standard output) instead of
+    /// producing to Kafka (at most --max-events lines; no live phase).
+    #[arg(long, value_name = "PATH")]
+    pub jsonl: Option<String>,
     /// Extra producer settings, `key=value` (librdkafka names); repeatable.
     #[arg(long = "producer-config", value_name = "KEY=VALUE")]
     pub producer_config: Vec<String>,
@@ -246,9 +250,31 @@ pub async fn pump(
     Ok(ProduceStats { history, live })
 }
 
+/// Writes the history (at most `max` lines) as JSONL to `path` (`-`: stdout).
+fn write_jsonl(cfg: SimConfig, path: &str, max: Option<u64>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let out: Box<dyn Write> = if path == "-" {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(std::fs::File::create(path).with_context(|| format!("cannot create {path}"))?)
+    };
+    let mut out = std::io::BufWriter::new(out);
+    let events = Simulator::history(cfg);
+    let n = max.map_or(events.len(), |m| (m as usize).min(events.len()));
+    for e in &events[..n] {
+        writeln!(out, "{}", e.value)?;
+    }
+    out.flush()
+        .with_context(|| format!("cannot write {path}"))?;
+    Ok(())
+}
+
 /// `keypulse simulate`: runs until `--max-events` or Ctrl-C, printing progress to stderr.
 pub fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
     let cfg = args.sim_config(wall_micros())?;
+    if let Some(path) = &args.jsonl {
+        return write_jsonl(cfg, path, args.max_events);
+    }
     let extra = args
         .producer_config
         .iter()
