@@ -26,17 +26,23 @@ async fn pump_sends_every_event_to_the_mock_cluster() {
     let history = Simulator::history(cfg.clone());
     let n = history.len() as u64 + 500; // the whole history and some live events
     let p = producer(&brokers, &[]).unwrap();
-    let mut sim = Simulator::new(cfg);
-    let stats = pump(
-        &mut sim,
-        &p,
-        "events",
-        Some(n),
-        std::future::pending(),
-        |_| {},
-    )
+    // Spawned, as the demo will: the pump future must be Send.
+    let (sim, stats) = tokio::spawn(async move {
+        let mut sim = Simulator::new(cfg);
+        let stats = pump(
+            &mut sim,
+            &p,
+            "events",
+            Some(n),
+            std::future::pending(),
+            |_| {},
+        )
+        .await;
+        (sim, stats)
+    })
     .await
     .unwrap();
+    let stats = stats.unwrap();
     assert_eq!(stats.total(), n);
     assert_eq!(stats.history, history.len() as u64);
 

@@ -510,7 +510,7 @@
     const active = licenses.filter((l) => (l.status || 'active') === 'active').length;
     document.getElementById('customer-sub').textContent =
       licenses.length + ' license' + (licenses.length === 1 ? '' : 's') + ' (' + active + ' active)' +
-      (c.clock ? ' · last event ' + fmt.time(c.clock) : '');
+      (c.clock ? ' · customer clock ' + fmt.time(c.clock) : '');
 
     // Score ring.
     if (health && typeof health.score === 'number') {
