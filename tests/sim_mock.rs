@@ -1,10 +1,11 @@
-//! The simulator's producer loop (`keypulse::sim::produce::pump`) on librdkafka's mock
-//! cluster, as `keypulse demo` will run it: every event arrives, keyed by customer, through
-//! the producer settings `produce::producer` uses (batching, lz4, idempotence).
+//! The simulator's producer loops (`keypulse::sim::produce::{pump_history, pump}`) on
+//! librdkafka's mock cluster, as `keypulse demo` will run them: every event arrives, keyed
+//! by customer, through the producer settings `produce::producer` uses (batching, lz4,
+//! idempotence); the history first, then live events stamped after it.
 
 use std::time::{Duration, Instant};
 
-use keypulse::sim::produce::{producer, pump};
+use keypulse::sim::produce::{producer, pump, pump_history, ProduceStats};
 use keypulse::sim::{SimConfig, Simulator};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -26,14 +27,23 @@ async fn pump_sends_every_event_to_the_mock_cluster() {
     let history = Simulator::history(cfg.clone());
     let n = history.len() as u64 + 500; // the whole history and some live events
     let p = producer(&brokers, &[]).unwrap();
-    // Spawned, as the demo will: the pump future must be Send.
+    // Spawned, as the demo will (the futures must be Send), in the demo's order: the
+    // whole history first, then (once the service is up) live.
     let (sim, stats) = tokio::spawn(async move {
         let mut sim = Simulator::new(cfg);
+        let h = pump_history(&mut sim, &p, "events", std::future::pending()).await;
+        assert_eq!(
+            h.unwrap(),
+            ProduceStats {
+                history: n - 500,
+                live: 0
+            }
+        );
         let stats = pump(
             &mut sim,
             &p,
             "events",
-            Some(n),
+            Some(500),
             std::future::pending(),
             |_| {},
         )

@@ -285,6 +285,15 @@ impl Simulator {
         out
     }
 
+    /// Whether every history event has been taken (the next one is live). Does not
+    /// start the live clock: that starts with the first [`Simulator::next_batch`] after.
+    pub fn history_done(&mut self) -> bool {
+        if self.phase == Phase::History && self.front().ts >= self.cfg.history_end() {
+            self.phase = Phase::Live;
+        }
+        self.phase == Phase::Live
+    }
+
     /// The wall-clock instant at which the next event is due (`now` if one is due now).
     pub fn next_due(&mut self, now: Micros) -> Micros {
         if self.allowance(now) > 0 {

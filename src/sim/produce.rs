@@ -62,6 +62,9 @@ pub struct SimulateArgs {
     /// Create the topic with this many partitions if it does not exist.
     #[arg(long)]
     pub partitions: Option<i32>,
+    /// Send the history only, then exit (no live phase).
+    #[arg(long)]
+    pub history_only: bool,
     /// No duplicates, reordering, invalid or malformed messages.
     #[arg(long)]
     pub clean: bool,
@@ -185,6 +188,43 @@ pub async fn pump(
     topic: &str,
     max_events: Option<u64>,
     shutdown: impl Future<Output = ()>,
+    on_progress: impl FnMut(&Simulator),
+) -> anyhow::Result<ProduceStats> {
+    pump_inner(
+        sim,
+        producer,
+        topic,
+        max_events,
+        false,
+        shutdown,
+        on_progress,
+    )
+    .await
+}
+
+/// Sends what is left of the history (at `history_rate`, if set) and returns once every
+/// message of it is delivered, without starting the live phase; a later [`pump`] on the
+/// same simulator carries on live. For the demo: have the history in the topic *before*
+/// the service starts consuming, so that it catches up on a backlog rather than tailing
+/// the history as it is written (a caught-up service on the wall clock moves its
+/// customers' clocks to now, SPEC §2 and §5, which makes the rest of their history late:
+/// duplicates are no longer recognised and decisions differ from a replay).
+pub async fn pump_history(
+    sim: &mut Simulator,
+    producer: &FutureProducer,
+    topic: &str,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<ProduceStats> {
+    pump_inner(sim, producer, topic, None, true, shutdown, |_| {}).await
+}
+
+async fn pump_inner(
+    sim: &mut Simulator,
+    producer: &FutureProducer,
+    topic: &str,
+    max_events: Option<u64>,
+    history_only: bool,
+    shutdown: impl Future<Output = ()>,
     mut on_progress: impl FnMut(&Simulator),
 ) -> anyhow::Result<ProduceStats> {
     tokio::pin!(shutdown);
@@ -192,7 +232,7 @@ pub async fn pump(
     let mut sent = 0u64;
     'outer: loop {
         let left = max_events.map_or(u64::MAX, |m| m.saturating_sub(sent));
-        if left == 0 {
+        if left == 0 || (history_only && sim.history_done()) {
             break;
         }
         let now = wall_micros();
@@ -307,11 +347,12 @@ pub fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut last_report = Instant::now();
         let mut announced_live = false;
-        let stats = pump(
+        let stats = pump_inner(
             &mut sim,
             &producer,
             &args.topic,
             args.max_events,
+            args.history_only,
             async {
                 let _ = tokio::signal::ctrl_c().await;
             },
