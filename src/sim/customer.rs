@@ -684,7 +684,7 @@ impl Customer {
         self.push(out, t, f);
     }
 
-    /// The licenses' keys and emails (for strays that reuse real keys).
+    /// Whether it has bought anything yet (strays only name customers that have).
     pub fn has_licenses(&self) -> bool {
         !self.licenses.is_empty()
     }
