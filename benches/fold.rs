@@ -83,7 +83,20 @@ fn generate(licenses: u64, events: u64, seed: u64) -> Vec<String> {
             l % 65_536
         ));
     }
-    let results = ["valid", "valid", "valid", "valid", "valid", "valid", "valid", "valid", "expired", "domain_mismatch", "rate_limited", "invalid_format"];
+    let results = [
+        "valid",
+        "valid",
+        "valid",
+        "valid",
+        "valid",
+        "valid",
+        "valid",
+        "valid",
+        "expired",
+        "domain_mismatch",
+        "rate_limited",
+        "invalid_format",
+    ];
     let countries = ["DE", "US", "GB", "FR", "BR", "IN", "JP", "AU"];
     for i in 0..events {
         let l = rng.below(licenses);
@@ -107,7 +120,10 @@ fn generate(licenses: u64, events: u64, seed: u64) -> Vec<String> {
                 rng.below(5)
             )
         } else if kind < 96 {
-            format!(r#"{{"type":"team.member_invited","ts":"{}","event_id":"t{i}","customer_id":"cus_{c:07}"}}"#, ts(t))
+            format!(
+                r#"{{"type":"team.member_invited","ts":"{}","event_id":"t{i}","customer_id":"cus_{c:07}"}}"#,
+                ts(t)
+            )
         } else if kind < 98 {
             format!(
                 r#"{{"type":"feature.access_denied","ts":"{}","event_id":"f{i}","customer_id":"cus_{c:07}","license_key":"LK-{l:08}-{:04X}","feature":"sso"}}"#,
@@ -150,7 +166,11 @@ fn fold_all(lines: &[String], cfg: &CoreConfig) -> PartitionState {
 fn throughput(c: &mut Criterion) {
     let lines = generate(100_000, 1_000_000, 0x5eed);
     let bytes: usize = lines.iter().map(|l| l.len()).sum();
-    eprintln!("log: {} lines, {:.0} bytes/line", lines.len(), bytes as f64 / lines.len() as f64);
+    eprintln!(
+        "log: {} lines, {:.0} bytes/line",
+        lines.len(),
+        bytes as f64 / lines.len() as f64
+    );
     let cfg = CoreConfig::default();
     let mut g = c.benchmark_group("events");
     g.sample_size(10);
@@ -169,7 +189,9 @@ fn throughput(c: &mut Criterion) {
             }
         })
     });
-    g.bench_function("decode_and_fold", |b| b.iter(|| black_box(fold_all(&lines, &cfg))));
+    g.bench_function("decode_and_fold", |b| {
+        b.iter(|| black_box(fold_all(&lines, &cfg)))
+    });
     g.finish();
 }
 

@@ -47,8 +47,22 @@ pub struct KafkaConfig {
     pub dead_letter_topic: String,
     /// Compacted topic of email decisions and their outcomes (the outbox and sent log).
     pub notifications_topic: String,
-    /// Extra librdkafka properties, passed through as given (SASL, SSL, tuning).
+    /// Extra librdkafka properties, passed through as given (SASL, SSL, tuning). They
+    /// override keypulse's own defaults (e.g. `group.protocol = "classic"`).
     pub properties: BTreeMap<String, String>,
+    /// Fold worker threads: partitions are spread over them; decoding and folding run
+    /// there, in parallel across workers.
+    pub fold_workers: usize,
+    /// Batches (of up to 1024 messages) queued per fold worker before the poll thread waits.
+    pub worker_queue_batches: usize,
+    /// How long `keypulse run` waits for a broker to answer at start, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// How often folded offsets are committed, in milliseconds (also on revocation and at
+    /// shutdown).
+    pub commit_interval_ms: u64,
+    /// Readiness also waits until the group assignment has not changed for this long, in
+    /// milliseconds (KIP-848 hands partitions over incrementally).
+    pub ready_settle_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -60,6 +74,11 @@ impl Default for KafkaConfig {
             dead_letter_topic: "license-events.dlq".into(),
             notifications_topic: "keypulse.notifications".into(),
             properties: BTreeMap::new(),
+            fold_workers: 2,
+            worker_queue_batches: 16,
+            connect_timeout_ms: 10_000,
+            commit_interval_ms: 5_000,
+            ready_settle_ms: 1_500,
         }
     }
 }
@@ -93,12 +112,20 @@ pub struct EmailConfig {
     pub from: String,
     /// `Reply-To:`, if any.
     pub reply_to: Option<String>,
-    /// Base URL of the upgrade link.
+    /// Base URL of the upgrade link (`?license=<key>` is appended, URL-encoded).
     pub upgrade_url: String,
+    /// Base URL of the renewal link (`?license=<key>` is appended, URL-encoded).
+    pub renew_url: String,
+    /// Longest string (in characters) taken from an event into a template; longer ones are
+    /// cut with an ellipsis, and counted.
+    pub max_field_chars: usize,
     /// A folder whose `upgrade.*`, `renewal.*`, `churn_warning.*` templates replace the built-in ones.
     pub templates_dir: Option<PathBuf>,
     /// Folder of the file transport.
     pub file_dir: PathBuf,
+    /// Where decisions and outcomes are kept: `kafka` (the compacted
+    /// `kafka.notifications_topic`, durable) or `memory` (dry runs, the demo's mock cluster).
+    pub decision_log: String,
     /// SMTP settings.
     pub smtp: SmtpConfig,
     /// Bound of the queue between the fold and the mailer.
@@ -118,8 +145,11 @@ impl Default for EmailConfig {
             from: "keypulse <keypulse@example.com>".into(),
             reply_to: None,
             upgrade_url: "https://example.com/upgrade".into(),
+            renew_url: "https://example.com/renew".into(),
+            max_field_chars: 200,
             templates_dir: None,
             file_dir: PathBuf::from("outbox"),
+            decision_log: "kafka".into(),
             smtp: SmtpConfig::default(),
             queue_capacity: 10_000,
             max_attempts: 8,
@@ -142,6 +172,9 @@ pub struct SmtpConfig {
     pub password_env: String,
     /// File holding the password (used when the variable is unset).
     pub password_file: Option<PathBuf>,
+    /// PEM file of extra root certificates to trust (an internal relay's CA), in
+    /// addition to the bundled WebPKI roots.
+    pub ca_file: Option<PathBuf>,
     pub timeout_secs: u64,
     pub pool_max: u32,
 }
@@ -155,6 +188,7 @@ impl Default for SmtpConfig {
             username: None,
             password_env: "KEYPULSE_SMTP_PASSWORD".into(),
             password_file: None,
+            ca_file: None,
             timeout_secs: 10,
             pool_max: 4,
         }
@@ -283,6 +317,25 @@ impl Config {
                 return Err(key_error(key, "must not be empty"));
             }
         }
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(key_error("kafka.brokers", "must not be empty"));
+        }
+        for (key, v) in [
+            ("kafka.fold_workers", self.kafka.fold_workers as u64),
+            (
+                "kafka.worker_queue_batches",
+                self.kafka.worker_queue_batches as u64,
+            ),
+            ("kafka.connect_timeout_ms", self.kafka.connect_timeout_ms),
+            ("kafka.commit_interval_ms", self.kafka.commit_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(key_error(key, "must be at least 1"));
+            }
+        }
+        if self.kafka.fold_workers > 64 {
+            return Err(key_error("kafka.fold_workers", "must be at most 64"));
+        }
         if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(key_error(
                 "http.bind",
@@ -296,6 +349,12 @@ impl Config {
             return Err(key_error(
                 "email.transport",
                 "must be `smtp`, `file` or `none`",
+            ));
+        }
+        if !["kafka", "memory"].contains(&self.email.decision_log.as_str()) {
+            return Err(key_error(
+                "email.decision_log",
+                "must be `kafka` or `memory`",
             ));
         }
         if !["starttls", "tls", "plain"].contains(&self.email.smtp.security.as_str()) {
@@ -313,6 +372,35 @@ impl Config {
                     return Err(key_error(key, "must be one email address on one line"));
                 }
             }
+        }
+        for (key, v) in [
+            ("email.upgrade_url", &self.email.upgrade_url),
+            ("email.renew_url", &self.email.renew_url),
+        ] {
+            if !(v.starts_with("https://") || v.starts_with("http://"))
+                || v.contains(|c: char| c.is_whitespace() || c.is_control())
+            {
+                return Err(key_error(key, "must be an http(s) URL without spaces"));
+            }
+        }
+        if self.email.max_field_chars < 8 {
+            return Err(key_error("email.max_field_chars", "must be at least 8"));
+        }
+        if self.email.retry_initial_ms == 0 || self.email.retry_max_ms < self.email.retry_initial_ms
+        {
+            return Err(key_error(
+                "email.retry_max_ms",
+                "needs retry_initial_ms >= 1 and retry_max_ms >= retry_initial_ms",
+            ));
+        }
+        if self.email.smtp.host.is_empty() {
+            return Err(key_error("email.smtp.host", "must not be empty"));
+        }
+        if self.email.smtp.pool_max == 0 {
+            return Err(key_error("email.smtp.pool_max", "must be at least 1"));
+        }
+        if self.email.smtp.timeout_secs == 0 {
+            return Err(key_error("email.smtp.timeout_secs", "must be at least 1"));
         }
         if self.email.queue_capacity == 0 {
             return Err(key_error("email.queue_capacity", "must be at least 1"));
@@ -380,6 +468,16 @@ mod tests {
         assert!(e.contains("core.window_days"), "{e}");
         let e = err("[email]\ntransport = \"pigeon\"\n");
         assert!(e.contains("email.transport"), "{e}");
+        let e = err("[email]\ndecision_log = \"disk\"\n");
+        assert!(e.contains("email.decision_log"), "{e}");
+        let e = err("[email]\nupgrade_url = \"ftp://x\"\n");
+        assert!(e.contains("email.upgrade_url"), "{e}");
+        let e = err("[email]\nmax_field_chars = 2\n");
+        assert!(e.contains("email.max_field_chars"), "{e}");
+        let e = err("[email.smtp]\npool_max = 0\n");
+        assert!(e.contains("email.smtp.pool_max"), "{e}");
+        let e = err("[email.smtp]\nca_fil = \"x\"\n");
+        assert!(e.contains("ca_fil"), "{e}");
     }
 
     #[test]

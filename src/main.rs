@@ -7,8 +7,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+
 use keypulse::config::Config;
+use keypulse::kafka::fold::ClockMode;
+use keypulse::metrics::Metrics;
 use keypulse::replay::Replay;
+use keypulse::service::{RunOptions, Service};
+use keypulse::sink::DeferredSink;
 
 /// License telemetry into growth decisions.
 #[derive(Debug, Parser)]
@@ -31,9 +37,34 @@ enum Command {
         #[arg(long)]
         compact: bool,
     },
+    /// Run the service: consume Kafka, fold, serve HTTP (metrics, API, health).
+    Run {
+        /// `wall` (default): as_of is the wall clock and time moves on with no event;
+        /// `event`: as_of is the newest event time, as in replay (backfills, tests).
+        #[arg(long, value_enum, default_value_t = ClockArg::Wall)]
+        clock: ClockArg,
+        /// Log format (overrides `log.format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+        /// Decide and log emails, send nothing (and record nothing durably).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Produce a simulated customer base to a Kafka topic: ~60 days of history as fast as
     /// the broker takes it, then live events at --rate (see docs/DEMO.md).
     Simulate(keypulse::sim::produce::SimulateArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ClockArg {
+    Wall,
+    Event,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 fn main() -> ExitCode {
@@ -51,8 +82,119 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Replay { file, compact } => replay(&config, &file, compact),
+        Command::Run {
+            clock,
+            log_format,
+            dry_run,
+        } => {
+            let mut config = config;
+            if dry_run {
+                config.email.transport = "none".into();
+                config.email.decision_log = "memory".into();
+            }
+            let json = match log_format {
+                Some(f) => f == LogFormat::Json,
+                None => config.log.format == "json",
+            };
+            init_logging(json, &config.log.level)?;
+            let clock = match clock {
+                ClockArg::Wall => ClockMode::Wall,
+                ClockArg::Event => ClockMode::Event,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .thread_name("keypulse-rt")
+                .build()
+                .context("cannot start the async runtime")?;
+            runtime.block_on(run_service(config, clock))
+        }
         Command::Simulate(args) => keypulse::sim::produce::simulate_command(args),
     }
+}
+
+/// The email outbox, once its durable decision log is loaded.
+async fn start_outbox(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<keypulse::email::Outbox>> {
+    let log = keypulse::email::build_log(config)
+        .await
+        .context("cannot open the email decision log (kafka.notifications_topic)")?;
+    keypulse::email::Outbox::start(config, metrics.registry(), log)
+        .await
+        .context("cannot start the email outbox")
+}
+
+/// `tracing` to standard error, as text or one JSON object per line.
+fn init_logging(json: bool, level: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .with_context(|| format!("log.level: `{level}` is not a tracing filter"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new().context("cannot register the metrics")?);
+    // The service starts first (it fails fast on a bad http.bind or kafka.brokers); its
+    // decisions wait in the deferred sink until the outbox has loaded its log.
+    let deferred = Arc::new(DeferredSink::new());
+    let email_config = config.clone();
+    let service = Service::start(
+        config,
+        RunOptions { clock },
+        deferred.clone(),
+        metrics.clone(),
+    )
+    .await?;
+    let outbox = match start_outbox(&email_config, &metrics).await {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = service.shutdown().await;
+            return Err(e);
+        }
+    };
+    deferred.attach(outbox.clone());
+    let signal = wait_for_signal().await?;
+    tracing::info!(
+        signal,
+        "shutting down: stop consuming, fold and commit what was polled"
+    );
+    // A second signal exits at once; whatever happens, exit within 10 s.
+    tokio::spawn(async {
+        if let Ok(s) = wait_for_signal().await {
+            eprintln!("keypulse: second {s}: exiting at once");
+            std::process::exit(130);
+        }
+    });
+    std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(9_500));
+        eprintln!("keypulse: shutdown did not finish within 9.5 s: exiting");
+        std::process::exit(1);
+    });
+    service.shutdown().await?;
+    outbox.shutdown(std::time::Duration::from_secs(3)).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn wait_for_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }
 
 fn replay(config: &Config, file: &str, compact: bool) -> anyhow::Result<()> {

@@ -24,3 +24,87 @@ impl DecisionSink for LogOnlySink {
         tracing::debug!(to = %n.to, customer = %n.customer_id, license = ?n.license_key, "notification recipient");
     }
 }
+
+/// A sink whose destination is attached later: decisions made before [`Self::attach`] are
+/// kept, in order, and handed over on attach. Lets the service start consuming (and fail
+/// fast on a bad `http.bind` or `kafka.brokers`) while the email outbox is still loading.
+#[derive(Default)]
+pub struct DeferredSink {
+    inner: std::sync::OnceLock<std::sync::Arc<dyn DecisionSink>>,
+    waiting: std::sync::Mutex<Vec<Notification>>,
+}
+
+impl DeferredSink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attaches the destination and hands it every decision kept so far.
+    pub fn attach(&self, sink: std::sync::Arc<dyn DecisionSink>) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if self.inner.set(sink.clone()).is_err() {
+            return; // attached already
+        }
+        for n in waiting.drain(..) {
+            sink.submit(&n);
+        }
+    }
+}
+
+impl DecisionSink for DeferredSink {
+    fn submit(&self, n: &Notification) {
+        if let Some(s) = self.inner.get() {
+            return s.submit(n);
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        match self.inner.get() {
+            Some(s) => s.submit(n),
+            None => waiting.push(n.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<String>>);
+    impl DecisionSink for Collect {
+        fn submit(&self, n: &Notification) {
+            self.0.lock().unwrap().push(n.idempotency_key());
+        }
+    }
+
+    fn decision(at: i64) -> Notification {
+        Notification {
+            kind: crate::core::NotificationKind::Renewal,
+            to: "a@b.example".into(),
+            customer_id: "c".into(),
+            license_key: Some("k".into()),
+            at,
+            reasons: vec!["expired".into()],
+            facts: None,
+        }
+    }
+
+    #[test]
+    fn deferred_decisions_are_handed_over_in_order_on_attach() {
+        let deferred = DeferredSink::new();
+        deferred.submit(&decision(1));
+        deferred.submit(&decision(2));
+        let target = Arc::new(Collect::default());
+        deferred.attach(target.clone());
+        deferred.submit(&decision(3));
+        let keys = target.0.lock().unwrap().clone();
+        assert_eq!(
+            keys,
+            vec![
+                decision(1).idempotency_key(),
+                decision(2).idempotency_key(),
+                decision(3).idempotency_key()
+            ]
+        );
+    }
+}

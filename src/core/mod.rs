@@ -6,12 +6,14 @@
 //! instances.
 
 pub mod config;
+pub mod dedup;
 pub mod event;
 pub mod health;
 pub mod report;
 pub mod signals;
 pub mod state;
 pub mod time;
+pub mod view;
 pub mod window;
 
 pub use config::CoreConfig;
@@ -19,3 +21,4 @@ pub use event::{decode, Event, EventKind, RejectReason, Rejection, ValidationRes
 pub use report::{Aggregate, Report};
 pub use signals::{Notification, NotificationKind};
 pub use state::{Applied, PartitionState};
+pub use view::CustomerView;

@@ -52,7 +52,8 @@ pub enum Facts {
         /// Each penalty that applied, with its points.
         penalties: Vec<(String, u32)>,
         licenses: Vec<LicenseFacts>,
-        mrr_cents: i128,
+        /// Σ MRR of its active licenses (saturated to the `i64` range).
+        mrr_cents: i64,
     },
 }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::config::CoreConfig;
+use super::dedup::SeenIds;
 use super::event::{Event, EventKind, TicketCategory, ValidationResult};
 use super::health::{self, Health, HealthInputs};
 use super::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
@@ -70,19 +71,13 @@ pub(crate) struct Customer {
     /// The largest `ts` applied, or the latest wall-clock midnight passed; `NEVER` before any.
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
-    seen_ids: HashMap<Box<str>, Micros>,
-    /// Size of `seen_ids` after its last pruning (large maps prune when they double).
-    seen_ids_pruned_at: u32,
-    /// The oldest `ts` in `seen_ids` (a lower bound), to know when pruning has work.
-    seen_ids_oldest: Micros,
+    seen_ids: SeenIds,
     pub(crate) licenses: Vec<u32>,
-    /// Licenses that may have an upgrade trigger of their own (checked after each event).
-    upgrade_candidates: Vec<u32>,
     pub(crate) active_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
-    pub(crate) invites: DayCounts,
-    pub(crate) open_tickets: Vec<Box<str>>,
+    /// What few customers have: boxed, so most customers pay one pointer for it.
+    extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
     last_churn_at: Micros,
 }
@@ -92,46 +87,48 @@ impl Customer {
         Self {
             id: id.into(),
             clock: NEVER,
-            seen_ids: HashMap::new(),
-            seen_ids_pruned_at: 0,
-            seen_ids_oldest: i64::MAX,
+            seen_ids: SeenIds::default(),
             licenses: Vec::new(),
-            upgrade_candidates: Vec::new(),
             active_licenses: 0,
             validations: DayCounts::default(),
-            invites: DayCounts::default(),
-            open_tickets: Vec::new(),
+            extras: None,
             payment_failed: false,
             last_churn_at: NEVER,
         }
     }
 
     fn is_duplicate(&self, id: &str, horizon: Micros) -> bool {
-        match self.seen_ids.get(id) {
-            Some(t) => *t >= self.clock.saturating_sub(horizon),
-            None => false,
-        }
+        self.seen_ids
+            .is_duplicate(id, self.clock.saturating_sub(horizon))
     }
 
     fn remember_id(&mut self, id: &str, ts: Micros, horizon: Micros) {
-        match self.seen_ids.get_mut(id) {
-            Some(t) => *t = ts,
-            None => {
-                self.seen_ids.insert(id.into(), ts);
-            }
-        }
-        self.seen_ids_oldest = self.seen_ids_oldest.min(ts);
-        // Forget ids beyond the horizon once the oldest has left it: at once while the map
-        // is small, and only when it has doubled once it is large (amortised O(1)).
-        let floor = self.clock.saturating_sub(horizon);
-        let len = self.seen_ids.len() as u32;
-        if self.seen_ids_oldest < floor && (len <= 32 || len > 2 * self.seen_ids_pruned_at) {
-            self.seen_ids.retain(|_, t| *t >= floor);
-            self.seen_ids.shrink_to_fit();
-            self.seen_ids_pruned_at = self.seen_ids.len() as u32;
-            self.seen_ids_oldest = self.seen_ids.values().copied().min().unwrap_or(i64::MAX);
-        }
+        self.seen_ids
+            .remember(id, ts, self.clock.saturating_sub(horizon));
     }
+
+    fn extras_mut(&mut self) -> &mut CustomerExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn invites(&self) -> Option<&DayCounts> {
+        self.extras.as_ref().map(|e| &e.invites)
+    }
+
+    pub(crate) fn open_tickets(&self) -> &[Box<str>] {
+        self.extras.as_ref().map_or(&[], |e| &e.open_tickets)
+    }
+}
+
+/// The parts of a customer that most customers never use.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct CustomerExtras {
+    /// Licenses that may have an upgrade trigger of their own (checked after each event).
+    upgrade_candidates: Vec<u32>,
+    /// `team.member_invited` by day.
+    invites: DayCounts,
+    /// Support tickets opened and not closed.
+    open_tickets: Vec<Box<str>>,
 }
 
 /// One license.
@@ -253,7 +250,7 @@ pub struct PartitionState {
 /// Lookup tables rebuilt from the vectors after deserialization.
 #[derive(Debug, Clone, Default)]
 struct Index {
-    customers: HashMap<Box<str>, u32>,
+    customers: hashbrown::HashTable<u32>,
     licenses: hashbrown::HashTable<u32>,
     plans: HashMap<Box<str>, u32>,
     hasher: std::collections::hash_map::RandomState,
@@ -304,7 +301,13 @@ impl PartitionState {
     fn rebuild_index(&mut self) {
         let mut index = Index::default();
         for (i, c) in self.customers.iter().enumerate() {
-            index.customers.insert(c.id.clone(), i as u32);
+            let customers = &self.customers;
+            let hasher = &index.hasher;
+            index
+                .customers
+                .insert_unique(hasher.hash_one(&*c.id), i as u32, |&j| {
+                    hasher.hash_one(&*customers[j as usize].id)
+                });
         }
         for (i, p) in self.plans.iter().enumerate() {
             index.plans.insert(p.clone(), i as u32);
@@ -373,11 +376,14 @@ impl PartitionState {
             .map(|c| {
                 size_of::<Customer>()
                     + c.id.len()
-                    + c.seen_ids.keys().map(|k| k.len() + 24).sum::<usize>()
+                    + c.seen_ids.heap_bytes()
                     + c.licenses.capacity() * 4
-                    + c.upgrade_candidates.capacity() * 4
                     + c.validations.heap_bytes()
-                    + c.invites.heap_bytes()
+                    + c.extras.as_ref().map_or(0, |e| {
+                        size_of::<CustomerExtras>()
+                            + e.upgrade_candidates.capacity() * 4
+                            + e.invites.heap_bytes()
+                    })
             })
             .sum();
         let sparse: usize = self
@@ -386,18 +392,40 @@ impl PartitionState {
             .chain(self.features_denied.values())
             .map(|d| d.heap_bytes() + 40)
             .sum();
-        let index = self.index.customers.capacity() * 24 + self.index.licenses.capacity() * 5;
+        let index = self.index.customers.capacity() * 5 + self.index.licenses.capacity() * 5;
         lic + cust + sparse + index + self.days.len() * size_of::<DayStats>()
     }
 
-    fn customer_index(&mut self, id: &str) -> u32 {
-        if let Some(i) = self.index.customers.get(id) {
-            return *i;
-        }
+    /// The position of customer `id`, if this state holds it (a lookup, no insertion).
+    pub(crate) fn customer_position(&self, id: &str) -> Option<u32> {
+        self.find_customer(id)
+    }
+
+    fn find_customer(&self, id: &str) -> Option<u32> {
+        let h = self.index.hasher.hash_one(id);
+        self.index
+            .customers
+            .find(h, |&j| &*self.customers[j as usize].id == id)
+            .copied()
+    }
+
+    fn insert_customer(&mut self, c: Customer) -> u32 {
         let i = self.customers.len() as u32;
-        self.customers.push(Customer::new(id));
-        self.index.customers.insert(id.into(), i);
+        let h = self.index.hasher.hash_one(&*c.id);
+        self.customers.push(c);
+        let customers = &self.customers;
+        let hasher = &self.index.hasher;
+        self.index
+            .customers
+            .insert_unique(h, i, |&j| hasher.hash_one(&*customers[j as usize].id));
         i
+    }
+
+    fn customer_index(&mut self, id: &str) -> u32 {
+        match self.find_customer(id) {
+            Some(i) => i,
+            None => self.insert_customer(Customer::new(id)),
+        }
     }
 
     fn plan_index(&mut self, plan: &str) -> u32 {
@@ -671,7 +699,7 @@ impl PartitionState {
                 ticket_id,
                 category,
             } => {
-                let tickets = &mut self.customers[ci as usize].open_tickets;
+                let tickets = &mut self.customers[ci as usize].extras_mut().open_tickets;
                 if !tickets.iter().any(|t| **t == **ticket_id) {
                     tickets.push((**ticket_id).into());
                 }
@@ -681,6 +709,7 @@ impl PartitionState {
             }
             EventKind::TicketClosed { ticket_id } => {
                 self.customers[ci as usize]
+                    .extras_mut()
                     .open_tickets
                     .retain(|t| **t != **ticket_id);
             }
@@ -691,7 +720,10 @@ impl PartitionState {
             EventKind::PaymentSucceeded => self.customers[ci as usize].payment_failed = false,
             EventKind::MemberInvited => {
                 if in_window {
-                    self.customers[ci as usize].invites.add(day, 1, floor);
+                    self.customers[ci as usize]
+                        .extras_mut()
+                        .invites
+                        .add(day, 1, floor);
                 }
             }
             EventKind::FeatureDenied { license_key, .. } => {
@@ -762,8 +794,9 @@ impl PartitionState {
 
     fn note_upgrade_candidate(&mut self, li: u32) {
         let c = &mut self.customers[self.licenses[li as usize].customer as usize];
-        if !c.upgrade_candidates.contains(&li) {
-            c.upgrade_candidates.push(li);
+        let candidates = &mut c.extras_mut().upgrade_candidates;
+        if !candidates.contains(&li) {
+            candidates.push(li);
         }
     }
 
@@ -785,7 +818,7 @@ impl PartitionState {
             t.push("feature_interest");
         }
         let c = &self.customers[l.customer as usize];
-        if c.invites.sum(from, end_day) >= cfg.upgrade.invites_at_least as u64 {
+        if c.invites().map_or(0, |i| i.sum(from, end_day)) >= cfg.upgrade.invites_at_least as u64 {
             t.push("team_growth");
         }
         t
@@ -814,7 +847,10 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let end_day = day_of(self.customers[ci as usize].clock);
-        let candidates = std::mem::take(&mut self.customers[ci as usize].upgrade_candidates);
+        let Some(extras) = self.customers[ci as usize].extras.as_mut() else {
+            return;
+        };
+        let candidates = std::mem::take(&mut extras.upgrade_candidates);
         let mut keep = Vec::with_capacity(candidates.len());
         for li in candidates {
             if !self.may_trigger(li, end_day, cfg) {
@@ -850,7 +886,7 @@ impl PartitionState {
             };
             self.push_decision(n, out);
         }
-        self.customers[ci as usize].upgrade_candidates = keep;
+        self.customers[ci as usize].extras_mut().upgrade_candidates = keep;
     }
 
     fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {
@@ -864,8 +900,8 @@ impl PartitionState {
             rate_limited_30d: sum(&self.rate_limited),
             features_denied_30d: sum(&self.features_denied),
             invites_30d: self.customers[l.customer as usize]
-                .invites
-                .sum(from, end_day),
+                .invites()
+                .map_or(0, |i| i.sum(from, end_day)),
         }
     }
 
@@ -941,13 +977,14 @@ impl PartitionState {
                 }
             })
             .collect::<Vec<_>>();
-        let mrr_cents = c
+        let mrr_cents: i128 = c
             .licenses
             .iter()
             .map(|&li| &self.licenses[li as usize])
             .filter(|l| l.status == Status::Active)
             .map(|l| l.mrr_cents as i128)
             .sum();
+        let mrr_cents = mrr_cents.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         let n = Notification {
             kind: NotificationKind::ChurnWarning,
             to: cfg.notify.team_address.clone(),
@@ -1046,7 +1083,7 @@ impl PartitionState {
             domain_limits: limits,
             validations_last_7d: c.validations.sum(today - 6, today),
             validations_prev_7d: c.validations.sum(today - 13, today - 7),
-            open_ticket: !c.open_tickets.is_empty(),
+            open_ticket: !c.open_tickets().is_empty(),
             payment_failed: c.payment_failed,
         };
         health::score(&inputs, as_of, &cfg.health)
@@ -1059,24 +1096,26 @@ impl PartitionState {
         let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
         let mut customer_map = Vec::with_capacity(other.customers.len());
         for mut c in other.customers {
-            for li in c.licenses.iter_mut().chain(c.upgrade_candidates.iter_mut()) {
+            let candidates = c.extras.as_mut().map(|e| &mut e.upgrade_candidates);
+            for li in c
+                .licenses
+                .iter_mut()
+                .chain(candidates.into_iter().flatten())
+            {
                 *li += lic_base;
             }
-            if let Some(&existing) = self.index.customers.get(&c.id) {
+            if let Some(existing) = self.find_customer(&c.id) {
                 // Only the no-customer group may be on both sides (it owns no license):
                 // keep the later clock and every remembered id.
                 let mine = &mut self.customers[existing as usize];
                 mine.clock = mine.clock.max(c.clock);
-                mine.seen_ids.extend(c.seen_ids);
+                mine.seen_ids.absorb(c.seen_ids);
                 mine.licenses.extend(c.licenses);
                 mine.active_licenses += c.active_licenses;
                 customer_map.push(existing);
                 continue;
             }
-            let i = self.customers.len() as u32;
-            self.index.customers.insert(c.id.clone(), i);
-            self.customers.push(c);
-            customer_map.push(i);
+            customer_map.push(self.insert_customer(c));
         }
         for mut l in other.licenses {
             l.plan = plan_map[l.plan as usize];
@@ -1114,5 +1153,21 @@ impl PartitionState {
         self.notifications.extend(other.notifications);
         self.max_day = self.max_day.max(other.max_day);
         self.rebuild_index();
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "License {} Customer {} DayCounts {} HashMap {}",
+            std::mem::size_of::<License>(),
+            std::mem::size_of::<Customer>(),
+            std::mem::size_of::<DayCounts>(),
+            std::mem::size_of::<HashMap<Box<str>, Micros>>()
+        );
     }
 }

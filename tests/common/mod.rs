@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture paths and report comparison.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::path::PathBuf;
 
 use serde_json::Value;

@@ -1,0 +1,180 @@
+//! `event_id` de-duplication for one customer, with its horizon (SPEC §1).
+//!
+//! Owns the set of ids applied recently. An id is remembered as a stable 64-bit hash
+//! (xxh3) with the `ts` of its latest application, and forgotten once that `ts` is more
+//! than the horizon before the customer's clock. Most customers keep one or two ids, held
+//! inline; a busy customer's set moves to a hash map. Guarantees: exact for every pair of
+//! distinct ids whose hashes differ (two distinct ids of one customer, both inside one
+//! horizon, collide with probability about 2⁻⁶⁴); pruning never changes a decision, since
+//! a pruned id is one the horizon already ignores.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use super::time::Micros;
+
+/// Above this many ids the set moves from the inline vector to a hash map.
+const INLINE_MAX: usize = 16;
+
+/// The ids a customer applied within the horizon.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct SeenIds {
+    few: SmallVec<[(u64, Micros); 2]>,
+    // Boxed on purpose: 8 bytes per customer instead of 48 for the rare busy one.
+    #[allow(clippy::box_collection)]
+    many: Option<Box<HashMap<u64, Micros>>>,
+    /// Size after the last pruning of `many` (it prunes again when it has doubled).
+    pruned_len: u32,
+    /// A lower bound of the `ts` held, to know when pruning has work.
+    oldest: Micros,
+}
+
+fn hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+impl SeenIds {
+    /// The `ts` of the latest application of `id`, if remembered.
+    fn get(&self, h: u64) -> Option<Micros> {
+        match &self.many {
+            Some(m) => m.get(&h).copied(),
+            None => self.few.iter().find(|(k, _)| *k == h).map(|(_, t)| *t),
+        }
+    }
+
+    /// Whether `id` was applied at or after `floor` (the customer's clock minus the horizon).
+    pub(crate) fn is_duplicate(&self, id: &str, floor: Micros) -> bool {
+        self.get(hash(id)).is_some_and(|t| t >= floor)
+    }
+
+    /// Records an application of `id` at `ts`, then forgets ids older than `floor`.
+    pub(crate) fn remember(&mut self, id: &str, ts: Micros, floor: Micros) {
+        let h = hash(id);
+        if self.is_empty() {
+            self.oldest = ts;
+        }
+        match &mut self.many {
+            Some(m) => {
+                m.insert(h, ts);
+            }
+            None => match self.few.iter_mut().find(|(k, _)| *k == h) {
+                Some(e) => e.1 = ts,
+                None => {
+                    self.few.push((h, ts));
+                    if self.few.len() > INLINE_MAX {
+                        self.many = Some(Box::new(self.few.drain(..).collect()));
+                        self.pruned_len = INLINE_MAX as u32;
+                    }
+                }
+            },
+        }
+        self.oldest = self.oldest.min(ts);
+        if self.oldest < floor {
+            self.prune(floor);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.many
+            .as_ref()
+            .map_or(self.few.is_empty(), |m| m.is_empty())
+    }
+
+    fn prune(&mut self, floor: Micros) {
+        match &mut self.many {
+            None => {
+                self.few.retain(|(_, t)| *t >= floor);
+                self.oldest = self
+                    .few
+                    .iter()
+                    .map(|(_, t)| *t)
+                    .min()
+                    .unwrap_or(Micros::MAX);
+            }
+            Some(m) => {
+                // amortised: a large set prunes only when it has doubled
+                if (m.len() as u32) < 2 * self.pruned_len {
+                    return;
+                }
+                m.retain(|_, t| *t >= floor);
+                self.oldest = m.values().copied().min().unwrap_or(Micros::MAX);
+                if m.len() <= INLINE_MAX / 2 {
+                    self.few = m.drain().collect();
+                    self.many = None;
+                } else {
+                    m.shrink_to_fit();
+                    self.pruned_len = m.len() as u32;
+                }
+            }
+        }
+    }
+
+    /// Adds every id of `other` (for merging the no-customer group of two states).
+    pub(crate) fn absorb(&mut self, other: SeenIds) {
+        let entries: Vec<(u64, Micros)> = match other.many {
+            Some(m) => m.into_iter().collect(),
+            None => other.few.into_vec(),
+        };
+        for (h, t) in entries {
+            let keep = self.get(h).map_or(t, |mine| mine.max(t));
+            match &mut self.many {
+                Some(m) => {
+                    m.insert(h, keep);
+                }
+                None => match self.few.iter_mut().find(|(k, _)| *k == h) {
+                    Some(e) => e.1 = keep,
+                    None => self.few.push((h, keep)),
+                },
+            }
+            self.oldest = self.oldest.min(keep);
+        }
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let few = if self.few.spilled() {
+            self.few.capacity() * 16
+        } else {
+            0
+        };
+        few + self.many.as_ref().map_or(0, |m| 48 + m.capacity() * 17)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_within_the_horizon_and_forgets_after() {
+        let mut s = SeenIds::default();
+        s.remember("a", 100, 0);
+        assert!(s.is_duplicate("a", 50));
+        assert!(s.is_duplicate("a", 100));
+        assert!(!s.is_duplicate("a", 101));
+        assert!(!s.is_duplicate("b", 0));
+        s.remember("b", 200, 150); // prunes "a"
+        assert!(!s.is_duplicate("a", 0));
+        assert!(s.is_duplicate("b", 0));
+    }
+
+    #[test]
+    fn a_busy_customer_moves_to_a_map_and_back() {
+        let mut s = SeenIds::default();
+        for i in 0..100 {
+            s.remember(&format!("id{i}"), i, 0);
+        }
+        assert!(s.many.is_some());
+        assert!((0..100).all(|i| s.is_duplicate(&format!("id{i}"), 0)));
+        for i in 0..200 {
+            s.remember(&format!("late{i}"), 10_000 + i, 10_000);
+        }
+        assert!(!s.is_duplicate("id5", 0));
+        assert!(s.is_duplicate("late150", 10_000));
+        s.remember("last", 1_000_000, 1_000_000);
+        assert!(s.many.is_none());
+        assert!(s.is_duplicate("last", 0));
+    }
+}

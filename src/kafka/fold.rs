@@ -1,0 +1,482 @@
+//! The fold workers: decode and fold the messages of the partitions routed to them.
+//!
+//! Owns the per-partition [`PartitionState`]s. Each worker is one OS thread with one
+//! inbound channel; the poll thread routes every assigned partition to one worker and sends
+//! it, in order, the partition's assignment, its batches of raw messages, and its
+//! revocation. The snapshot refresher and the HTTP API send queries on the same channel,
+//! answered between two batches (no lock around the state).
+//!
+//! Guarantees:
+//! - messages of one partition are folded in offset order, each offset at most once per
+//!   assignment (an offset below the next expected one is skipped), so a redelivery never
+//!   counts twice;
+//! - decoding runs here, in parallel across workers, not on the poll thread;
+//! - every decision is handed to the [`DecisionSink`] as soon as the fold makes it;
+//! - a rejected message changes no state but the rejection count; it is copied to the
+//!   dead-letter topic unless it lies below the offset the group had already committed when
+//!   the partition was assigned (it was copied by whoever folded it first);
+//! - counters (`keypulse_events_total`, …) count each message once per process and never a
+//!   message below the group's committed offset at assignment, so a rebuild does not inflate
+//!   them; `keypulse_messages_folded_total` counts every message folded, rebuilds included.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::core::event::{EventKind, RejectReason, EVENT_TYPES};
+use crate::core::time::Micros;
+use crate::core::{
+    decode, Aggregate, Applied, CoreConfig, CustomerView, Notification, NotificationKind,
+    PartitionState,
+};
+use crate::metrics::{country_label, Metrics};
+use crate::sink::DecisionSink;
+
+use super::dlq::{DeadLetter, Origin};
+use super::{PartitionProgress, TopicPartition, NO_OFFSET};
+
+/// How `as_of` and the passing of time are decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockMode {
+    /// `as_of` is the wall clock, and a ticker moves every caught-up partition to it.
+    Wall,
+    /// `as_of` is the newest event `ts` of the instance's partitions (as in replay).
+    Event,
+}
+
+/// A message as handed from the poll thread: byte ranges into the batch's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage {
+    /// The message's offset.
+    pub offset: i64,
+    /// The key's byte range in [`Batch::buf`], if the message has a key.
+    pub key: Option<(u32, u32)>,
+    /// The value's byte range in [`Batch::buf`], if the message has a value.
+    pub payload: Option<(u32, u32)>,
+}
+
+/// Consecutive messages of one partition, copied out of the client's buffers.
+#[derive(Debug)]
+pub struct Batch {
+    /// Their partition.
+    pub tp: TopicPartition,
+    /// When the first message was polled.
+    pub polled_at: Instant,
+    /// Keys and values, back to back.
+    pub buf: Vec<u8>,
+    /// The messages, in offset order.
+    pub msgs: Vec<RawMessage>,
+}
+
+impl Batch {
+    /// An empty batch for `tp`.
+    pub fn new(tp: TopicPartition) -> Self {
+        Self {
+            tp,
+            polled_at: Instant::now(),
+            buf: Vec::with_capacity(64 * 1024),
+            msgs: Vec::with_capacity(256),
+        }
+    }
+
+    /// Appends a message.
+    pub fn push(&mut self, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        if self.msgs.is_empty() {
+            self.polled_at = Instant::now();
+        }
+        let mut range = |b: Option<&[u8]>| {
+            b.map(|b| {
+                let start = self.buf.len() as u32;
+                self.buf.extend_from_slice(b);
+                (start, self.buf.len() as u32)
+            })
+        };
+        let key = range(key);
+        let payload = range(payload);
+        self.msgs.push(RawMessage {
+            offset,
+            key,
+            payload,
+        });
+    }
+
+    fn slice(&self, r: Option<(u32, u32)>) -> Option<&[u8]> {
+        r.map(|(s, e)| &self.buf[s as usize..e as usize])
+    }
+}
+
+/// What one worker's partitions add up to at a given `as_of`.
+#[derive(Debug, Default)]
+pub struct WorkerAggregate {
+    /// The merged aggregate of its partitions.
+    pub aggregate: Aggregate,
+    /// Customers held.
+    pub customers: usize,
+    /// Licenses held.
+    pub licenses: usize,
+    /// Approximate bytes of the states.
+    pub bytes: usize,
+}
+
+/// A message to a fold worker.
+pub enum WorkerMsg {
+    /// A partition was assigned: start an empty state for it.
+    Assign {
+        /// The partition's shared progress.
+        progress: Arc<PartitionProgress>,
+        /// Messages below this offset were already folded by someone (the group's committed
+        /// offset, or this process before): fold them, but don't count or copy them again.
+        count_from: i64,
+    },
+    /// Messages to fold.
+    Batch(Batch),
+    /// Partitions revoked: answer the offset after the last message folded for each, then
+    /// drop their states.
+    Revoke {
+        /// Which partitions.
+        tps: Vec<TopicPartition>,
+        /// Where to answer.
+        reply: Sender<Vec<(TopicPartition, i64)>>,
+    },
+    /// Move every caught-up partition's clock to `now` (wall clock mode).
+    Advance {
+        /// The wall clock.
+        now: Micros,
+    },
+    /// The aggregate of the worker's partitions at `as_of`.
+    Aggregate {
+        /// The instant (`None`: before any event).
+        as_of: Option<Micros>,
+        /// Where to answer.
+        reply: Sender<WorkerAggregate>,
+    },
+    /// The view of one customer, if one of the worker's partitions holds it.
+    Customer {
+        /// The customer id.
+        id: Arc<str>,
+        /// The instant.
+        as_of: Micros,
+        /// Where to answer.
+        reply: Sender<Option<CustomerView>>,
+    },
+    /// Stop: answer the folded offsets of every partition, then exit.
+    Stop {
+        /// Where to answer.
+        reply: Sender<Vec<(TopicPartition, i64)>>,
+    },
+}
+
+/// What every worker shares.
+#[derive(Clone)]
+pub struct WorkerShared {
+    /// The fold's configuration.
+    pub cfg: Arc<CoreConfig>,
+    /// Where decisions go.
+    pub sink: Arc<dyn DecisionSink>,
+    /// Where rejected messages are copied.
+    pub dlq: Arc<DeadLetter>,
+    /// Counters and the fold-latency histogram.
+    pub metrics: Arc<Metrics>,
+}
+
+/// One partition held by a worker.
+struct Held {
+    /// Its state.
+    state: PartitionState,
+    /// Its shared progress.
+    progress: Arc<PartitionProgress>,
+    /// The next offset to fold ([`NO_OFFSET`]: whatever comes first).
+    next: i64,
+    /// Below this offset, fold without counting or copying to the dead-letter topic.
+    count_from: i64,
+    /// The newest event `ts` folded.
+    newest_ts: Micros,
+}
+
+/// Per-batch tallies, added to the counters once per batch.
+#[derive(Default)]
+struct Tally {
+    /// Messages folded (rebuilds included).
+    folded: u64,
+    /// Applied events by type, in [`EVENT_TYPES`] order.
+    events: [u64; EVENT_TYPES.len()],
+    /// Validations by result, in `ValidationResult::ALL` order.
+    results: [u64; 6],
+    /// Rejections by reason, in [`RejectReason::ALL`] order.
+    rejected: [u64; RejectReason::ALL.len()],
+    /// Duplicates.
+    duplicates: u64,
+    /// Decisions by kind, in [`NotificationKind::ALL`] order.
+    decided: [u64; 3],
+    /// Validations by country label.
+    countries: HashMap<String, u64>,
+}
+
+impl Tally {
+    fn flush(&mut self, m: &Metrics) {
+        m.messages_folded_total.inc_by(self.folded);
+        for (i, n) in self.events.iter().enumerate() {
+            if *n > 0 {
+                m.events_total
+                    .with_label_values(&[EVENT_TYPES[i]])
+                    .inc_by(*n);
+            }
+        }
+        for (i, n) in self.results.iter().enumerate() {
+            if *n > 0 {
+                let r = crate::core::ValidationResult::ALL[i];
+                m.validations_total
+                    .with_label_values(&[r.as_str()])
+                    .inc_by(*n);
+            }
+        }
+        for (i, n) in self.rejected.iter().enumerate() {
+            if *n > 0 {
+                m.events_rejected_total
+                    .with_label_values(&[RejectReason::ALL[i].as_str()])
+                    .inc_by(*n);
+            }
+        }
+        if self.duplicates > 0 {
+            m.events_duplicate_total.inc_by(self.duplicates);
+        }
+        for (i, n) in self.decided.iter().enumerate() {
+            if *n > 0 {
+                m.notifications_decided_total
+                    .with_label_values(&[NotificationKind::ALL[i].as_str()])
+                    .inc_by(*n);
+            }
+        }
+        for (c, n) in self.countries.drain() {
+            m.validations_by_country_total
+                .with_label_values(&[&c])
+                .inc_by(n);
+        }
+        *self = Tally {
+            countries: std::mem::take(&mut self.countries),
+            ..Default::default()
+        };
+    }
+}
+
+fn kind_index(k: NotificationKind) -> usize {
+    NotificationKind::ALL
+        .iter()
+        .position(|x| *x == k)
+        .unwrap_or(0)
+}
+
+/// A fold worker.
+pub struct Worker {
+    /// Its index (for logs).
+    id: usize,
+    /// What every worker shares.
+    shared: WorkerShared,
+    /// The partitions it holds.
+    held: HashMap<TopicPartition, Held>,
+    /// Decisions of the event being folded.
+    out: Vec<Notification>,
+    /// Tallies of the batch being folded.
+    tally: Tally,
+}
+
+impl Worker {
+    /// Starts worker `id` on its own thread.
+    pub fn spawn(
+        id: usize,
+        shared: WorkerShared,
+        rx: Receiver<WorkerMsg>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name(format!("fold-{id}"))
+            .spawn(move || {
+                let mut w = Worker {
+                    id,
+                    shared,
+                    held: HashMap::new(),
+                    out: Vec::new(),
+                    tally: Tally::default(),
+                };
+                while let Ok(msg) = rx.recv() {
+                    if !w.handle(msg) {
+                        break;
+                    }
+                }
+                tracing::debug!(worker = w.id, "fold worker stopped");
+            })
+    }
+
+    /// Handles one message; `false` to stop.
+    fn handle(&mut self, msg: WorkerMsg) -> bool {
+        match msg {
+            WorkerMsg::Assign {
+                progress,
+                count_from,
+            } => {
+                let tp = progress.tp.clone();
+                self.held.insert(
+                    tp,
+                    Held {
+                        state: PartitionState::new(),
+                        progress,
+                        next: NO_OFFSET,
+                        count_from,
+                        newest_ts: i64::MIN,
+                    },
+                );
+            }
+            WorkerMsg::Batch(b) => self.fold_batch(b),
+            WorkerMsg::Revoke { tps, reply } => {
+                let done = tps
+                    .into_iter()
+                    .filter_map(|tp| {
+                        let h = self.held.remove(&tp)?;
+                        Some((tp, h.next))
+                    })
+                    .collect();
+                let _ = reply.send(done);
+            }
+            WorkerMsg::Advance { now } => self.advance(now),
+            WorkerMsg::Aggregate { as_of, reply } => {
+                let mut out = WorkerAggregate {
+                    aggregate: Aggregate {
+                        as_of,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                for h in self.held.values() {
+                    out.aggregate
+                        .merge(h.state.aggregate(as_of, &self.shared.cfg));
+                    let (c, l) = h.state.sizes();
+                    out.customers += c;
+                    out.licenses += l;
+                    out.bytes += h.state.approx_bytes();
+                }
+                let _ = reply.send(out);
+            }
+            WorkerMsg::Customer { id, as_of, reply } => {
+                let view = self
+                    .held
+                    .values()
+                    .find_map(|h| h.state.customer_view(&id, as_of, &self.shared.cfg));
+                let _ = reply.send(view);
+            }
+            WorkerMsg::Stop { reply } => {
+                let done = self
+                    .held
+                    .iter()
+                    .map(|(tp, h)| (tp.clone(), h.next))
+                    .collect();
+                let _ = reply.send(done);
+                return false;
+            }
+        }
+        true
+    }
+
+    fn fold_batch(&mut self, b: Batch) {
+        let Some(h) = self.held.get_mut(&b.tp) else {
+            // A batch of a partition revoked meanwhile: its state is gone, so is the batch.
+            return;
+        };
+        let cfg = &*self.shared.cfg;
+        let t = &mut self.tally;
+        for m in &b.msgs {
+            if h.next != NO_OFFSET && m.offset < h.next {
+                continue; // folded already in this assignment
+            }
+            let counted = m.offset >= h.count_from;
+            let payload = b.slice(m.payload).unwrap_or(&[]);
+            t.folded += 1;
+            match decode(payload) {
+                Ok(ev) => match h.state.apply(&ev, cfg, &mut self.out) {
+                    Applied::Applied => {
+                        h.newest_ts = h.newest_ts.max(ev.ts);
+                        if counted {
+                            t.events[ev.kind.type_index()] += 1;
+                            if let EventKind::Validated {
+                                result, country, ..
+                            } = &ev.kind
+                            {
+                                t.results[result.index()] += 1;
+                                if let Some(c) = country {
+                                    let label = country_label(c);
+                                    match t.countries.get_mut(label) {
+                                        Some(n) => *n += 1,
+                                        None => {
+                                            t.countries.insert(label.to_string(), 1);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Applied::Duplicate => {
+                        if counted {
+                            t.duplicates += 1;
+                        }
+                    }
+                },
+                Err(why) => {
+                    h.state.record_rejected();
+                    if counted {
+                        let i = RejectReason::ALL
+                            .iter()
+                            .position(|r| *r == why.reason)
+                            .unwrap_or(0);
+                        t.rejected[i] += 1;
+                        super::events::MessageRejected {
+                            tp: &b.tp,
+                            offset: m.offset,
+                            why,
+                        }
+                        .emit();
+                        self.shared.dlq.send(
+                            b.slice(m.key),
+                            b.slice(m.payload),
+                            why,
+                            Origin {
+                                topic: &b.tp.topic,
+                                partition: b.tp.partition,
+                                offset: m.offset,
+                            },
+                        );
+                    }
+                }
+            }
+            for n in self.out.drain(..) {
+                if counted {
+                    t.decided[kind_index(n.kind)] += 1;
+                }
+                self.shared.sink.submit(&n);
+            }
+            h.next = m.offset + 1;
+        }
+        // Release: the dead-letter copies above happen-before the offset is seen folded.
+        h.progress.newest_ts.store(h.newest_ts, Ordering::Release);
+        h.progress.folded_next.store(h.next, Ordering::Release);
+        let metrics = &self.shared.metrics;
+        metrics
+            .fold_latency_seconds
+            .observe(b.polled_at.elapsed().as_secs_f64());
+        self.tally.flush(metrics);
+    }
+
+    fn advance(&mut self, now: Micros) {
+        let cfg = &*self.shared.cfg;
+        for h in self.held.values_mut() {
+            if !h.progress.caught_up.load(Ordering::Acquire) {
+                continue; // a partition being rebuilt moves on once it has caught up
+            }
+            h.state.advance_to(now, cfg, &mut self.out);
+            for n in self.out.drain(..) {
+                self.tally.decided[kind_index(n.kind)] += 1;
+                self.shared.sink.submit(&n);
+            }
+        }
+        self.tally.flush(&self.shared.metrics);
+    }
+}

@@ -1,0 +1,127 @@
+//! The Kafka adapter: the group consumer, the fold workers and the dead-letter producer.
+//!
+//! Owns everything that talks to Kafka. Layout:
+//! - [`consumer`]: the poll thread, the group's assignment and revocation, offsets;
+//! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
+//!   of the partitions routed to it, where messages are decoded and folded;
+//! - [`dlq`]: the dead-letter producer.
+//!
+//! Delivery guarantee: **at least once consumption, every event's effect counted exactly
+//! once.** Each assigned partition has its own state, rebuilt on assignment by reading the
+//! partition from its beginning (until state checkpoints exist); a worker folds each offset
+//! of a partition at most once into that state (it skips any offset below the next one it
+//! expects, so a redelivery never double-counts); offsets are committed only for messages
+//! already folded; on revocation the folded offsets are committed and then the partition's
+//! state is dropped. Decisions made while a partition is rebuilt are submitted again to the
+//! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
+
+pub mod consumer;
+pub mod dlq;
+pub mod events;
+pub mod fold;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use rdkafka::config::RDKafkaLogLevel;
+
+/// A topic and partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: Arc<str>,
+    /// Partition number.
+    pub partition: i32,
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// "No offset yet" in the atomics below.
+pub const NO_OFFSET: i64 = -1;
+
+/// Progress of one assigned partition, shared by the poll thread (writes what it hands
+/// over and the targets), its fold worker (writes what it folded) and the snapshot
+/// refresher (reads all of it).
+#[derive(Debug)]
+pub struct PartitionProgress {
+    /// Which partition.
+    pub tp: TopicPartition,
+    /// Index of the fold worker that owns the partition's state.
+    pub worker: usize,
+    /// The offset after the last message handed to the worker ([`NO_OFFSET`] before any).
+    pub sent_next: AtomicI64,
+    /// The offset after the last message folded ([`NO_OFFSET`] before any).
+    pub folded_next: AtomicI64,
+    /// The partition's low watermark when it was assigned ([`NO_OFFSET`] until known).
+    pub low: AtomicI64,
+    /// The partition's high watermark when it was assigned: caught up once folded past
+    /// it ([`NO_OFFSET`] until known).
+    pub target: AtomicI64,
+    /// The latest high watermark the client has seen (for the lag gauge).
+    pub high: AtomicI64,
+    /// The newest event `ts` folded into the partition's state (`i64::MIN` before any).
+    pub newest_ts: AtomicI64,
+    /// Whether the partition has caught up with `target` since its assignment.
+    pub caught_up: AtomicBool,
+}
+
+impl PartitionProgress {
+    /// Fresh progress for a partition just assigned.
+    pub fn new(tp: TopicPartition, worker: usize) -> Self {
+        Self {
+            tp,
+            worker,
+            sent_next: AtomicI64::new(NO_OFFSET),
+            folded_next: AtomicI64::new(NO_OFFSET),
+            low: AtomicI64::new(NO_OFFSET),
+            target: AtomicI64::new(NO_OFFSET),
+            high: AtomicI64::new(NO_OFFSET),
+            newest_ts: AtomicI64::new(i64::MIN),
+            caught_up: AtomicBool::new(false),
+        }
+    }
+
+    /// The next offset to fold, as far as is known: after the last folded message, or the
+    /// low watermark when nothing was folded yet.
+    pub fn position(&self) -> i64 {
+        let f = self.folded_next.load(Ordering::Acquire);
+        let low = self.low.load(Ordering::Acquire);
+        f.max(low)
+    }
+
+    /// Messages between the position and the latest high watermark seen.
+    pub fn lag(&self) -> Option<i64> {
+        let high = self
+            .high
+            .load(Ordering::Acquire)
+            .max(self.target.load(Ordering::Acquire));
+        let pos = self.position();
+        (high >= 0).then(|| (high - pos.max(0)).max(0))
+    }
+}
+
+/// Forwards a librdkafka log line to `tracing` (its own target, levels mapped).
+pub(crate) fn forward_librdkafka_log(client: &str, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", client, facility = fac, "{msg}")
+        }
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", client, facility = fac, "{msg}")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", client, facility = fac, "{msg}")
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", client, facility = fac, "{msg}")
+        }
+    }
+}

@@ -1,0 +1,437 @@
+//! `keypulse run`: the wiring of the service (config → consumer, fold workers, HTTP,
+//! snapshot refresher and ticker, shutdown).
+//!
+//! Owns the service's threads and their order of start and stop:
+//! 1. the HTTP listener is bound first (a port in use fails at once, naming `http.bind`);
+//! 2. the dead-letter producer and `kafka.fold_workers` fold workers start;
+//! 3. the consumer checks that a broker answers (else fails within
+//!    `kafka.connect_timeout_ms`, naming `kafka.brokers`), subscribes, and its poll thread
+//!    starts;
+//! 4. the refresher recomputes the served [`Snapshot`] every `http.refresh_ms`: in wall-clock
+//!    mode it first moves every caught-up partition's clock to now (so midnights pass with
+//!    no event), then merges the workers' aggregates into the report and the gauges;
+//! 5. HTTP serves the snapshot.
+//!
+//! Shutdown ([`Service::shutdown`]) stops HTTP, stops consuming, folds what was polled,
+//! commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
+//! report and gauges are computed at most once per refresh, never per event.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::core::time::Micros;
+use crate::core::{Aggregate, CoreConfig, CustomerView, Report};
+use crate::kafka::consumer::{self, PollSettings, Router};
+use crate::kafka::dlq::DeadLetter;
+use crate::kafka::fold::{ClockMode, Worker, WorkerMsg, WorkerShared};
+use crate::metrics::Metrics;
+use crate::sink::DecisionSink;
+
+/// How long a query waits for the fold workers.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Options of `keypulse run` that are not configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Wall clock (default) or event time.
+    pub clock: ClockMode,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            clock: ClockMode::Wall,
+        }
+    }
+}
+
+/// One assigned partition, as `/readyz` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionStatus {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Whether it has caught up with its target since its assignment.
+    pub caught_up: bool,
+    /// The next offset to fold.
+    pub position: i64,
+    /// The high watermark at assignment (−1 while unknown).
+    pub target: i64,
+}
+
+/// What HTTP serves, recomputed every `http.refresh_ms`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The report at `as_of` (SPEC §3).
+    pub report: Arc<Report>,
+    /// Whether every assigned partition had caught up when this snapshot was taken (the
+    /// report then includes everything up to the catch-up targets).
+    pub ready: bool,
+    /// The assigned partitions.
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// The state shared by the HTTP handlers and the refresher.
+pub struct AppState {
+    /// The latest snapshot.
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The metrics registry and families.
+    pub metrics: Arc<Metrics>,
+    /// The fold workers (for `?as_of=` and per-customer queries).
+    workers: Vec<SyncSender<WorkerMsg>>,
+    /// The fold's configuration.
+    pub core: Arc<CoreConfig>,
+    /// Wall or event clock.
+    pub clock: ClockMode,
+}
+
+impl AppState {
+    /// The latest snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The merged aggregate of every worker at `as_of`, with state sizes (blocking).
+    fn aggregate(&self, as_of: Option<Micros>) -> anyhow::Result<(Aggregate, [usize; 3])> {
+        let mut replies = Vec::new();
+        for w in &self.workers {
+            let (reply, rx) = mpsc::channel();
+            w.send(WorkerMsg::Aggregate { as_of, reply })
+                .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
+            replies.push(rx);
+        }
+        let mut agg = Aggregate {
+            as_of,
+            ..Default::default()
+        };
+        let mut sizes = [0usize; 3];
+        for rx in replies {
+            let w = rx
+                .recv_timeout(QUERY_TIMEOUT)
+                .map_err(|_| anyhow::anyhow!("a fold worker did not answer"))?;
+            agg.merge(w.aggregate);
+            sizes[0] += w.customers;
+            sizes[1] += w.licenses;
+            sizes[2] += w.bytes;
+        }
+        Ok((agg, sizes))
+    }
+
+    /// The report at a chosen instant (walks the state once; blocking).
+    pub fn report_at(&self, as_of: Micros) -> anyhow::Result<Report> {
+        Ok(self.aggregate(Some(as_of))?.0.finish(&self.core))
+    }
+
+    /// The view of one customer at the snapshot's `as_of` (blocking).
+    pub fn customer(&self, id: &str) -> anyhow::Result<Option<CustomerView>> {
+        let Some(as_of) = self.snapshot().report.as_of else {
+            return Ok(None);
+        };
+        let id: Arc<str> = id.into();
+        let mut replies = Vec::new();
+        for w in &self.workers {
+            let (reply, rx) = mpsc::channel();
+            w.send(WorkerMsg::Customer {
+                id: id.clone(),
+                as_of,
+                reply,
+            })
+            .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
+            replies.push(rx);
+        }
+        let mut found = None;
+        for rx in replies {
+            if let Some(v) = rx
+                .recv_timeout(QUERY_TIMEOUT)
+                .map_err(|_| anyhow::anyhow!("a fold worker did not answer"))?
+            {
+                found = Some(v);
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Microseconds since the epoch, now.
+pub fn wall_now() -> Micros {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// A running service.
+pub struct Service {
+    /// Where HTTP listens.
+    addr: SocketAddr,
+    /// Shared with the handlers.
+    app: Arc<AppState>,
+    /// Tells the poll thread and the refresher to stop.
+    stop: Arc<AtomicBool>,
+    /// The poll thread (it stops the workers on its way out).
+    poll_thread: Option<std::thread::JoinHandle<()>>,
+    /// The fold workers.
+    worker_threads: Vec<std::thread::JoinHandle<()>>,
+    /// The snapshot refresher.
+    refresher: Option<std::thread::JoinHandle<()>>,
+    /// Tells HTTP to stop.
+    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The HTTP server task.
+    http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Service {
+    /// Starts the service: binds HTTP, connects to Kafka, starts the threads.
+    pub async fn start(
+        config: Config,
+        opts: RunOptions,
+        sink: Arc<dyn DecisionSink>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Service> {
+        let listener = tokio::net::TcpListener::bind(&config.http.bind)
+            .await
+            .with_context(|| format!("cannot listen on http.bind = `{}`", config.http.bind))?;
+        let addr = listener.local_addr()?;
+        let k = config.kafka.clone();
+        let core = Arc::new(config.core.clone());
+
+        let (_, producer_cfg) = consumer::client_config(&k);
+        let dlq = Arc::new(
+            DeadLetter::new(&producer_cfg, &k.dead_letter_topic, metrics.clone())
+                .context("cannot create the dead-letter producer (check kafka.properties)")?,
+        );
+        let shared = WorkerShared {
+            cfg: core.clone(),
+            sink,
+            dlq: dlq.clone(),
+            metrics: metrics.clone(),
+        };
+        let mut senders = Vec::new();
+        let mut worker_threads = Vec::new();
+        for i in 0..k.fold_workers {
+            let (tx, rx) = mpsc::sync_channel(k.worker_queue_batches);
+            worker_threads.push(Worker::spawn(i, shared.clone(), rx)?);
+            senders.push(tx);
+        }
+        let router = Arc::new(Router::new(
+            senders.clone(),
+            metrics.clone(),
+            dlq,
+            Duration::from_millis(k.ready_settle_ms),
+        ));
+        let connect_timeout = Duration::from_millis(k.connect_timeout_ms);
+        let r = router.clone();
+        let kc = k.clone();
+        let consumer =
+            match tokio::task::spawn_blocking(move || consumer::connect(&kc, r, connect_timeout))
+                .await?
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    drop(senders);
+                    drop(router);
+                    return Err(e);
+                }
+            };
+        tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "subscribed");
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let poll_stop = stop.clone();
+        let settings = PollSettings {
+            commit_interval: Duration::from_millis(k.commit_interval_ms),
+        };
+        let poll_thread = std::thread::Builder::new()
+            .name("kafka-poll".into())
+            .spawn(move || consumer::poll_loop(consumer, poll_stop, settings))?;
+
+        let app = Arc::new(AppState {
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                report: Arc::new(
+                    Aggregate {
+                        as_of: (opts.clock == ClockMode::Wall).then(wall_now),
+                        ..Default::default()
+                    }
+                    .finish(&core),
+                ),
+                ready: false,
+                partitions: Vec::new(),
+            })),
+            metrics: metrics.clone(),
+            workers: senders,
+            core,
+            clock: opts.clock,
+        });
+        let refresh = Duration::from_millis(config.http.refresh_ms);
+        let (ra, rr, rs) = (app.clone(), router.clone(), stop.clone());
+        let refresher = std::thread::Builder::new()
+            .name("refresh".into())
+            .spawn(move || refresh_loop(ra, rr, rs, refresh))?;
+
+        let (http_stop, http_rx) = tokio::sync::oneshot::channel::<()>();
+        let routes = crate::http::router(app.clone());
+        let http_task = tokio::spawn(async move {
+            axum::serve(listener, routes)
+                .with_graceful_shutdown(async {
+                    let _ = http_rx.await;
+                })
+                .await
+        });
+        tracing::info!(addr = %addr, clock = ?opts.clock, "listening");
+        Ok(Service {
+            addr,
+            app,
+            stop,
+            poll_thread: Some(poll_thread),
+            worker_threads,
+            refresher: Some(refresher),
+            http_stop: Some(http_stop),
+            http_task: Some(http_task),
+        })
+    }
+
+    /// Where HTTP listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state HTTP serves.
+    pub fn app(&self) -> &Arc<AppState> {
+        &self.app
+    }
+
+    /// Stops HTTP and consuming, folds and commits what was polled, leaves the group.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.http_stop.take() {
+            let _ = tx.send(());
+        }
+        self.stop.store(true, Ordering::Release);
+        let poll = self.poll_thread.take();
+        let refresher = self.refresher.take();
+        let workers = std::mem::take(&mut self.worker_threads);
+        tokio::task::spawn_blocking(move || {
+            if let Some(t) = poll {
+                let _ = t.join();
+            }
+            if let Some(t) = refresher {
+                let _ = t.join();
+            }
+            for t in workers {
+                let _ = t.join();
+            }
+        })
+        .await?;
+        if let Some(t) = self.http_task.take() {
+            match tokio::time::timeout(Duration::from_secs(2), t).await {
+                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server error"),
+                Ok(_) => {}
+                Err(_) => tracing::warn!("http connections still open at shutdown"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(tx) = self.http_stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn refresh_loop(app: Arc<AppState>, router: Arc<Router>, stop: Arc<AtomicBool>, every: Duration) {
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep((next - now).min(Duration::from_millis(100)));
+            continue;
+        }
+        next = now + every;
+        if let Err(e) = refresh_once(&app, &router) {
+            if stop.load(Ordering::Acquire) {
+                break;
+            }
+            tracing::warn!(error = %e, "snapshot refresh failed");
+        }
+    }
+}
+
+fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
+    let now = wall_now();
+    // Read readiness and positions first: the aggregate below then includes at least
+    // everything folded up to them.
+    let ready = router.ready();
+    let parts = router.partitions();
+    if app.clock == ClockMode::Wall {
+        for w in &app.workers {
+            w.send(WorkerMsg::Advance { now })
+                .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
+        }
+    }
+    let newest_ts = || {
+        parts
+            .iter()
+            .map(|p| p.newest_ts.load(Ordering::Acquire))
+            .filter(|t| *t != i64::MIN)
+            .max()
+    };
+    let mut newest = newest_ts();
+    let mut as_of = match app.clock {
+        ClockMode::Wall => Some(now),
+        ClockMode::Event => newest,
+    };
+    let (mut agg, mut sizes) = app.aggregate(as_of)?;
+    if app.clock == ClockMode::Event {
+        // Events folded between reading the watermark and aggregating would be counted at
+        // an `as_of` older than their own `ts`: recompute at the new watermark (a couple of
+        // times at most; under a steady stream the report may trail by one refresh).
+        for _ in 0..2 {
+            let again = newest_ts();
+            if again == newest {
+                break;
+            }
+            newest = again;
+            as_of = again;
+            (agg, sizes) = app.aggregate(as_of)?;
+        }
+    }
+    let [customers, licenses, bytes] = sizes;
+    let report = agg.clone().finish(&app.core);
+    let m = &app.metrics;
+    m.set_business_gauges(&agg, &report);
+    m.state_customers.set(customers as i64);
+    m.state_licenses.set(licenses as i64);
+    m.state_bytes.set(bytes as i64);
+    m.assigned_partitions.set(parts.len() as i64);
+    m.ready.set(ready as i64);
+    if let Some(t) = newest {
+        m.event_time_lag_seconds
+            .set(((now - t) as f64 / 1e6).max(0.0));
+    }
+    let partitions = parts
+        .iter()
+        .map(|p| PartitionStatus {
+            topic: p.tp.topic.to_string(),
+            partition: p.tp.partition,
+            caught_up: p.caught_up.load(Ordering::Acquire),
+            position: p.position(),
+            target: p.target.load(Ordering::Acquire),
+        })
+        .collect();
+    let snapshot = Arc::new(Snapshot {
+        report: Arc::new(report),
+        ready,
+        partitions,
+    });
+    *app.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    Ok(())
+}
