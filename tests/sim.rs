@@ -175,3 +175,29 @@ fn simulate_jsonl_writes_the_history_that_replay_folds() {
         Some("2026-10-30")
     );
 }
+
+#[test]
+fn skipping_the_history_carries_on_with_the_same_live_events() {
+    let cfg = SimConfig {
+        history_days: 8,
+        customers: 25,
+        live_rate: 1000.0,
+        ..SimConfig::default()
+    };
+    let now = 7_000_000_000_000i64;
+    let mut a = Simulator::new(cfg.clone());
+    while !a.history_done() {
+        a.next_batch(1000, now);
+    }
+    let mut b = Simulator::new(cfg.clone());
+    assert_eq!(b.skip_history() as usize, Simulator::history(cfg).len());
+    // Neither has started its live clock yet: the first live call starts it (one event),
+    // one second later 1000 more are due.
+    let mut la = a.next_batch(10_000, now + 5_000_000);
+    let mut lb = b.next_batch(10_000, now + 5_000_000);
+    assert_eq!((la.len(), lb.len()), (1, 1));
+    la.extend(a.next_batch(10_000, now + 6_000_000));
+    lb.extend(b.next_batch(10_000, now + 6_000_000));
+    assert_eq!(la.len(), 1001);
+    assert_eq!(la, lb);
+}

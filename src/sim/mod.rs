@@ -224,12 +224,10 @@ impl Simulator {
     }
 
     /// How many more events may go out at wall-clock `now`.
-    /// Also makes sure the queue holds the next event.
+    /// Also makes sure the queue holds the next event. In the live phase, the first call
+    /// starts the live clock.
     fn allowance(&mut self, now: Micros) -> u64 {
-        let next_ts = self.front().ts;
-        if self.phase == Phase::History && next_ts >= self.cfg.history_end() {
-            self.phase = Phase::Live;
-        }
+        self.history_done();
         match self.phase {
             Phase::History => match self.cfg.history_rate {
                 None => u64::MAX,
@@ -252,8 +250,10 @@ impl Simulator {
         let mut out = Vec::new();
         let phase = self.phase;
         while out.len() < max {
-            // A batch never mixes phases; the first live batch starts the live clock.
-            if self.allowance(now) == 0 || (self.phase != phase && !out.is_empty()) {
+            // A batch never mixes phases, and one that ends the history does not start the
+            // live clock: the next call does.
+            self.history_done();
+            if (self.phase != phase && !out.is_empty()) || self.allowance(now) == 0 {
                 break;
             }
             let Some(d) = self.queue.pop_front() else {
@@ -287,11 +287,25 @@ impl Simulator {
 
     /// Whether every history event has been taken (the next one is live). Does not
     /// start the live clock: that starts with the first [`Simulator::next_batch`] after.
+    /// Also makes sure the queue holds the next event.
     pub fn history_done(&mut self) -> bool {
-        if self.phase == Phase::History && self.front().ts >= self.cfg.history_end() {
+        let next_ts = self.front().ts;
+        if self.phase == Phase::History && next_ts >= self.cfg.history_end() {
             self.phase = Phase::Live;
         }
         self.phase == Phase::Live
+    }
+
+    /// Drops what is left of the history unsent (the model still plays it, so the live
+    /// phase continues the same story); returns how many events were skipped. For a
+    /// second process that carries on live after another one sent the history.
+    pub fn skip_history(&mut self) -> u64 {
+        let mut n = 0;
+        while !self.history_done() {
+            self.queue.pop_front();
+            n += 1;
+        }
+        n
     }
 
     /// The wall-clock instant at which the next event is due (`now` if one is due now).

@@ -63,8 +63,12 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub partitions: Option<i32>,
     /// Send the history only, then exit (no live phase).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "live_only")]
     pub history_only: bool,
+    /// Skip the history (it is still played, unsent) and send the live phase only: with
+    /// the same --seed and --customers, it carries on from a `--history-only` run.
+    #[arg(long)]
+    pub live_only: bool,
     /// No duplicates, reordering, invalid or malformed messages.
     #[arg(long)]
     pub clean: bool,
@@ -335,6 +339,10 @@ pub fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         }
         let producer = producer(&args.brokers, &extra)?;
         let mut sim = Simulator::new(cfg);
+        if args.live_only {
+            let skipped = sim.skip_history();
+            eprintln!("keypulse simulate: skipped {skipped} history events (--live-only)");
+        }
         eprintln!(
             "keypulse simulate: {} customers, seed {}, {} days of history from {}, then {} events/s, to topic {}",
             args.customers,
