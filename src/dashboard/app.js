@@ -325,7 +325,7 @@
 
   function drawChurnRisk(r) {
     const list = ((r.health && r.health.churn_risk) || []).slice();
-    const shown = list.slice(0, 12);
+    const shown = list.slice(0, window.innerWidth < 520 ? 6 : 12);
     const ul = h('ul', { class: 'list' }, shown.map((c) => h('li', {},
       h('a', { class: 'who', href: customerHref(c.customer_id), text: c.customer_id }),
       h('span', { class: 'score', title: 'health ' + c.score }, scoreBar(c.score)),
@@ -352,7 +352,7 @@
       label: TRIGGERS[k] || k, value: counts[k] || 0, color: [COLORS.purple, COLORS.accent, COLORS.teal, COLORS.green][i % 4],
     }));
     const multi = pipe.filter((e) => (e.triggers || []).length >= 2).length;
-    const top = pipe.slice(0, 8);
+    const top = pipe.slice(0, window.innerWidth < 520 ? 5 : 8);
     const ul = h('ul', { class: 'list' }, top.map((e) => h('li', {},
       h('a', { class: 'who', href: customerHref(e.customer_id), text: e.customer_id }),
       h('span', { class: 'muted', style: 'overflow:hidden;text-overflow:ellipsis;white-space:nowrap', text: e.license_key }),
@@ -450,7 +450,7 @@
     const days = [];
     for (let i = 13; i >= 0; i--) days.push(new Date(end.getTime() - i * 86400000).toISOString().slice(0, 10));
     const byDay = KINDS.map(([k, name, color]) => ({ name, color, values: days.map((d) => list.filter((n) => n.kind === k && dayOf(n.at) === d).length) }));
-    const latest = list.slice(-8).reverse();
+    const latest = list.slice(window.innerWidth < 520 ? -5 : -8).reverse();
     mount('emails', list.length > 0,
       h('div', { class: 'two' },
         h('div', {}, h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(list.length) }), h('span', { class: 'muted', text: 'emails decided' })),

@@ -368,9 +368,14 @@ pub fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
                 let (h, l) = sim.emitted();
                 if !announced_live && l > 0 {
                     announced_live = true;
+                    if h > 0 {
+                        eprintln!(
+                            "keypulse simulate: history sent: {h} events in {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
                     eprintln!(
-                        "keypulse simulate: history sent: {h} events in {:.1} s; live at {} events/s",
-                        started.elapsed().as_secs_f64(),
+                        "keypulse simulate: live at {} events/s",
                         sim.config().live_rate
                     );
                 }
