@@ -19,6 +19,9 @@
 //!
 //! The caller drives it with [`Simulator::next_batch`], passing the wall clock, so the
 //! simulator itself never reads a clock or sleeps (and the tests can pretend time).
+//! [`Simulator::history_done`] tells when the history is out (without starting the live
+//! clock), [`Simulator::skip_history`] plays it unsent; `produce` has the Kafka loops
+//! (`pump_history`, `pump`) that `keypulse simulate` and the demo share.
 //!
 //! Guarantees: the same config gives byte-identical history lines; a customer's own
 //! events keep their order in both phases (live stamps never go backwards); memory is one
