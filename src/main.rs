@@ -163,7 +163,14 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
         }
     };
     deferred.attach(outbox.clone());
-    let signal = wait_for_signal().await?;
+    let signal = tokio::select! {
+        s = wait_for_signal() => s?,
+        e = service.failed() => {
+            let _ = service.shutdown().await;
+            outbox.shutdown(std::time::Duration::from_secs(3)).await;
+            anyhow::bail!("{e}");
+        }
+    };
     tracing::info!(
         signal,
         "shutting down: stop consuming, fold and commit what was polled"

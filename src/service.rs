@@ -27,7 +27,7 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::core::time::Micros;
 use crate::core::{Aggregate, CoreConfig, CustomerView, Report};
-use crate::kafka::consumer::{self, PollSettings, Router};
+use crate::kafka::consumer::{self, PollEnd, PollSettings, Router};
 use crate::kafka::dlq::DeadLetter;
 use crate::kafka::fold::{ClockMode, Worker, WorkerMsg, WorkerShared};
 use crate::metrics::Metrics;
@@ -185,6 +185,8 @@ pub struct Service {
     http_stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The HTTP server task.
     http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Set when the consumer stopped on a fatal error.
+    failed: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Service {
@@ -209,7 +211,7 @@ impl Service {
         );
         let shared = WorkerShared {
             cfg: core.clone(),
-            sink,
+            sink: sink.clone(),
             dlq: dlq.clone(),
             metrics: metrics.clone(),
         };
@@ -225,6 +227,7 @@ impl Service {
             metrics.clone(),
             dlq,
             Duration::from_millis(k.ready_settle_ms),
+            sink.clone(),
         ));
         let connect_timeout = Duration::from_millis(k.connect_timeout_ms);
         let r = router.clone();
@@ -246,10 +249,16 @@ impl Service {
         let poll_stop = stop.clone();
         let settings = PollSettings {
             commit_interval: Duration::from_millis(k.commit_interval_ms),
+            default_protocol: !k.properties.contains_key("group.protocol"),
         };
+        let (failed_tx, failed) = tokio::sync::watch::channel(None::<String>);
         let poll_thread = std::thread::Builder::new()
             .name("kafka-poll".into())
-            .spawn(move || consumer::poll_loop(consumer, poll_stop, settings))?;
+            .spawn(move || {
+                if let PollEnd::Fatal(e) = consumer::poll_loop(consumer, poll_stop, &settings) {
+                    let _ = failed_tx.send(Some(e));
+                }
+            })?;
 
         let app = Arc::new(AppState {
             snapshot: RwLock::new(Arc::new(Snapshot {
@@ -293,12 +302,27 @@ impl Service {
             refresher: Some(refresher),
             http_stop: Some(http_stop),
             http_task: Some(http_task),
+            failed,
         })
     }
 
     /// Where HTTP listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Resolves when the consumer has stopped on a fatal error (with the error).
+    pub async fn failed(&self) -> String {
+        let mut rx = self.failed.clone();
+        loop {
+            if let Some(e) = rx.borrow().clone() {
+                return e;
+            }
+            if rx.changed().await.is_err() {
+                // The poll thread ended without a failure: never resolve.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// The state HTTP serves.

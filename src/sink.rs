@@ -5,6 +5,8 @@
 //! partition is rebuilt (the sink de-duplicates by [`Notification::idempotency_key`]).
 //! Guarantees: `submit` never blocks the fold on email delivery.
 
+use std::collections::HashSet;
+
 use crate::core::Notification;
 
 /// Receives the fold's decisions.
@@ -12,6 +14,16 @@ pub trait DecisionSink: Send + Sync {
     /// Takes one decision. Must not block on delivery; may be called again with a
     /// decision already seen (same idempotency key), which it must not send twice.
     fn submit(&self, notification: &Notification);
+
+    /// Partitions were assigned to this instance and are about to be rebuilt: learn what
+    /// other instances recorded first, so that their re-decided notifications are known.
+    /// Called on the consumer's poll thread; may block for a bounded time.
+    fn partitions_assigned(&self) {}
+
+    /// The partitions holding these customers were revoked: stop sending their decisions
+    /// (the new owner takes them on). Called on the consumer's poll thread, after the
+    /// partitions' states are dropped; may block for a bounded time.
+    fn customers_released(&self, _customers: &HashSet<Box<str>>) {}
 }
 
 /// A sink that only logs each decision (the `none` transport and `--dry-run`).
@@ -52,6 +64,18 @@ impl DeferredSink {
 }
 
 impl DecisionSink for DeferredSink {
+    fn partitions_assigned(&self) {
+        if let Some(s) = self.inner.get() {
+            s.partitions_assigned();
+        }
+    }
+
+    fn customers_released(&self, customers: &HashSet<Box<str>>) {
+        if let Some(s) = self.inner.get() {
+            s.customers_released(customers);
+        }
+    }
+
     fn submit(&self, n: &Notification) {
         if let Some(s) = self.inner.get() {
             return s.submit(n);

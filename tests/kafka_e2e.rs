@@ -480,8 +480,12 @@ fn classic_group_protocol_gives_the_same_report() {
     };
     let name = "small";
     let (topic, group, dlq) = fixture_topic(&brokers, name);
-    let extra = "properties = { \"group.protocol\" = \"classic\", \"session.timeout.ms\" = \"6000\" }";
-    let mut inst = Instance::start("classic", &config_toml(&brokers, &topic, &group, &dlq, extra));
+    let extra =
+        "properties = { \"group.protocol\" = \"classic\", \"session.timeout.ms\" = \"6000\" }";
+    let mut inst = Instance::start(
+        "classic",
+        &config_toml(&brokers, &topic, &group, &dlq, extra),
+    );
     inst.wait_ready(READY_LIMIT);
     let (status, report) = inst.get("/api/v1/report");
     assert_eq!(status, 200);

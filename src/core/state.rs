@@ -344,6 +344,11 @@ impl PartitionState {
         (self.customers.len(), self.licenses.len())
     }
 
+    /// The ids of the customers this state holds (the no-customer group as `""`).
+    pub fn customer_ids(&self) -> impl Iterator<Item = &str> {
+        self.customers.iter().map(|c| &*c.id)
+    }
+
     /// The largest clock over the partition's customers (its watermark), if any event applied.
     pub fn watermark(&self) -> Option<Micros> {
         self.customers

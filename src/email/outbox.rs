@@ -118,6 +118,8 @@ struct Shared {
 /// [`DecisionSink`].
 pub struct Outbox {
     shared: Arc<Shared>,
+    /// The runtime the outbox runs on, for the blocking rebalance hooks.
+    handle: tokio::runtime::Handle,
     stop_tx: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -232,6 +234,7 @@ impl Outbox {
             options.follow_interval,
         )));
         Ok(Arc::new(Outbox {
+            handle: tokio::runtime::Handle::current(),
             shared,
             stop_tx,
             tasks: Mutex::new(tasks),
@@ -283,20 +286,7 @@ impl Outbox {
     /// partitions are revoked, selecting the customers of those partitions, before it
     /// lets them go. Returns how many were released.
     pub async fn release(&self, which: impl Fn(&Notification) -> bool) -> usize {
-        let keys: Vec<String> = {
-            let mut map = self.shared.map.lock().expect("outbox map");
-            let mut keys = Vec::new();
-            for (k, slot) in map.iter_mut() {
-                if let Slot::Claimed(n) = slot {
-                    if which(n) {
-                        let entry = Entry::new(EntryState::Pending, (**n).clone());
-                        *slot = Slot::Unclaimed(Box::new(entry));
-                        keys.push(k.clone());
-                    }
-                }
-            }
-            keys
-        };
+        let keys = self.unclaim(which);
         loop {
             let busy = {
                 let f = self.shared.in_flight.lock().expect("outbox in flight");
@@ -311,6 +301,22 @@ impl Outbox {
             tracing::info!(released = keys.len(), "email decisions released");
         }
         keys.len()
+    }
+
+    /// Marks the decisions `which` selects, taken on and not finished, as no longer ours.
+    fn unclaim(&self, which: impl Fn(&Notification) -> bool) -> Vec<String> {
+        let mut map = self.shared.map.lock().expect("outbox map");
+        let mut keys = Vec::new();
+        for (k, slot) in map.iter_mut() {
+            if let Slot::Claimed(n) = slot {
+                if which(n) {
+                    let entry = Entry::new(EntryState::Pending, (**n).clone());
+                    *slot = Slot::Unclaimed(Box::new(entry));
+                    keys.push(k.clone());
+                }
+            }
+        }
+        keys
     }
 
     /// Emails taken on and not yet finished (queued, deferred, being sent or retried).
@@ -360,7 +366,55 @@ impl Drop for Outbox {
     }
 }
 
+/// How long a rebalance hook waits for the outbox.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Outbox {
+    /// Runs `f` on the outbox's runtime and waits for it (from a thread outside it).
+    fn wait_on<F>(&self, what: &'static str, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.handle.spawn(async move {
+            f.await;
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(HOOK_TIMEOUT).is_err() {
+            tracing::warn!(hook = what, "the email outbox did not finish in time");
+        }
+    }
+}
+
 impl DecisionSink for Outbox {
+    fn partitions_assigned(&self) {
+        let shared = self.shared.clone();
+        self.wait_on("partitions_assigned", async move {
+            match shared.log.poll_updates().await {
+                Ok(updates) => shared.apply_updates(updates),
+                Err(e) => tracing::warn!(error = %e, "cannot read the email decision log before a rebuild"),
+            }
+        });
+    }
+
+    fn customers_released(&self, customers: &std::collections::HashSet<Box<str>>) {
+        let keys = self.unclaim(|n| customers.contains(n.customer_id.as_str()));
+        if keys.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let released = keys.len();
+        self.wait_on("customers_released", async move {
+            while {
+                let f = shared.in_flight.lock().expect("outbox in flight");
+                keys.iter().any(|k| f.contains(k))
+            } {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        tracing::info!(released, "email decisions released with their partitions");
+    }
+
     fn submit(&self, n: &Notification) {
         let sh = &self.shared;
         let key = n.idempotency_key();

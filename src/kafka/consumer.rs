@@ -40,6 +40,7 @@ use crate::metrics::Metrics;
 use super::dlq::DeadLetter;
 use super::fold::{Batch, WorkerMsg};
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
+use crate::sink::DecisionSink;
 
 /// A batch is handed to its worker at this many messages...
 const BATCH_MESSAGES: usize = 1024;
@@ -114,6 +115,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Flushed before each commit.
     dlq: Arc<DeadLetter>,
+    /// Told of assignments (before rebuilds) and of the customers of revoked partitions.
+    sink: Arc<dyn DecisionSink>,
 }
 
 impl Router {
@@ -123,8 +126,10 @@ impl Router {
         metrics: Arc<Metrics>,
         dlq: Arc<DeadLetter>,
         settle: Duration,
+        sink: Arc<dyn DecisionSink>,
     ) -> Self {
         Self {
+            sink,
             last_change: Mutex::new(Instant::now()),
             settle,
             workers,
@@ -251,6 +256,8 @@ impl Router {
         for tp in &tps {
             tpl.add_partition(&tp.topic, tp.partition);
         }
+        // Learn what other instances decided before these partitions' rebuilds re-decide it.
+        self.sink.partitions_assigned();
         let committed: HashMap<(String, i32), Offset> = match consumer
             .committed_offsets(tpl, Duration::from_secs(10))
         {
@@ -329,6 +336,7 @@ impl Router {
             }
         }
         let mut folded = Vec::new();
+        let mut released: std::collections::HashSet<Box<str>> = Default::default();
         for (w, tps) in by_worker {
             let (reply, rx) = mpsc::channel();
             if self.workers[w]
@@ -336,7 +344,12 @@ impl Router {
                 .is_ok()
             {
                 match rx.recv_timeout(WORKER_REPLY_TIMEOUT) {
-                    Ok(done) => folded.extend(done),
+                    Ok(done) => {
+                        for (tp, next, customers) in done {
+                            folded.push((tp, next));
+                            released.extend(customers);
+                        }
+                    }
                     Err(_) => {
                         tracing::error!(worker = w, "fold worker did not answer the revocation")
                     }
@@ -349,8 +362,10 @@ impl Router {
             .set(read(&self.assignment).len() as i64);
         let lost = consumer.assignment_lost();
         if !lost {
-            self.commit(consumer, &folded, CommitMode::Sync);
+            self.commit(consumer, &folded, CommitMode::Sync, Duration::from_secs(5));
         }
+        // Their pending emails now belong to the partitions' next owner.
+        self.sink.customers_released(&released);
         let mut counted = lock(&self.counted_through);
         for (tp, next) in &folded {
             let c = counted.entry(tp.clone()).or_insert(0);
@@ -360,12 +375,14 @@ impl Router {
     }
 
     /// Commits `offsets` (the offset after the last folded message of each partition),
-    /// after the dead-letter copies are acknowledged. Returns whether it was sent.
+    /// after the dead-letter copies are acknowledged (waiting at most `flush_timeout`;
+    /// else the commit is postponed). Returns whether it was sent.
     fn commit<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         offsets: &[(TopicPartition, i64)],
         mode: CommitMode,
+        flush_timeout: Duration,
     ) -> bool {
         let mut tpl = TopicPartitionList::new();
         for (tp, next) in offsets {
@@ -376,7 +393,7 @@ impl Router {
         if tpl.count() == 0 {
             return true;
         }
-        if let Err(e) = self.dlq.flush(Duration::from_secs(10)) {
+        if let Err(e) = self.dlq.flush(flush_timeout) {
             tracing::warn!(error = %e, "dead-letter copies not acknowledged yet; commit postponed");
             return false;
         }
@@ -542,18 +559,38 @@ fn cached_high_watermark<C: ConsumerContext>(
 pub struct PollSettings {
     /// How often folded offsets are committed.
     pub commit_interval: Duration,
+    /// Whether the consumer uses keypulse's default `group.protocol=consumer` (then a
+    /// warning suggests `classic` when no partition comes within 30 s).
+    pub default_protocol: bool,
 }
 
 /// The poll loop: runs until `stop` is set, then hands over what was polled, stops the
 /// workers, commits what they folded, and closes the consumer (leaving the group).
-pub fn poll_loop(consumer: BaseConsumer<Ctx>, stop: Arc<AtomicBool>, settings: PollSettings) {
+pub fn poll_loop(
+    consumer: BaseConsumer<Ctx>,
+    stop: Arc<AtomicBool>,
+    settings: &PollSettings,
+) -> PollEnd {
     let router = consumer.context().router.clone();
     let mut last_housekeeping = Instant::now();
     let mut last_lag = Instant::now();
     let mut last_commit = Instant::now();
     let mut committed: HashMap<TopicPartition, i64> = HashMap::new();
     let mut last_poll_error: Option<Instant> = None;
+    let started = Instant::now();
+    let mut warned_no_assignment = false;
     while !stop.load(Ordering::Acquire) {
+        if !warned_no_assignment
+            && settings.default_protocol
+            && started.elapsed() > Duration::from_secs(30)
+            && !router.joined.load(Ordering::Acquire)
+        {
+            warned_no_assignment = true;
+            tracing::warn!(
+                "no partition assigned after 30 s with group.protocol=consumer (KIP-848); \
+                 brokers older than Apache Kafka 4.0 need kafka.properties.\"group.protocol\" = \"classic\""
+            );
+        }
         let timeout = if router.has_partial() {
             Duration::ZERO
         } else {
@@ -565,6 +602,12 @@ pub fn poll_loop(consumer: BaseConsumer<Ctx>, stop: Arc<AtomicBool>, settings: P
                 router.route(&m);
             }
             Some(Err(e)) => {
+                if let Some((code, reason)) = consumer.client().fatal_error() {
+                    tracing::error!(error = %reason, code = ?code, "fatal Kafka consumer error: stopping");
+                    router.stopping.store(true, Ordering::Release);
+                    drop(consumer);
+                    return PollEnd::Fatal(format!("fatal Kafka consumer error: {reason}"));
+                }
                 if last_poll_error.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
                     last_poll_error = Some(Instant::now());
                     tracing::warn!(error = %e, "consumer error (repeats within 5 s not logged)");
@@ -590,7 +633,7 @@ pub fn poll_loop(consumer: BaseConsumer<Ctx>, stop: Arc<AtomicBool>, settings: P
                 .map(|p| (p.tp.clone(), p.folded_next.load(Ordering::Acquire)))
                 .filter(|(tp, next)| *next > committed.get(tp).copied().unwrap_or(NO_OFFSET))
                 .collect();
-            if router.commit(&consumer, &due, CommitMode::Async) {
+            if router.commit(&consumer, &due, CommitMode::Async, Duration::from_secs(2)) {
                 committed.extend(due);
             }
         }
@@ -610,11 +653,21 @@ pub fn poll_loop(consumer: BaseConsumer<Ctx>, stop: Arc<AtomicBool>, settings: P
         }
     }
     router.stopping.store(true, Ordering::Release);
-    if router.commit(&consumer, &folded, CommitMode::Sync) {
+    if router.commit(&consumer, &folded, CommitMode::Sync, Duration::from_secs(3)) {
         tracing::info!(partitions = folded.len(), "folded offsets committed");
     }
     drop(consumer); // closes: leaves the group (the revocation callback only unassigns now)
     tracing::info!("consumer closed");
+    PollEnd::Stopped
+}
+
+/// Why the poll loop ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollEnd {
+    /// `stop` was set: everything folded was committed, the workers are stopped.
+    Stopped,
+    /// The consumer hit a fatal error; the service cannot go on.
+    Fatal(String),
 }
 
 fn check_caught_up<C: ConsumerContext>(consumer: &BaseConsumer<C>, router: &Router) {

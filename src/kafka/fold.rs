@@ -137,8 +137,9 @@ pub enum WorkerMsg {
     Revoke {
         /// Which partitions.
         tps: Vec<TopicPartition>,
-        /// Where to answer.
-        reply: Sender<Vec<(TopicPartition, i64)>>,
+        /// Where to answer: each dropped partition, its next offset to fold, and the
+        /// customers its state held.
+        reply: Sender<Vec<RevokedPartition>>,
     },
     /// Move every caught-up partition's clock to `now` (wall clock mode).
     Advance {
@@ -167,6 +168,9 @@ pub enum WorkerMsg {
         reply: Sender<Vec<(TopicPartition, i64)>>,
     },
 }
+
+/// A dropped partition: its next offset to fold, and the customers its state held.
+pub type RevokedPartition = (TopicPartition, i64, Vec<Box<str>>);
 
 /// What every worker shares.
 #[derive(Clone)]
@@ -333,7 +337,8 @@ impl Worker {
                     .into_iter()
                     .filter_map(|tp| {
                         let h = self.held.remove(&tp)?;
-                        Some((tp, h.next))
+                        let customers = h.state.customer_ids().map(Into::into).collect();
+                        Some((tp, h.next, customers))
                     })
                     .collect();
                 let _ = reply.send(done);
