@@ -9,14 +9,18 @@
 //! - [`http`]: the axum routes;
 //! - [`service`]: the wiring of `keypulse run`;
 //! - [`sink`]: the seam between the fold's decisions and their delivery;
-//! - [`email`]: rendering, transports, the outbox and its durable decision log.
+//! - [`email`]: rendering, transports, the outbox and its durable decision log;
+//! - [`sim`]: the customer-base simulator behind `keypulse simulate` and the demo;
+//! - [`dashboard`]: the built-in dashboard's embedded pages and their routes.
 
 pub mod config;
 pub mod core;
+pub mod dashboard;
 pub mod email;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod replay;
 pub mod service;
+pub mod sim;
 pub mod sink;

@@ -50,6 +50,9 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Produce a simulated customer base to a Kafka topic: ~60 days of history as fast as
+    /// the broker takes it, then live events at --rate (see docs/DEMO.md).
+    Simulate(keypulse::sim::produce::SimulateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot start the async runtime")?;
             runtime.block_on(run_service(config, clock))
         }
+        Command::Simulate(args) => keypulse::sim::produce::simulate_command(args),
     }
 }
 

@@ -1,0 +1,297 @@
+//! The built-in dashboard, served by its real routes (`keypulse::dashboard::dashboard_routes`)
+//! next to a stand-in API: `/api/v1/report` is the real fold (`Replay`) of the simulator's
+//! history, and `/api/v1/customers/{id}` a test-only view built from the same events and
+//! report (the service's own view lives in the service). Then `scripts/check-dashboard`
+//! loads it in headless Chromium: every chart drawn with data, no console error, the
+//! customer page opens from the churn-risk list; screenshots in target/screenshots/.
+//!
+//! Chromium: `KEYPULSE_CHROMIUM` or `chromium` on PATH. Without it the browser test is
+//! skipped with a note, unless `KEYPULSE_REQUIRE_SERVICES=1` or `KEYPULSE_NEED_CHROMIUM=1`
+//! (then it fails).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::extract::Path as UrlPath;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use keypulse::core::CoreConfig;
+use keypulse::dashboard::dashboard_routes;
+use keypulse::replay::Replay;
+use keypulse::sim::{SimConfig, SimEvent, Simulator};
+
+struct Fake {
+    report: Value,
+    customers: BTreeMap<String, Value>,
+}
+
+#[derive(Default)]
+struct Lic {
+    plan: String,
+    limit: u64,
+    mrr: u64,
+    status: &'static str,
+    domains: BTreeSet<String>,
+    last_validation: Option<String>,
+    issued_at: Option<String>,
+    expires_at: Option<String>,
+}
+
+/// A customer view in the shape the service answers (`{"as_of", "customer": {...}}`),
+/// from a plain walk over the events (good enough for a page test; not the fold).
+fn customer_views(events: &[SimEvent], report: &Value) -> BTreeMap<String, Value> {
+    let mut lic: BTreeMap<String, BTreeMap<String, Lic>> = BTreeMap::new();
+    let mut clock: BTreeMap<String, String> = BTreeMap::new();
+    for e in events {
+        let Ok(v) = serde_json::from_str::<Value>(&e.value) else {
+            continue;
+        };
+        let (Some(c), Some(ty), Some(ts)) = (
+            v["customer_id"].as_str(),
+            v["type"].as_str(),
+            v["ts"].as_str(),
+        ) else {
+            continue;
+        };
+        clock.insert(c.to_string(), ts.to_string());
+        let Some(key) = v["license_key"].as_str() else {
+            continue;
+        };
+        if v["result"] == "invalid_format" {
+            continue;
+        }
+        let l = lic
+            .entry(c.into())
+            .or_default()
+            .entry(key.into())
+            .or_insert_with(|| Lic {
+                plan: "unknown".into(),
+                status: "active",
+                ..Lic::default()
+            });
+        match ty {
+            "license.issued" | "subscription.changed" => {
+                l.plan = v["plan"].as_str().unwrap_or("unknown").into();
+                l.limit = v["domain_limit"].as_u64().unwrap_or(0);
+                l.mrr = v["mrr_cents"].as_u64().unwrap_or(0);
+                if ty == "license.issued" {
+                    l.issued_at.get_or_insert(ts.into());
+                    l.expires_at = v["expires_at"].as_str().map(String::from);
+                    l.status = "active";
+                }
+            }
+            "license.activated" | "domain.added" => {
+                if let Some(d) = v["domain"].as_str() {
+                    l.domains.insert(d.into());
+                }
+            }
+            "domain.removed" => {
+                l.domains.remove(v["domain"].as_str().unwrap_or(""));
+            }
+            "license.validated" => l.last_validation = Some(ts.into()),
+            "license.renewed" => l.status = "active",
+            "license.expired" => l.status = "expired",
+            "license.revoked" => l.status = "revoked",
+            "subscription.canceled" => l.status = "canceled",
+            _ => {}
+        }
+    }
+    let points = CoreConfig::default().health;
+    let point = |r: &str| match r {
+        "inactive_7d" => points.inactive_short_points,
+        "inactive_30d" => points.inactive_long_points,
+        "low_domain_utilization" => points.low_utilization_points,
+        "validation_decline" => points.decline_points,
+        "open_ticket" => points.open_ticket_points,
+        "payment_failed" => points.payment_failed_points,
+        _ => 0,
+    };
+    let risk: BTreeMap<&str, &Value> = report["health"]["churn_risk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["customer_id"].as_str().unwrap(), c))
+        .collect();
+    lic.into_iter()
+        .map(|(id, ls)| {
+            let health = risk.get(id.as_str()).map(|c| {
+                let reasons: Vec<&str> = c["reasons"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|r| r.as_str())
+                    .collect();
+                json!({
+                    "score": c["score"],
+                    "reasons": reasons,
+                    "penalties": reasons.iter().map(|r| json!({"reason": r, "points": point(r)})).collect::<Vec<_>>(),
+                })
+            });
+            let notifications: Vec<&Value> = report["notifications"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|n| n["customer_id"] == id.as_str())
+                .collect();
+            let licenses: Vec<Value> = ls
+                .iter()
+                .map(|(k, l)| {
+                    json!({
+                        "license_key": k, "plan": l.plan, "status": l.status,
+                        "mrr_cents": l.mrr, "domains_used": l.domains.len(),
+                        "domain_limit": l.limit, "last_validation": l.last_validation,
+                        "issued_at": l.issued_at, "expires_at": l.expires_at,
+                    })
+                })
+                .collect();
+            let view = json!({
+                "as_of": report["as_of"],
+                "customer": {
+                    "customer_id": id, "clock": clock.get(&id), "health": health,
+                    "licenses": licenses, "notifications": notifications,
+                },
+            });
+            (id, view)
+        })
+        .collect()
+}
+
+fn fake() -> Arc<Fake> {
+    let events = Simulator::history(SimConfig {
+        customers: 120,
+        seed: 3,
+        ..SimConfig::default()
+    });
+    let cfg = CoreConfig::default();
+    let mut replay = Replay::new();
+    for e in &events {
+        replay.feed_line(e.value.as_bytes(), &cfg);
+    }
+    let report = serde_json::to_value(replay.report(&cfg)).unwrap();
+    let customers = customer_views(&events, &report);
+    Arc::new(Fake { report, customers })
+}
+
+/// Serves the dashboard and the stand-in API on 127.0.0.1:0 in a thread of its own.
+fn serve(fake: Arc<Fake>) -> SocketAddr {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let f1 = fake.clone();
+            let f2 = fake.clone();
+            let app: Router = Router::new()
+                .route(
+                    "/api/v1/report",
+                    get(move || async move { Json(f1.report.clone()) }),
+                )
+                .route(
+                    "/api/v1/customers/{id}",
+                    get(move |UrlPath(id): UrlPath<String>| async move {
+                        match f2.customers.get(&id) {
+                            Some(v) => Json(v.clone()).into_response(),
+                            None => (
+                                StatusCode::NOT_FOUND,
+                                Json(json!({"error": "unknown customer"})),
+                            )
+                                .into_response(),
+                        }
+                    }),
+                )
+                .merge(dashboard_routes());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Ok(c) = std::env::var("KEYPULSE_CHROMIUM") {
+        return Some(PathBuf::from(c));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("chromium"))
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn routes_serve_the_embedded_assets() {
+    let addr = serve(fake());
+    let get = |p: &str| reqwest::blocking::get(format!("http://{addr}{p}")).unwrap();
+    for (path, ty, needle) in [
+        ("/", "text/html", "data-chart=\"mrr\""),
+        ("/index.html", "text/html", "data-chart=\"errors\""),
+        (
+            "/customer.html?id=cus_00001",
+            "text/html",
+            "data-page=\"customer\"",
+        ),
+        (
+            "/customers/cus_00001",
+            "text/html",
+            "data-page=\"customer\"",
+        ),
+        ("/assets/app.js", "text/javascript", "data-rendered"),
+        ("/assets/app.css", "text/css", ".card"),
+    ] {
+        let r = get(path);
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(ty), "{path}: {ct}");
+        assert!(r.text().unwrap().contains(needle), "{path}");
+    }
+    assert_eq!(get("/assets/nope.js").status(), 404);
+}
+
+#[test]
+fn dashboard_renders_in_headless_chromium() {
+    let required = std::env::var("KEYPULSE_REQUIRE_SERVICES").as_deref() == Ok("1")
+        || std::env::var("KEYPULSE_NEED_CHROMIUM").as_deref() == Ok("1");
+    let Some(chromium) = chromium() else {
+        assert!(
+            !required,
+            "chromium not found (KEYPULSE_REQUIRE_SERVICES=1): run scripts/ensure-tools with KEYPULSE_NEED_CHROMIUM=1"
+        );
+        eprintln!("note: chromium not found; skipping the headless dashboard check");
+        return;
+    };
+    let fake = fake();
+    assert!(!fake.report["health"]["churn_risk"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let addr = serve(fake);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = root.join("target/screenshots");
+    let status = Command::new(root.join("scripts/check-dashboard"))
+        .arg(format!("http://{addr}"))
+        .arg("--out")
+        .arg(&out)
+        .env("KEYPULSE_CHROMIUM", &chromium)
+        .status()
+        .expect("run scripts/check-dashboard");
+    assert!(
+        status.success(),
+        "scripts/check-dashboard failed (screenshots in {out:?})"
+    );
+    for shot in [
+        "dashboard-desktop.png",
+        "dashboard-phone.png",
+        "customer-desktop.png",
+    ] {
+        assert!(out.join(shot).is_file(), "{shot} missing");
+    }
+}
