@@ -40,6 +40,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
+        .merge(crate::dashboard::dashboard_routes())
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

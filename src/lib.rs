@@ -16,6 +16,7 @@
 pub mod config;
 pub mod core;
 pub mod dashboard;
+pub mod demo;
 pub mod email;
 pub mod http;
 pub mod kafka;

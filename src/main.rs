@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use std::sync::Arc;
 
 use keypulse::config::Config;
+use keypulse::demo::{Demo, DemoOptions};
 use keypulse::kafka::fold::ClockMode;
 use keypulse::metrics::Metrics;
 use keypulse::replay::Replay;
@@ -49,6 +50,28 @@ enum Command {
         /// Decide and log emails, send nothing (and record nothing durably).
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The whole pipeline in one process: an embedded Kafka-protocol broker, the
+    /// simulator, the service, the dashboard on http.bind, emails as .eml files.
+    Demo {
+        /// Customers in the simulated base.
+        #[arg(long, default_value_t = 200)]
+        customers: u32,
+        /// Simulator seed (the same seed gives the same history).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Days of history played before the live phase.
+        #[arg(long, default_value_t = 60)]
+        history_days: u32,
+        /// Live events per second after the history.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// Folder of the emails (.eml files).
+        #[arg(long, default_value = "outbox")]
+        outbox: PathBuf,
+        /// Log format (overrides `log.format`).
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
     },
     /// Produce a simulated customer base to a Kafka topic: ~60 days of history as fast as
     /// the broker takes it, then live events at --rate (see docs/DEMO.md).
@@ -92,25 +115,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.email.transport = "none".into();
                 config.email.decision_log = "memory".into();
             }
-            let json = match log_format {
-                Some(f) => f == LogFormat::Json,
-                None => config.log.format == "json",
-            };
-            init_logging(json, &config.log.level)?;
+            init_logging(log_format, &config)?;
             let clock = match clock {
                 ClockArg::Wall => ClockMode::Wall,
                 ClockArg::Event => ClockMode::Event,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .thread_name("keypulse-rt")
-                .build()
-                .context("cannot start the async runtime")?;
-            runtime.block_on(run_service(config, clock))
+            runtime()?.block_on(run_service(config, clock, None))
+        }
+        Command::Demo {
+            customers,
+            seed,
+            history_days,
+            rate,
+            outbox,
+            log_format,
+        } => {
+            let mut config = config;
+            init_logging(log_format, &config)?;
+            let opts = DemoOptions {
+                customers,
+                seed,
+                history_days,
+                live_rate: rate,
+                outbox_dir: outbox,
+                ..DemoOptions::default()
+            };
+            runtime()?.block_on(async move {
+                eprintln!("keypulse demo: starting the embedded broker and sending {history_days} days of history for {customers} customers...");
+                let demo = Demo::prepare(&mut config, &opts).await?;
+                eprintln!("keypulse demo: {} history events sent; starting the service", demo.history_events);
+                run_service(config, ClockMode::Wall, Some((demo, opts))).await
+            })
         }
         Command::Simulate(args) => keypulse::sim::produce::simulate_command(args),
     }
+}
+
+/// The async runtime of the service (two workers: the fold runs on its own threads).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("keypulse-rt")
+        .build()
+        .context("cannot start the async runtime")
 }
 
 /// The email outbox, once its durable decision log is loaded.
@@ -127,7 +175,12 @@ async fn start_outbox(
 }
 
 /// `tracing` to standard error, as text or one JSON object per line.
-fn init_logging(json: bool, level: &str) -> anyhow::Result<()> {
+fn init_logging(format: Option<LogFormat>, config: &Config) -> anyhow::Result<()> {
+    let json = match format {
+        Some(f) => f == LogFormat::Json,
+        None => config.log.format == "json",
+    };
+    let level = config.log.level.as_str();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .with_context(|| format!("log.level: `{level}` is not a tracing filter"))?;
@@ -142,7 +195,13 @@ fn init_logging(json: bool, level: &str) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
-async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
+/// Runs the service until a signal (or a fatal Kafka error); with `demo`, also the
+/// simulator's live phase, and prints where to look.
+async fn run_service(
+    config: Config,
+    clock: ClockMode,
+    demo: Option<(Demo, DemoOptions)>,
+) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new().context("cannot register the metrics")?);
     // The service starts first (it fails fast on a bad http.bind or kafka.brokers); its
     // decisions wait in the deferred sink until the outbox has loaded its log.
@@ -163,6 +222,19 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
         }
     };
     deferred.attach(outbox.clone());
+    let (stop_live, live_stopped) = tokio::sync::watch::channel(false);
+    let live = demo.map(|(demo, opts)| {
+        let base = format!("http://{}", service.local_addr());
+        eprintln!(
+            "\nkeypulse demo is running (Ctrl-C stops it):\n  dashboard  {base}/\n  metrics    {base}/metrics\n  report     {base}/api/v1/report\n  emails     {}/\n",
+            opts.outbox_dir.display()
+        );
+        let mut stopped = live_stopped.clone();
+        let task = tokio::spawn(demo.live.run(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        (demo.cluster, task)
+    });
     let signal = tokio::select! {
         s = wait_for_signal() => s?,
         e = service.failed() => {
@@ -188,8 +260,17 @@ async fn run_service(config: Config, clock: ClockMode) -> anyhow::Result<()> {
         eprintln!("keypulse: shutdown did not finish within 9.5 s: exiting");
         std::process::exit(1);
     });
+    let _ = stop_live.send(true);
+    let cluster = match live {
+        Some((cluster, task)) => {
+            let _ = task.await;
+            Some(cluster)
+        }
+        None => None,
+    };
     service.shutdown().await?;
     outbox.shutdown(std::time::Duration::from_secs(3)).await;
+    drop(cluster); // the embedded broker goes last
     tracing::info!("stopped");
     Ok(())
 }
