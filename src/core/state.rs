@@ -16,6 +16,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 
+/// The hasher of every in-memory map and index of the state: fast, non-cryptographic,
+/// seeded per process. Nothing is serialized by its hash (maps serialize as maps, the
+/// indexes are rebuilt after `from_bytes`), so the seed never leaves the process.
+pub(crate) type FastHasher = ahash::RandomState;
+/// A `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastHasher>;
+
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -72,7 +79,8 @@ pub(crate) struct Customer {
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
     seen_ids: SeenIds,
-    pub(crate) licenses: Vec<u32>,
+    /// Serializes as a sequence, as a `Vec` does; the usual few are held inline.
+    pub(crate) licenses: SmallVec<[u32; 4]>,
     pub(crate) active_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
@@ -88,7 +96,7 @@ impl Customer {
             id: id.into(),
             clock: NEVER,
             seen_ids: SeenIds::default(),
-            licenses: Vec::new(),
+            licenses: SmallVec::new(),
             active_licenses: 0,
             validations: DayCounts::default(),
             extras: None,
@@ -124,7 +132,8 @@ impl Customer {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct CustomerExtras {
     /// Licenses that may have an upgrade trigger of their own (checked after each event).
-    upgrade_candidates: Vec<u32>,
+    /// Serializes as a sequence, as a `Vec` does; the usual few are held inline.
+    upgrade_candidates: SmallVec<[u32; 4]>,
     /// `team.member_invited` by day.
     invites: DayCounts,
     /// Support tickets opened and not closed.
@@ -132,15 +141,21 @@ pub(crate) struct CustomerExtras {
 }
 
 /// One license.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Serializes exactly as the plain struct [`LicenseWire`] (key and email as two strings);
+/// in memory the two share one allocation.
+#[derive(Debug, Clone)]
 pub(crate) struct License {
     pub(crate) customer: u32,
-    pub(crate) key: Box<str>,
+    /// The key, then the email when there is one: one allocation instead of two.
+    text: Box<str>,
+    /// Bytes of `text` that are the key.
+    key_len: u32,
+    has_email: bool,
     pub(crate) status: Status,
     pub(crate) plan: u32,
     pub(crate) domain_limit: u64,
     pub(crate) mrr_cents: u64,
-    pub(crate) email: Option<Box<str>>,
     /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
     pub(crate) issued_at: Micros,
     pub(crate) first_sight: Micros,
@@ -162,6 +177,183 @@ impl License {
         } else {
             self.first_sight
         }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.text[..self.key_len as usize]
+    }
+
+    pub(crate) fn email(&self) -> Option<&str> {
+        self.has_email.then(|| &self.text[self.key_len as usize..])
+    }
+
+    fn set_text(&mut self, key: &str, email: Option<&str>) {
+        let (text, has_email) = match email {
+            None => (Box::from(key), false),
+            Some(e) => {
+                let mut t = String::with_capacity(key.len() + e.len());
+                t.push_str(key);
+                t.push_str(e);
+                (t.into_boxed_str(), true)
+            }
+        };
+        self.key_len = u32::try_from(key.len()).expect("license key longer than 4 GiB");
+        self.text = text;
+        self.has_email = has_email;
+    }
+
+    fn set_email(&mut self, email: Option<&str>) {
+        if self.email() == email {
+            return;
+        }
+        let key = self.text[..self.key_len as usize].to_owned();
+        self.set_text(&key, email);
+    }
+
+    /// Heap bytes held by the key and email.
+    fn text_bytes(&self) -> usize {
+        self.text.len()
+    }
+}
+
+/// The serialized form of a [`License`] (the form it has always had).
+#[derive(Serialize)]
+#[serde(rename = "License")]
+struct LicenseWireRef<'a> {
+    customer: u32,
+    key: &'a str,
+    status: Status,
+    plan: u32,
+    domain_limit: u64,
+    mrr_cents: u64,
+    email: Option<&'a str>,
+    issued_at: Micros,
+    first_sight: Micros,
+    expires_at: Micros,
+    first_activation: Micros,
+    first_valid: Micros,
+    last_validation: Micros,
+    validated_days: DayBitmap,
+    domains: &'a SmallVec<[u64; 2]>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "License")]
+struct LicenseWire {
+    customer: u32,
+    key: Box<str>,
+    status: Status,
+    plan: u32,
+    domain_limit: u64,
+    mrr_cents: u64,
+    email: Option<Box<str>>,
+    issued_at: Micros,
+    first_sight: Micros,
+    expires_at: Micros,
+    first_activation: Micros,
+    first_valid: Micros,
+    last_validation: Micros,
+    validated_days: DayBitmap,
+    domains: SmallVec<[u64; 2]>,
+}
+
+impl Serialize for License {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        LicenseWireRef {
+            customer: self.customer,
+            key: self.key(),
+            status: self.status,
+            plan: self.plan,
+            domain_limit: self.domain_limit,
+            mrr_cents: self.mrr_cents,
+            email: self.email(),
+            issued_at: self.issued_at,
+            first_sight: self.first_sight,
+            expires_at: self.expires_at,
+            first_activation: self.first_activation,
+            first_valid: self.first_valid,
+            last_validation: self.last_validation,
+            validated_days: self.validated_days,
+            domains: &self.domains,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for License {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = LicenseWire::deserialize(d)?;
+        if u32::try_from(w.key.len()).is_err() {
+            return Err(serde::de::Error::custom("license key longer than 4 GiB"));
+        }
+        let mut l = License {
+            customer: w.customer,
+            text: Box::from(""),
+            key_len: 0,
+            has_email: false,
+            status: w.status,
+            plan: w.plan,
+            domain_limit: w.domain_limit,
+            mrr_cents: w.mrr_cents,
+            issued_at: w.issued_at,
+            first_sight: w.first_sight,
+            expires_at: w.expires_at,
+            first_activation: w.first_activation,
+            first_valid: w.first_valid,
+            last_validation: w.last_validation,
+            validated_days: w.validated_days,
+            domains: w.domains,
+        };
+        l.set_text(&w.key, w.email.as_deref());
+        Ok(l)
+    }
+}
+
+/// What the upgrade triggers of one license are computed from.
+struct TriggerInputs<'a> {
+    license: &'a License,
+    rate_limited: Option<&'a DayCounts>,
+    features_denied: Option<&'a DayCounts>,
+    invites: Option<&'a DayCounts>,
+}
+
+/// A set of upgrade triggers (SPEC §5), listed in the fixed order of [`Triggers::NAMES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Triggers(u8);
+
+impl Triggers {
+    const NAMES: [&'static str; 4] = [
+        "domain_limit_approaching",
+        "rate_limit_frequent",
+        "feature_interest",
+        "team_growth",
+    ];
+    const DOMAIN_LIMIT_APPROACHING: u8 = 0;
+    const RATE_LIMIT_FREQUENT: u8 = 1;
+    const FEATURE_INTEREST: u8 = 2;
+    const TEAM_GROWTH: u8 = 3;
+
+    fn insert(&mut self, t: u8) {
+        self.0 |= 1 << t;
+    }
+
+    pub(crate) fn len(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The trigger names, in order.
+    pub(crate) fn names(self) -> impl Iterator<Item = &'static str> {
+        (0..Self::NAMES.len())
+            .filter(move |i| self.0 & (1 << i) != 0)
+            .map(|i| Self::NAMES[i])
+    }
+
+    pub(crate) fn to_strings(self) -> Vec<String> {
+        self.names().map(str::to_string).collect()
     }
 }
 
@@ -237,10 +429,10 @@ pub struct PartitionState {
     pub(crate) counts: EventCounts,
     pub(crate) notifications: Vec<Notification>,
     /// Per license: `rate_limited` validations and `feature.access_denied` by day (sparse).
-    pub(crate) rate_limited: HashMap<u32, DayCounts>,
-    pub(crate) features_denied: HashMap<u32, DayCounts>,
+    pub(crate) rate_limited: FastMap<u32, DayCounts>,
+    pub(crate) features_denied: FastMap<u32, DayCounts>,
     /// Per license that was ever emailed: the latest `at` of its upgrade and renewal decisions.
-    pub(crate) license_cooldowns: HashMap<u32, LicenseCooldowns>,
+    pub(crate) license_cooldowns: FastMap<u32, LicenseCooldowns>,
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
     #[serde(skip)]
@@ -252,8 +444,8 @@ pub struct PartitionState {
 struct Index {
     customers: hashbrown::HashTable<u32>,
     licenses: hashbrown::HashTable<u32>,
-    plans: HashMap<Box<str>, u32>,
-    hasher: std::collections::hash_map::RandomState,
+    plans: FastMap<Box<str>, u32>,
+    hasher: FastHasher,
 }
 
 fn license_hash(hasher: &impl BuildHasher, customer: u32, key: &str) -> u64 {
@@ -261,6 +453,15 @@ fn license_hash(hasher: &impl BuildHasher, customer: u32, key: &str) -> u64 {
     customer.hash(&mut h);
     key.hash(&mut h);
     h.finish()
+}
+
+/// Heap bytes of a small vector of `u32` (none while inline).
+fn spilled_bytes<const N: usize>(v: &SmallVec<[u32; N]>) -> usize {
+    if v.spilled() {
+        v.capacity() * 4
+    } else {
+        0
+    }
 }
 
 /// A stable 64-bit hash of a domain name (stable across processes and machines, so a
@@ -313,12 +514,12 @@ impl PartitionState {
             index.plans.insert(p.clone(), i as u32);
         }
         for (i, l) in self.licenses.iter().enumerate() {
-            let h = license_hash(&index.hasher, l.customer, &l.key);
+            let h = license_hash(&index.hasher, l.customer, l.key());
             let hasher = &index.hasher;
             let licenses = &self.licenses;
             index.licenses.insert_unique(h, i as u32, |&j| {
                 let l = &licenses[j as usize];
-                license_hash(hasher, l.customer, &l.key)
+                license_hash(hasher, l.customer, l.key())
             });
         }
         self.index = index;
@@ -366,8 +567,7 @@ impl PartitionState {
             .iter()
             .map(|l| {
                 size_of::<License>()
-                    + l.key.len()
-                    + l.email.as_ref().map_or(0, |e| e.len())
+                    + l.text_bytes()
                     + if l.domains.spilled() {
                         l.domains.capacity() * 8
                     } else {
@@ -382,11 +582,11 @@ impl PartitionState {
                 size_of::<Customer>()
                     + c.id.len()
                     + c.seen_ids.heap_bytes()
-                    + c.licenses.capacity() * 4
+                    + spilled_bytes(&c.licenses)
                     + c.validations.heap_bytes()
                     + c.extras.as_ref().map_or(0, |e| {
                         size_of::<CustomerExtras>()
-                            + e.upgrade_candidates.capacity() * 4
+                            + spilled_bytes(&e.upgrade_candidates)
                             + e.invites.heap_bytes()
                     })
             })
@@ -449,7 +649,7 @@ impl PartitionState {
             .licenses
             .find(h, |&j| {
                 let l = &self.licenses[j as usize];
-                l.customer == customer && &*l.key == key
+                l.customer == customer && l.key() == key
             })
             .copied()
     }
@@ -463,12 +663,13 @@ impl PartitionState {
         let i = self.licenses.len() as u32;
         self.licenses.push(License {
             customer,
-            key: key.into(),
+            text: key.into(),
+            key_len: u32::try_from(key.len()).expect("license key longer than 4 GiB"),
+            has_email: false,
             status: Status::Active,
             plan,
             domain_limit: 0,
             mrr_cents: 0,
-            email: None,
             issued_at: NEVER,
             first_sight: ts,
             expires_at: NEVER,
@@ -483,7 +684,7 @@ impl PartitionState {
         let licenses = &self.licenses;
         self.index.licenses.insert_unique(h, i, |&j| {
             let l = &licenses[j as usize];
-            license_hash(hasher, l.customer, &l.key)
+            license_hash(hasher, l.customer, l.key())
         });
         let c = &mut self.customers[customer as usize];
         c.licenses.push(i);
@@ -581,7 +782,7 @@ impl PartitionState {
                 if l.issued_at == NEVER {
                     l.issued_at = ts;
                 }
-                l.email = email.as_deref().map(Into::into);
+                l.set_email(email.as_deref());
                 if let Some(e) = expires_at {
                     l.expires_at = *e;
                 }
@@ -612,7 +813,13 @@ impl PartitionState {
                     if let Some(stats) = self.day_stats(day, cfg) {
                         stats.by_result[result.index()] += 1;
                         if let Some(country) = country {
-                            *stats.countries.entry(country.to_string()).or_insert(0) += 1;
+                            // Look up by `&str` first: a country is allocated once per day.
+                            match stats.countries.get_mut(&**country) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    stats.countries.insert(country.to_string(), 1);
+                                }
+                            }
                         }
                     }
                 }
@@ -806,42 +1013,70 @@ impl PartitionState {
     }
 
     /// The upgrade triggers of a license over the window ending on `end_day`.
-    pub(crate) fn triggers(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Vec<&'static str> {
+    pub(crate) fn triggers(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Triggers {
+        let inputs = self.trigger_inputs(li);
+        self.triggers_of(&inputs, end_day, cfg)
+    }
+
+    /// What the triggers of license `li` are computed from (one lookup per side table).
+    fn trigger_inputs(&self, li: u32) -> TriggerInputs<'_> {
         let l = &self.licenses[li as usize];
+        TriggerInputs {
+            license: l,
+            rate_limited: self.rate_limited.get(&li),
+            features_denied: self.features_denied.get(&li),
+            invites: self.customers[l.customer as usize].invites(),
+        }
+    }
+
+    fn triggers_of(&self, t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> Triggers {
+        let l = t.license;
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let mut t = Vec::new();
+        let sum = |d: Option<&DayCounts>| d.map_or(0, |d| d.sum(from, end_day));
+        let mut out = Triggers::default();
         if l.domain_limit > 0
             && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio
         {
-            t.push("domain_limit_approaching");
+            out.insert(Triggers::DOMAIN_LIMIT_APPROACHING);
         }
-        let sum = |m: &HashMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
-        if sum(&self.rate_limited) > cfg.upgrade.rate_limited_more_than as u64 {
-            t.push("rate_limit_frequent");
+        if sum(t.rate_limited) > cfg.upgrade.rate_limited_more_than as u64 {
+            out.insert(Triggers::RATE_LIMIT_FREQUENT);
         }
-        if sum(&self.features_denied) > cfg.upgrade.feature_denied_more_than as u64 {
-            t.push("feature_interest");
+        if sum(t.features_denied) > cfg.upgrade.feature_denied_more_than as u64 {
+            out.insert(Triggers::FEATURE_INTEREST);
         }
-        let c = &self.customers[l.customer as usize];
-        if c.invites().map_or(0, |i| i.sum(from, end_day)) >= cfg.upgrade.invites_at_least as u64 {
-            t.push("team_growth");
+        if sum(t.invites) >= cfg.upgrade.invites_at_least as u64 {
+            out.insert(Triggers::TEAM_GROWTH);
         }
-        t
+        out
+    }
+
+    /// An upper bound of the number of triggers [`Self::triggers_of`] can find for a window
+    /// ending on `end_day`: a windowed trigger needs a count on a day of the window (unless
+    /// its threshold is met by zero), so a table with no recent day cannot give it.
+    fn max_triggers(t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> u32 {
+        let from = end_day - cfg.upgrade.window_days as i32 + 1;
+        let recent =
+            |d: Option<&DayCounts>| d.and_then(|d| d.last_day()).is_some_and(|d| d >= from);
+        let l = t.license;
+        let domains = l.domain_limit > 0
+            && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio;
+        domains as u32
+            + recent(t.rate_limited) as u32
+            + recent(t.features_denied) as u32
+            + (cfg.upgrade.invites_at_least == 0 || recent(t.invites)) as u32
     }
 
     /// Whether a license can have a trigger of its own (not counting `team_growth`) in a
     /// window ending on `end_day` or later.
-    fn may_trigger(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> bool {
-        let l = &self.licenses[li as usize];
+    fn may_trigger(t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> bool {
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let recent = |m: &HashMap<u32, DayCounts>| {
-            m.get(&li)
-                .and_then(|d| d.last_day())
-                .is_some_and(|d| d >= from)
-        };
+        let recent =
+            |d: Option<&DayCounts>| d.and_then(|d| d.last_day()).is_some_and(|d| d >= from);
+        let l = t.license;
         (l.domain_limit > 0 && !l.domains.is_empty())
-            || recent(&self.rate_limited)
-            || recent(&self.features_denied)
+            || recent(t.rate_limited)
+            || recent(t.features_denied)
     }
 
     fn check_upgrades(
@@ -855,15 +1090,25 @@ impl PartitionState {
         let Some(extras) = self.customers[ci as usize].extras.as_mut() else {
             return;
         };
-        let candidates = std::mem::take(&mut extras.upgrade_candidates);
-        let mut keep = Vec::with_capacity(candidates.len());
-        for li in candidates {
-            if !self.may_trigger(li, end_day, cfg) {
+        if extras.upgrade_candidates.is_empty() {
+            return;
+        }
+        // Filtered in place (no allocation per event); the order of candidates is kept.
+        let mut candidates = std::mem::take(&mut extras.upgrade_candidates);
+        let mut kept = 0;
+        for i in 0..candidates.len() {
+            let li = candidates[i];
+            let inputs = self.trigger_inputs(li);
+            if !Self::may_trigger(&inputs, end_day, cfg) {
                 continue; // re-noted by the next event that touches the license
             }
-            keep.push(li);
-            let l = &self.licenses[li as usize];
-            if l.status != Status::Active || l.email.is_none() {
+            candidates[kept] = li;
+            kept += 1;
+            let l = inputs.license;
+            if l.status != Status::Active || !l.has_email {
+                continue;
+            }
+            if Self::max_triggers(&inputs, end_day, cfg) < cfg.notify.upgrade_min_triggers {
                 continue;
             }
             if !cooldown_allows(
@@ -873,8 +1118,8 @@ impl PartitionState {
             ) {
                 continue;
             }
-            let triggers = self.triggers(li, end_day, cfg);
-            if (triggers.len() as u32) < cfg.notify.upgrade_min_triggers {
+            let triggers = self.triggers_of(&inputs, end_day, cfg);
+            if triggers.len() < cfg.notify.upgrade_min_triggers {
                 continue;
             }
             let facts = self.upgrade_facts(li, end_day, cfg);
@@ -882,22 +1127,23 @@ impl PartitionState {
             let l = &self.licenses[li as usize];
             let n = Notification {
                 kind: NotificationKind::Upgrade,
-                to: l.email.as_deref().unwrap_or_default().to_string(),
+                to: l.email().unwrap_or_default().to_string(),
                 customer_id: self.customers[ci as usize].id.to_string(),
-                license_key: Some(l.key.to_string()),
+                license_key: Some(l.key().to_string()),
                 at,
-                reasons: triggers.iter().map(|t| t.to_string()).collect(),
+                reasons: triggers.to_strings(),
                 facts: Some(facts),
             };
             self.push_decision(n, out);
         }
-        self.customers[ci as usize].extras_mut().upgrade_candidates = keep;
+        candidates.truncate(kept);
+        self.customers[ci as usize].extras_mut().upgrade_candidates = candidates;
     }
 
     fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {
         let l = &self.licenses[li as usize];
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let sum = |m: &HashMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
+        let sum = |m: &FastMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
         Facts::Upgrade {
             plan: self.plans[l.plan as usize].to_string(),
             domains_used: l.domains.len() as u64,
@@ -922,7 +1168,7 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let l = &self.licenses[li as usize];
-        let Some(email) = l.email.as_deref() else {
+        let Some(email) = l.email() else {
             return;
         };
         if !cooldown_allows(
@@ -936,7 +1182,7 @@ impl PartitionState {
             kind: NotificationKind::Renewal,
             to: email.to_string(),
             customer_id: self.customers[l.customer as usize].id.to_string(),
-            license_key: Some(l.key.to_string()),
+            license_key: Some(l.key().to_string()),
             at,
             reasons: vec!["expired".to_string()],
             facts: Some(Facts::Renewal {
@@ -975,7 +1221,7 @@ impl PartitionState {
             .map(|&li| {
                 let l = &self.licenses[li as usize];
                 LicenseFacts {
-                    license_key: l.key.to_string(),
+                    license_key: l.key().to_string(),
                     plan: self.plans[l.plan as usize].to_string(),
                     status: l.status.as_str().to_string(),
                     mrr_cents: l.mrr_cents,
