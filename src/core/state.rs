@@ -31,6 +31,7 @@ use super::dedup::SeenIds;
 use super::event::{Event, EventKind, TicketCategory, ValidationResult};
 use super::health::{self, Health, HealthInputs};
 use super::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
+use super::text::InlineStr;
 use super::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER, SECOND};
 use super::window::{DayBitmap, DayCounts};
 
@@ -74,7 +75,8 @@ pub struct EventCounts {
 /// One customer (or, with id `""`, the events that carry none).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Customer {
-    pub(crate) id: Box<str>,
+    /// Inline (serializes as a string): the lookup compares it without a pointer chase.
+    pub(crate) id: InlineStr,
     /// The largest `ts` applied, or the latest wall-clock midnight passed; `NEVER` before any.
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
@@ -141,21 +143,16 @@ pub(crate) struct CustomerExtras {
 }
 
 /// One license.
-///
-/// Serializes exactly as the plain struct [`LicenseWire`] (key and email as two strings);
-/// in memory the two share one allocation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct License {
     pub(crate) customer: u32,
-    /// The key, then the email when there is one: one allocation instead of two.
-    text: Box<str>,
-    /// Bytes of `text` that are the key.
-    key_len: u32,
-    has_email: bool,
+    /// Inline (serializes as a string): the lookup compares it without a pointer chase.
+    key: InlineStr,
     pub(crate) status: Status,
     pub(crate) plan: u32,
     pub(crate) domain_limit: u64,
     pub(crate) mrr_cents: u64,
+    email: Option<Box<str>>,
     /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
     pub(crate) issued_at: Micros,
     pub(crate) first_sight: Micros,
@@ -180,132 +177,22 @@ impl License {
     }
 
     pub(crate) fn key(&self) -> &str {
-        &self.text[..self.key_len as usize]
+        self.key.as_str()
     }
 
     pub(crate) fn email(&self) -> Option<&str> {
-        self.has_email.then(|| &self.text[self.key_len as usize..])
-    }
-
-    fn set_text(&mut self, key: &str, email: Option<&str>) {
-        let (text, has_email) = match email {
-            None => (Box::from(key), false),
-            Some(e) => {
-                let mut t = String::with_capacity(key.len() + e.len());
-                t.push_str(key);
-                t.push_str(e);
-                (t.into_boxed_str(), true)
-            }
-        };
-        self.key_len = u32::try_from(key.len()).expect("license key longer than 4 GiB");
-        self.text = text;
-        self.has_email = has_email;
+        self.email.as_deref()
     }
 
     fn set_email(&mut self, email: Option<&str>) {
-        if self.email() == email {
-            return;
+        if self.email() != email {
+            self.email = email.map(Into::into);
         }
-        let key = self.text[..self.key_len as usize].to_owned();
-        self.set_text(&key, email);
     }
 
     /// Heap bytes held by the key and email.
     fn text_bytes(&self) -> usize {
-        self.text.len()
-    }
-}
-
-/// The serialized form of a [`License`] (the form it has always had).
-#[derive(Serialize)]
-#[serde(rename = "License")]
-struct LicenseWireRef<'a> {
-    customer: u32,
-    key: &'a str,
-    status: Status,
-    plan: u32,
-    domain_limit: u64,
-    mrr_cents: u64,
-    email: Option<&'a str>,
-    issued_at: Micros,
-    first_sight: Micros,
-    expires_at: Micros,
-    first_activation: Micros,
-    first_valid: Micros,
-    last_validation: Micros,
-    validated_days: DayBitmap,
-    domains: &'a SmallVec<[u64; 2]>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename = "License")]
-struct LicenseWire {
-    customer: u32,
-    key: Box<str>,
-    status: Status,
-    plan: u32,
-    domain_limit: u64,
-    mrr_cents: u64,
-    email: Option<Box<str>>,
-    issued_at: Micros,
-    first_sight: Micros,
-    expires_at: Micros,
-    first_activation: Micros,
-    first_valid: Micros,
-    last_validation: Micros,
-    validated_days: DayBitmap,
-    domains: SmallVec<[u64; 2]>,
-}
-
-impl Serialize for License {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        LicenseWireRef {
-            customer: self.customer,
-            key: self.key(),
-            status: self.status,
-            plan: self.plan,
-            domain_limit: self.domain_limit,
-            mrr_cents: self.mrr_cents,
-            email: self.email(),
-            issued_at: self.issued_at,
-            first_sight: self.first_sight,
-            expires_at: self.expires_at,
-            first_activation: self.first_activation,
-            first_valid: self.first_valid,
-            last_validation: self.last_validation,
-            validated_days: self.validated_days,
-            domains: &self.domains,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for License {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = LicenseWire::deserialize(d)?;
-        if u32::try_from(w.key.len()).is_err() {
-            return Err(serde::de::Error::custom("license key longer than 4 GiB"));
-        }
-        let mut l = License {
-            customer: w.customer,
-            text: Box::from(""),
-            key_len: 0,
-            has_email: false,
-            status: w.status,
-            plan: w.plan,
-            domain_limit: w.domain_limit,
-            mrr_cents: w.mrr_cents,
-            issued_at: w.issued_at,
-            first_sight: w.first_sight,
-            expires_at: w.expires_at,
-            first_activation: w.first_activation,
-            first_valid: w.first_valid,
-            last_validation: w.last_validation,
-            validated_days: w.validated_days,
-            domains: w.domains,
-        };
-        l.set_text(&w.key, w.email.as_deref());
-        Ok(l)
+        self.key.heap_bytes() + self.email.as_ref().map_or(0, |e| e.len())
     }
 }
 
@@ -580,7 +467,7 @@ impl PartitionState {
             .iter()
             .map(|c| {
                 size_of::<Customer>()
-                    + c.id.len()
+                    + c.id.heap_bytes()
                     + c.seen_ids.heap_bytes()
                     + spilled_bytes(&c.licenses)
                     + c.validations.heap_bytes()
@@ -610,7 +497,9 @@ impl PartitionState {
         let h = self.index.hasher.hash_one(id);
         self.index
             .customers
-            .find(h, |&j| &*self.customers[j as usize].id == id)
+            .find(h, |&j| {
+                self.customers[j as usize].id.as_bytes() == id.as_bytes()
+            })
             .copied()
     }
 
@@ -649,7 +538,7 @@ impl PartitionState {
             .licenses
             .find(h, |&j| {
                 let l = &self.licenses[j as usize];
-                l.customer == customer && l.key() == key
+                l.customer == customer && l.key.as_bytes() == key.as_bytes()
             })
             .copied()
     }
@@ -663,13 +552,12 @@ impl PartitionState {
         let i = self.licenses.len() as u32;
         self.licenses.push(License {
             customer,
-            text: key.into(),
-            key_len: u32::try_from(key.len()).expect("license key longer than 4 GiB"),
-            has_email: false,
+            key: key.into(),
             status: Status::Active,
             plan,
             domain_limit: 0,
             mrr_cents: 0,
+            email: None,
             issued_at: NEVER,
             first_sight: ts,
             expires_at: NEVER,
@@ -1105,7 +993,7 @@ impl PartitionState {
             candidates[kept] = li;
             kept += 1;
             let l = inputs.license;
-            if l.status != Status::Active || !l.has_email {
+            if l.status != Status::Active || l.email.is_none() {
                 continue;
             }
             if Self::max_triggers(&inputs, end_day, cfg) < cfg.notify.upgrade_min_triggers {
