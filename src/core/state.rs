@@ -164,7 +164,17 @@ pub(crate) struct License {
     validated_days: DayBitmap,
     /// Registered domains, as 64-bit hashes, sorted (two kept inline).
     pub(crate) domains: SmallVec<[u64; 2]>,
+    /// Which side tables hold an entry for this license ([`IN_RATE_LIMITED`],
+    /// [`IN_FEATURES_DENIED`]), so that most events skip those lookups. Not serialized:
+    /// rebuilt with the index.
+    #[serde(skip)]
+    side: u8,
 }
+
+/// [`License::side`]: the license has an entry in `rate_limited`.
+const IN_RATE_LIMITED: u8 = 1;
+/// [`License::side`]: the license has an entry in `features_denied`.
+const IN_FEATURES_DENIED: u8 = 2;
 
 impl License {
     /// The issue time, or the first sight of a license never issued.
@@ -410,6 +420,19 @@ impl PartitionState {
             });
         }
         self.index = index;
+        for l in &mut self.licenses {
+            l.side = 0;
+        }
+        for (tables, bit) in [
+            (&self.rate_limited, IN_RATE_LIMITED),
+            (&self.features_denied, IN_FEATURES_DENIED),
+        ] {
+            for &li in tables.keys() {
+                if let Some(l) = self.licenses.get_mut(li as usize) {
+                    l.side |= bit;
+                }
+            }
+        }
     }
 
     /// Event counts so far.
@@ -566,6 +589,7 @@ impl PartitionState {
             last_validation: NEVER,
             validated_days: DayBitmap::default(),
             domains: SmallVec::new(),
+            side: 0,
         });
         let h = license_hash(&self.index.hasher, customer, key);
         let hasher = &self.index.hasher;
@@ -734,6 +758,7 @@ impl PartitionState {
                         self.customers[ci as usize].validations.add(day, 1, floor);
                         if *result == ValidationResult::RateLimited {
                             self.rate_limited.entry(li).or_default().add(day, 1, floor);
+                            self.licenses[li as usize].side |= IN_RATE_LIMITED;
                             self.note_upgrade_candidate(li);
                         }
                     }
@@ -833,6 +858,7 @@ impl PartitionState {
                         .entry(li)
                         .or_default()
                         .add(day, 1, floor);
+                    self.licenses[li as usize].side |= IN_FEATURES_DENIED;
                     self.note_upgrade_candidate(li);
                 }
             }
@@ -911,8 +937,16 @@ impl PartitionState {
         let l = &self.licenses[li as usize];
         TriggerInputs {
             license: l,
-            rate_limited: self.rate_limited.get(&li),
-            features_denied: self.features_denied.get(&li),
+            rate_limited: if l.side & IN_RATE_LIMITED != 0 {
+                self.rate_limited.get(&li)
+            } else {
+                None
+            },
+            features_denied: if l.side & IN_FEATURES_DENIED != 0 {
+                self.features_denied.get(&li)
+            } else {
+                None
+            },
             invites: self.customers[l.customer as usize].invites(),
         }
     }
