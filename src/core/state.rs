@@ -73,7 +73,11 @@ pub struct EventCounts {
 }
 
 /// One customer (or, with id `""`, the events that carry none).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Serializes as [`CustomerWire`], the form it has always had (the upgrade candidates
+/// inside the extras); in memory the candidates are inline, since every customer with a
+/// license has some.
+#[derive(Debug, Clone)]
 pub(crate) struct Customer {
     /// Inline (serializes as a string): the lookup compares it without a pointer chase.
     pub(crate) id: InlineStr,
@@ -81,15 +85,125 @@ pub(crate) struct Customer {
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
     seen_ids: SeenIds,
-    /// Serializes as a sequence, as a `Vec` does; the usual few are held inline.
+    /// The usual few are held inline.
     pub(crate) licenses: SmallVec<[u32; 4]>,
     pub(crate) active_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
+    /// Licenses that may have an upgrade trigger of their own (checked after each event).
+    upgrade_candidates: SmallVec<[u32; 2]>,
     /// What few customers have: boxed, so most customers pay one pointer for it.
     extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
     last_churn_at: Micros,
+}
+
+/// The parts of a customer that most customers never use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CustomerExtras {
+    /// `team.member_invited` by day.
+    invites: DayCounts,
+    /// Support tickets opened and not closed.
+    open_tickets: Vec<Box<str>>,
+}
+
+/// The serialized form of a [`Customer`].
+#[derive(Serialize)]
+#[serde(rename = "Customer")]
+struct CustomerWireRef<'a> {
+    id: &'a InlineStr,
+    clock: Micros,
+    seen_ids: &'a SeenIds,
+    licenses: &'a SmallVec<[u32; 4]>,
+    active_licenses: u32,
+    validations: &'a DayCounts,
+    extras: Option<ExtrasWireRef<'a>>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "CustomerExtras")]
+struct ExtrasWireRef<'a> {
+    upgrade_candidates: &'a [u32],
+    invites: &'a DayCounts,
+    open_tickets: &'a [Box<str>],
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Customer")]
+struct CustomerWire {
+    id: InlineStr,
+    clock: Micros,
+    seen_ids: SeenIds,
+    licenses: SmallVec<[u32; 4]>,
+    active_licenses: u32,
+    validations: DayCounts,
+    extras: Option<ExtrasWire>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "CustomerExtras")]
+struct ExtrasWire {
+    upgrade_candidates: SmallVec<[u32; 2]>,
+    invites: DayCounts,
+    open_tickets: Vec<Box<str>>,
+}
+
+impl Serialize for Customer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        static NO_DAYS: DayCounts = DayCounts::new();
+        let extras =
+            (self.extras.is_some() || !self.upgrade_candidates.is_empty()).then(|| ExtrasWireRef {
+                upgrade_candidates: &self.upgrade_candidates,
+                invites: self.extras.as_ref().map_or(&NO_DAYS, |e| &e.invites),
+                open_tickets: self.open_tickets(),
+            });
+        CustomerWireRef {
+            id: &self.id,
+            clock: self.clock,
+            seen_ids: &self.seen_ids,
+            licenses: &self.licenses,
+            active_licenses: self.active_licenses,
+            validations: &self.validations,
+            extras,
+            payment_failed: self.payment_failed,
+            last_churn_at: self.last_churn_at,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Customer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = CustomerWire::deserialize(d)?;
+        let (upgrade_candidates, extras) = match w.extras {
+            None => (SmallVec::new(), None),
+            Some(e) => {
+                let rest = (!e.invites.is_empty() || !e.open_tickets.is_empty()).then(|| {
+                    Box::new(CustomerExtras {
+                        invites: e.invites,
+                        open_tickets: e.open_tickets,
+                    })
+                });
+                (e.upgrade_candidates, rest)
+            }
+        };
+        Ok(Customer {
+            id: w.id,
+            clock: w.clock,
+            seen_ids: w.seen_ids,
+            licenses: w.licenses,
+            active_licenses: w.active_licenses,
+            validations: w.validations,
+            upgrade_candidates,
+            extras,
+            payment_failed: w.payment_failed,
+            last_churn_at: w.last_churn_at,
+        })
+    }
 }
 
 impl Customer {
@@ -101,6 +215,7 @@ impl Customer {
             licenses: SmallVec::new(),
             active_licenses: 0,
             validations: DayCounts::default(),
+            upgrade_candidates: SmallVec::new(),
             extras: None,
             payment_failed: false,
             last_churn_at: NEVER,
@@ -128,18 +243,6 @@ impl Customer {
     pub(crate) fn open_tickets(&self) -> &[Box<str>] {
         self.extras.as_ref().map_or(&[], |e| &e.open_tickets)
     }
-}
-
-/// The parts of a customer that most customers never use.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct CustomerExtras {
-    /// Licenses that may have an upgrade trigger of their own (checked after each event).
-    /// Serializes as a sequence, as a `Vec` does; the usual few are held inline.
-    upgrade_candidates: SmallVec<[u32; 4]>,
-    /// `team.member_invited` by day.
-    invites: DayCounts,
-    /// Support tickets opened and not closed.
-    open_tickets: Vec<Box<str>>,
 }
 
 /// One license.
@@ -494,11 +597,10 @@ impl PartitionState {
                     + c.seen_ids.heap_bytes()
                     + spilled_bytes(&c.licenses)
                     + c.validations.heap_bytes()
-                    + c.extras.as_ref().map_or(0, |e| {
-                        size_of::<CustomerExtras>()
-                            + spilled_bytes(&e.upgrade_candidates)
-                            + e.invites.heap_bytes()
-                    })
+                    + spilled_bytes(&c.upgrade_candidates)
+                    + c.extras
+                        .as_ref()
+                        .map_or(0, |e| size_of::<CustomerExtras>() + e.invites.heap_bytes())
             })
             .sum();
         let sparse: usize = self
@@ -920,7 +1022,7 @@ impl PartitionState {
 
     fn note_upgrade_candidate(&mut self, li: u32) {
         let c = &mut self.customers[self.licenses[li as usize].customer as usize];
-        let candidates = &mut c.extras_mut().upgrade_candidates;
+        let candidates = &mut c.upgrade_candidates;
         if !candidates.contains(&li) {
             candidates.push(li);
         }
@@ -1009,14 +1111,12 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let end_day = day_of(self.customers[ci as usize].clock);
-        let Some(extras) = self.customers[ci as usize].extras.as_mut() else {
-            return;
-        };
-        if extras.upgrade_candidates.is_empty() {
+        let c = &mut self.customers[ci as usize];
+        if c.upgrade_candidates.is_empty() {
             return;
         }
         // Filtered in place (no allocation per event); the order of candidates is kept.
-        let mut candidates = std::mem::take(&mut extras.upgrade_candidates);
+        let mut candidates = std::mem::take(&mut c.upgrade_candidates);
         let mut kept = 0;
         for i in 0..candidates.len() {
             let li = candidates[i];
@@ -1059,7 +1159,7 @@ impl PartitionState {
             self.push_decision(n, out);
         }
         candidates.truncate(kept);
-        self.customers[ci as usize].extras_mut().upgrade_candidates = candidates;
+        self.customers[ci as usize].upgrade_candidates = candidates;
     }
 
     fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {
@@ -1269,12 +1369,7 @@ impl PartitionState {
         let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
         let mut customer_map = Vec::with_capacity(other.customers.len());
         for mut c in other.customers {
-            let candidates = c.extras.as_mut().map(|e| &mut e.upgrade_candidates);
-            for li in c
-                .licenses
-                .iter_mut()
-                .chain(candidates.into_iter().flatten())
-            {
+            for li in c.licenses.iter_mut().chain(c.upgrade_candidates.iter_mut()) {
                 *li += lic_base;
             }
             if let Some(existing) = self.find_customer(&c.id) {

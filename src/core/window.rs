@@ -18,6 +18,11 @@ use super::time::Day;
 pub struct DayCounts(SmallVec<[(Day, u32); 2]>);
 
 impl DayCounts {
+    /// No day.
+    pub const fn new() -> Self {
+        Self(SmallVec::new_const())
+    }
+
     /// Adds `n` on `day`, then forgets days before `floor`.
     pub fn add(&mut self, day: Day, n: u32, floor: Day) {
         match self.0.binary_search_by_key(&day, |(d, _)| *d) {
