@@ -24,7 +24,7 @@ pub(crate) struct SeenIds {
     few: SmallVec<[(u64, Micros); 2]>,
     // Boxed on purpose: 8 bytes per customer instead of 48 for the rare busy one.
     #[allow(clippy::box_collection)]
-    many: Option<Box<HashMap<u64, Micros>>>,
+    many: Option<Box<HashMap<u64, Micros, ahash::RandomState>>>,
     /// Size after the last pruning of `many` (it prunes again when it has doubled).
     pruned_len: u32,
     /// A lower bound of the `ts` held, to know when pruning has work.
@@ -86,6 +86,9 @@ impl SeenIds {
         match &mut self.many {
             None => {
                 self.few.retain(|(_, t)| *t >= floor);
+                if self.few.spilled() && self.few.len() <= self.few.inline_size() {
+                    self.few.shrink_to_fit(); // back inline: frees the heap copy
+                }
                 self.oldest = self
                     .few
                     .iter()
@@ -139,7 +142,9 @@ impl SeenIds {
         } else {
             0
         };
-        few + self.many.as_ref().map_or(0, |m| 48 + m.capacity() * 17)
+        few + self.many.as_ref().map_or(0, |m| {
+            std::mem::size_of::<HashMap<u64, Micros, ahash::RandomState>>() + m.capacity() * 17
+        })
     }
 }
 

@@ -232,9 +232,9 @@ impl PartitionState {
             let triggers = self.triggers(li as u32, today, cfg);
             if !triggers.is_empty() {
                 a.upgrade_pipeline.push(UpgradeEntry {
-                    license_key: l.key.to_string(),
+                    license_key: l.key().to_string(),
                     customer_id: self.customers[l.customer as usize].id.to_string(),
-                    triggers: triggers.iter().map(|t| t.to_string()).collect(),
+                    triggers: triggers.to_strings(),
                 });
             }
         }

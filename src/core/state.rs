@@ -16,6 +16,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 
+/// The hasher of every in-memory map and index of the state: fast, non-cryptographic,
+/// seeded per process. Nothing is serialized by its hash (maps serialize as maps, the
+/// indexes are rebuilt after `from_bytes`), so the seed never leaves the process.
+pub(crate) type FastHasher = ahash::RandomState;
+/// A `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastHasher>;
+
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
@@ -24,6 +31,7 @@ use super::dedup::SeenIds;
 use super::event::{Event, EventKind, TicketCategory, ValidationResult};
 use super::health::{self, Health, HealthInputs};
 use super::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
+use super::text::InlineStr;
 use super::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER, SECOND};
 use super::window::{DayBitmap, DayCounts};
 
@@ -65,21 +73,137 @@ pub struct EventCounts {
 }
 
 /// One customer (or, with id `""`, the events that carry none).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Serializes as [`CustomerWire`], the form it has always had (the upgrade candidates
+/// inside the extras); in memory the candidates are inline, since every customer with a
+/// license has some.
+#[derive(Debug, Clone)]
 pub(crate) struct Customer {
-    pub(crate) id: Box<str>,
+    /// Inline (serializes as a string): the lookup compares it without a pointer chase.
+    pub(crate) id: InlineStr,
     /// The largest `ts` applied, or the latest wall-clock midnight passed; `NEVER` before any.
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
     seen_ids: SeenIds,
-    pub(crate) licenses: Vec<u32>,
+    /// The usual few are held inline.
+    pub(crate) licenses: SmallVec<[u32; 4]>,
     pub(crate) active_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
+    /// Licenses that may have an upgrade trigger of their own (checked after each event).
+    upgrade_candidates: SmallVec<[u32; 2]>,
     /// What few customers have: boxed, so most customers pay one pointer for it.
     extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
     last_churn_at: Micros,
+}
+
+/// The parts of a customer that most customers never use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CustomerExtras {
+    /// `team.member_invited` by day.
+    invites: DayCounts,
+    /// Support tickets opened and not closed.
+    open_tickets: Vec<Box<str>>,
+}
+
+/// The serialized form of a [`Customer`].
+#[derive(Serialize)]
+#[serde(rename = "Customer")]
+struct CustomerWireRef<'a> {
+    id: &'a InlineStr,
+    clock: Micros,
+    seen_ids: &'a SeenIds,
+    licenses: &'a SmallVec<[u32; 4]>,
+    active_licenses: u32,
+    validations: &'a DayCounts,
+    extras: Option<ExtrasWireRef<'a>>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "CustomerExtras")]
+struct ExtrasWireRef<'a> {
+    upgrade_candidates: &'a [u32],
+    invites: &'a DayCounts,
+    open_tickets: &'a [Box<str>],
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Customer")]
+struct CustomerWire {
+    id: InlineStr,
+    clock: Micros,
+    seen_ids: SeenIds,
+    licenses: SmallVec<[u32; 4]>,
+    active_licenses: u32,
+    validations: DayCounts,
+    extras: Option<ExtrasWire>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "CustomerExtras")]
+struct ExtrasWire {
+    upgrade_candidates: SmallVec<[u32; 2]>,
+    invites: DayCounts,
+    open_tickets: Vec<Box<str>>,
+}
+
+impl Serialize for Customer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        static NO_DAYS: DayCounts = DayCounts::new();
+        let extras =
+            (self.extras.is_some() || !self.upgrade_candidates.is_empty()).then(|| ExtrasWireRef {
+                upgrade_candidates: &self.upgrade_candidates,
+                invites: self.extras.as_ref().map_or(&NO_DAYS, |e| &e.invites),
+                open_tickets: self.open_tickets(),
+            });
+        CustomerWireRef {
+            id: &self.id,
+            clock: self.clock,
+            seen_ids: &self.seen_ids,
+            licenses: &self.licenses,
+            active_licenses: self.active_licenses,
+            validations: &self.validations,
+            extras,
+            payment_failed: self.payment_failed,
+            last_churn_at: self.last_churn_at,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Customer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = CustomerWire::deserialize(d)?;
+        let (upgrade_candidates, extras) = match w.extras {
+            None => (SmallVec::new(), None),
+            Some(e) => {
+                let rest = (!e.invites.is_empty() || !e.open_tickets.is_empty()).then(|| {
+                    Box::new(CustomerExtras {
+                        invites: e.invites,
+                        open_tickets: e.open_tickets,
+                    })
+                });
+                (e.upgrade_candidates, rest)
+            }
+        };
+        Ok(Customer {
+            id: w.id,
+            clock: w.clock,
+            seen_ids: w.seen_ids,
+            licenses: w.licenses,
+            active_licenses: w.active_licenses,
+            validations: w.validations,
+            upgrade_candidates,
+            extras,
+            payment_failed: w.payment_failed,
+            last_churn_at: w.last_churn_at,
+        })
+    }
 }
 
 impl Customer {
@@ -88,9 +212,10 @@ impl Customer {
             id: id.into(),
             clock: NEVER,
             seen_ids: SeenIds::default(),
-            licenses: Vec::new(),
+            licenses: SmallVec::new(),
             active_licenses: 0,
             validations: DayCounts::default(),
+            upgrade_candidates: SmallVec::new(),
             extras: None,
             payment_failed: false,
             last_churn_at: NEVER,
@@ -120,27 +245,17 @@ impl Customer {
     }
 }
 
-/// The parts of a customer that most customers never use.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct CustomerExtras {
-    /// Licenses that may have an upgrade trigger of their own (checked after each event).
-    upgrade_candidates: Vec<u32>,
-    /// `team.member_invited` by day.
-    invites: DayCounts,
-    /// Support tickets opened and not closed.
-    open_tickets: Vec<Box<str>>,
-}
-
 /// One license.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct License {
     pub(crate) customer: u32,
-    pub(crate) key: Box<str>,
+    /// Inline (serializes as a string): the lookup compares it without a pointer chase.
+    key: InlineStr,
     pub(crate) status: Status,
     pub(crate) plan: u32,
     pub(crate) domain_limit: u64,
     pub(crate) mrr_cents: u64,
-    pub(crate) email: Option<Box<str>>,
+    email: Option<Box<str>>,
     /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
     pub(crate) issued_at: Micros,
     pub(crate) first_sight: Micros,
@@ -152,7 +267,17 @@ pub(crate) struct License {
     validated_days: DayBitmap,
     /// Registered domains, as 64-bit hashes, sorted (two kept inline).
     pub(crate) domains: SmallVec<[u64; 2]>,
+    /// Which side tables hold an entry for this license ([`IN_RATE_LIMITED`],
+    /// [`IN_FEATURES_DENIED`]), so that most events skip those lookups. Not serialized:
+    /// rebuilt with the index.
+    #[serde(skip)]
+    side: u8,
 }
+
+/// [`License::side`]: the license has an entry in `rate_limited`.
+const IN_RATE_LIMITED: u8 = 1;
+/// [`License::side`]: the license has an entry in `features_denied`.
+const IN_FEATURES_DENIED: u8 = 2;
 
 impl License {
     /// The issue time, or the first sight of a license never issued.
@@ -162,6 +287,73 @@ impl License {
         } else {
             self.first_sight
         }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        self.key.as_str()
+    }
+
+    pub(crate) fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+
+    fn set_email(&mut self, email: Option<&str>) {
+        if self.email() != email {
+            self.email = email.map(Into::into);
+        }
+    }
+
+    /// Heap bytes held by the key and email.
+    fn text_bytes(&self) -> usize {
+        self.key.heap_bytes() + self.email.as_ref().map_or(0, |e| e.len())
+    }
+}
+
+/// What the upgrade triggers of one license are computed from.
+struct TriggerInputs<'a> {
+    license: &'a License,
+    rate_limited: Option<&'a DayCounts>,
+    features_denied: Option<&'a DayCounts>,
+    invites: Option<&'a DayCounts>,
+}
+
+/// A set of upgrade triggers (SPEC §5), listed in the fixed order of [`Triggers::NAMES`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Triggers(u8);
+
+impl Triggers {
+    const NAMES: [&'static str; 4] = [
+        "domain_limit_approaching",
+        "rate_limit_frequent",
+        "feature_interest",
+        "team_growth",
+    ];
+    const DOMAIN_LIMIT_APPROACHING: u8 = 0;
+    const RATE_LIMIT_FREQUENT: u8 = 1;
+    const FEATURE_INTEREST: u8 = 2;
+    const TEAM_GROWTH: u8 = 3;
+
+    fn insert(&mut self, t: u8) {
+        self.0 |= 1 << t;
+    }
+
+    pub(crate) fn len(self) -> u32 {
+        self.0.count_ones()
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The trigger names, in order.
+    pub(crate) fn names(self) -> impl Iterator<Item = &'static str> {
+        (0..Self::NAMES.len())
+            .filter(move |i| self.0 & (1 << i) != 0)
+            .map(|i| Self::NAMES[i])
+    }
+
+    pub(crate) fn to_strings(self) -> Vec<String> {
+        self.names().map(str::to_string).collect()
     }
 }
 
@@ -237,10 +429,10 @@ pub struct PartitionState {
     pub(crate) counts: EventCounts,
     pub(crate) notifications: Vec<Notification>,
     /// Per license: `rate_limited` validations and `feature.access_denied` by day (sparse).
-    pub(crate) rate_limited: HashMap<u32, DayCounts>,
-    pub(crate) features_denied: HashMap<u32, DayCounts>,
+    pub(crate) rate_limited: FastMap<u32, DayCounts>,
+    pub(crate) features_denied: FastMap<u32, DayCounts>,
     /// Per license that was ever emailed: the latest `at` of its upgrade and renewal decisions.
-    pub(crate) license_cooldowns: HashMap<u32, LicenseCooldowns>,
+    pub(crate) license_cooldowns: FastMap<u32, LicenseCooldowns>,
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
     #[serde(skip)]
@@ -252,8 +444,8 @@ pub struct PartitionState {
 struct Index {
     customers: hashbrown::HashTable<u32>,
     licenses: hashbrown::HashTable<u32>,
-    plans: HashMap<Box<str>, u32>,
-    hasher: std::collections::hash_map::RandomState,
+    plans: FastMap<Box<str>, u32>,
+    hasher: FastHasher,
 }
 
 fn license_hash(hasher: &impl BuildHasher, customer: u32, key: &str) -> u64 {
@@ -261,6 +453,15 @@ fn license_hash(hasher: &impl BuildHasher, customer: u32, key: &str) -> u64 {
     customer.hash(&mut h);
     key.hash(&mut h);
     h.finish()
+}
+
+/// Heap bytes of a small vector of `u32` (none while inline).
+fn spilled_bytes<const N: usize>(v: &SmallVec<[u32; N]>) -> usize {
+    if v.spilled() {
+        v.capacity() * 4
+    } else {
+        0
+    }
 }
 
 /// A stable 64-bit hash of a domain name (stable across processes and machines, so a
@@ -313,15 +514,28 @@ impl PartitionState {
             index.plans.insert(p.clone(), i as u32);
         }
         for (i, l) in self.licenses.iter().enumerate() {
-            let h = license_hash(&index.hasher, l.customer, &l.key);
+            let h = license_hash(&index.hasher, l.customer, l.key());
             let hasher = &index.hasher;
             let licenses = &self.licenses;
             index.licenses.insert_unique(h, i as u32, |&j| {
                 let l = &licenses[j as usize];
-                license_hash(hasher, l.customer, &l.key)
+                license_hash(hasher, l.customer, l.key())
             });
         }
         self.index = index;
+        for l in &mut self.licenses {
+            l.side = 0;
+        }
+        for (tables, bit) in [
+            (&self.rate_limited, IN_RATE_LIMITED),
+            (&self.features_denied, IN_FEATURES_DENIED),
+        ] {
+            for &li in tables.keys() {
+                if let Some(l) = self.licenses.get_mut(li as usize) {
+                    l.side |= bit;
+                }
+            }
+        }
     }
 
     /// Event counts so far.
@@ -366,8 +580,7 @@ impl PartitionState {
             .iter()
             .map(|l| {
                 size_of::<License>()
-                    + l.key.len()
-                    + l.email.as_ref().map_or(0, |e| e.len())
+                    + l.text_bytes()
                     + if l.domains.spilled() {
                         l.domains.capacity() * 8
                     } else {
@@ -380,15 +593,14 @@ impl PartitionState {
             .iter()
             .map(|c| {
                 size_of::<Customer>()
-                    + c.id.len()
+                    + c.id.heap_bytes()
                     + c.seen_ids.heap_bytes()
-                    + c.licenses.capacity() * 4
+                    + spilled_bytes(&c.licenses)
                     + c.validations.heap_bytes()
-                    + c.extras.as_ref().map_or(0, |e| {
-                        size_of::<CustomerExtras>()
-                            + e.upgrade_candidates.capacity() * 4
-                            + e.invites.heap_bytes()
-                    })
+                    + spilled_bytes(&c.upgrade_candidates)
+                    + c.extras
+                        .as_ref()
+                        .map_or(0, |e| size_of::<CustomerExtras>() + e.invites.heap_bytes())
             })
             .sum();
         let sparse: usize = self
@@ -410,7 +622,9 @@ impl PartitionState {
         let h = self.index.hasher.hash_one(id);
         self.index
             .customers
-            .find(h, |&j| &*self.customers[j as usize].id == id)
+            .find(h, |&j| {
+                self.customers[j as usize].id.as_bytes() == id.as_bytes()
+            })
             .copied()
     }
 
@@ -449,7 +663,7 @@ impl PartitionState {
             .licenses
             .find(h, |&j| {
                 let l = &self.licenses[j as usize];
-                l.customer == customer && &*l.key == key
+                l.customer == customer && l.key.as_bytes() == key.as_bytes()
             })
             .copied()
     }
@@ -477,13 +691,14 @@ impl PartitionState {
             last_validation: NEVER,
             validated_days: DayBitmap::default(),
             domains: SmallVec::new(),
+            side: 0,
         });
         let h = license_hash(&self.index.hasher, customer, key);
         let hasher = &self.index.hasher;
         let licenses = &self.licenses;
         self.index.licenses.insert_unique(h, i, |&j| {
             let l = &licenses[j as usize];
-            license_hash(hasher, l.customer, &l.key)
+            license_hash(hasher, l.customer, l.key())
         });
         let c = &mut self.customers[customer as usize];
         c.licenses.push(i);
@@ -581,7 +796,7 @@ impl PartitionState {
                 if l.issued_at == NEVER {
                     l.issued_at = ts;
                 }
-                l.email = email.as_deref().map(Into::into);
+                l.set_email(email.as_deref());
                 if let Some(e) = expires_at {
                     l.expires_at = *e;
                 }
@@ -612,7 +827,13 @@ impl PartitionState {
                     if let Some(stats) = self.day_stats(day, cfg) {
                         stats.by_result[result.index()] += 1;
                         if let Some(country) = country {
-                            *stats.countries.entry(country.to_string()).or_insert(0) += 1;
+                            // Look up by `&str` first: a country is allocated once per day.
+                            match stats.countries.get_mut(&**country) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    stats.countries.insert(country.to_string(), 1);
+                                }
+                            }
                         }
                     }
                 }
@@ -639,6 +860,7 @@ impl PartitionState {
                         self.customers[ci as usize].validations.add(day, 1, floor);
                         if *result == ValidationResult::RateLimited {
                             self.rate_limited.entry(li).or_default().add(day, 1, floor);
+                            self.licenses[li as usize].side |= IN_RATE_LIMITED;
                             self.note_upgrade_candidate(li);
                         }
                     }
@@ -738,6 +960,7 @@ impl PartitionState {
                         .entry(li)
                         .or_default()
                         .add(day, 1, floor);
+                    self.licenses[li as usize].side |= IN_FEATURES_DENIED;
                     self.note_upgrade_candidate(li);
                 }
             }
@@ -799,49 +1022,85 @@ impl PartitionState {
 
     fn note_upgrade_candidate(&mut self, li: u32) {
         let c = &mut self.customers[self.licenses[li as usize].customer as usize];
-        let candidates = &mut c.extras_mut().upgrade_candidates;
+        let candidates = &mut c.upgrade_candidates;
         if !candidates.contains(&li) {
             candidates.push(li);
         }
     }
 
     /// The upgrade triggers of a license over the window ending on `end_day`.
-    pub(crate) fn triggers(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Vec<&'static str> {
+    pub(crate) fn triggers(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Triggers {
+        let inputs = self.trigger_inputs(li);
+        self.triggers_of(&inputs, end_day, cfg)
+    }
+
+    /// What the triggers of license `li` are computed from (one lookup per side table).
+    fn trigger_inputs(&self, li: u32) -> TriggerInputs<'_> {
         let l = &self.licenses[li as usize];
+        TriggerInputs {
+            license: l,
+            rate_limited: if l.side & IN_RATE_LIMITED != 0 {
+                self.rate_limited.get(&li)
+            } else {
+                None
+            },
+            features_denied: if l.side & IN_FEATURES_DENIED != 0 {
+                self.features_denied.get(&li)
+            } else {
+                None
+            },
+            invites: self.customers[l.customer as usize].invites(),
+        }
+    }
+
+    fn triggers_of(&self, t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> Triggers {
+        let l = t.license;
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let mut t = Vec::new();
+        let sum = |d: Option<&DayCounts>| d.map_or(0, |d| d.sum(from, end_day));
+        let mut out = Triggers::default();
         if l.domain_limit > 0
             && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio
         {
-            t.push("domain_limit_approaching");
+            out.insert(Triggers::DOMAIN_LIMIT_APPROACHING);
         }
-        let sum = |m: &HashMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
-        if sum(&self.rate_limited) > cfg.upgrade.rate_limited_more_than as u64 {
-            t.push("rate_limit_frequent");
+        if sum(t.rate_limited) > cfg.upgrade.rate_limited_more_than as u64 {
+            out.insert(Triggers::RATE_LIMIT_FREQUENT);
         }
-        if sum(&self.features_denied) > cfg.upgrade.feature_denied_more_than as u64 {
-            t.push("feature_interest");
+        if sum(t.features_denied) > cfg.upgrade.feature_denied_more_than as u64 {
+            out.insert(Triggers::FEATURE_INTEREST);
         }
-        let c = &self.customers[l.customer as usize];
-        if c.invites().map_or(0, |i| i.sum(from, end_day)) >= cfg.upgrade.invites_at_least as u64 {
-            t.push("team_growth");
+        if sum(t.invites) >= cfg.upgrade.invites_at_least as u64 {
+            out.insert(Triggers::TEAM_GROWTH);
         }
-        t
+        out
+    }
+
+    /// An upper bound of the number of triggers [`Self::triggers_of`] can find for a window
+    /// ending on `end_day`: a windowed trigger needs a count on a day of the window (unless
+    /// its threshold is met by zero), so a table with no recent day cannot give it.
+    fn max_triggers(t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> u32 {
+        let from = end_day - cfg.upgrade.window_days as i32 + 1;
+        let recent =
+            |d: Option<&DayCounts>| d.and_then(|d| d.last_day()).is_some_and(|d| d >= from);
+        let l = t.license;
+        let domains = l.domain_limit > 0
+            && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio;
+        domains as u32
+            + recent(t.rate_limited) as u32
+            + recent(t.features_denied) as u32
+            + (cfg.upgrade.invites_at_least == 0 || recent(t.invites)) as u32
     }
 
     /// Whether a license can have a trigger of its own (not counting `team_growth`) in a
     /// window ending on `end_day` or later.
-    fn may_trigger(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> bool {
-        let l = &self.licenses[li as usize];
+    fn may_trigger(t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> bool {
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let recent = |m: &HashMap<u32, DayCounts>| {
-            m.get(&li)
-                .and_then(|d| d.last_day())
-                .is_some_and(|d| d >= from)
-        };
+        let recent =
+            |d: Option<&DayCounts>| d.and_then(|d| d.last_day()).is_some_and(|d| d >= from);
+        let l = t.license;
         (l.domain_limit > 0 && !l.domains.is_empty())
-            || recent(&self.rate_limited)
-            || recent(&self.features_denied)
+            || recent(t.rate_limited)
+            || recent(t.features_denied)
     }
 
     fn check_upgrades(
@@ -852,18 +1111,26 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let end_day = day_of(self.customers[ci as usize].clock);
-        let Some(extras) = self.customers[ci as usize].extras.as_mut() else {
+        let c = &mut self.customers[ci as usize];
+        if c.upgrade_candidates.is_empty() {
             return;
-        };
-        let candidates = std::mem::take(&mut extras.upgrade_candidates);
-        let mut keep = Vec::with_capacity(candidates.len());
-        for li in candidates {
-            if !self.may_trigger(li, end_day, cfg) {
+        }
+        // Filtered in place (no allocation per event); the order of candidates is kept.
+        let mut candidates = std::mem::take(&mut c.upgrade_candidates);
+        let mut kept = 0;
+        for i in 0..candidates.len() {
+            let li = candidates[i];
+            let inputs = self.trigger_inputs(li);
+            if !Self::may_trigger(&inputs, end_day, cfg) {
                 continue; // re-noted by the next event that touches the license
             }
-            keep.push(li);
-            let l = &self.licenses[li as usize];
+            candidates[kept] = li;
+            kept += 1;
+            let l = inputs.license;
             if l.status != Status::Active || l.email.is_none() {
+                continue;
+            }
+            if Self::max_triggers(&inputs, end_day, cfg) < cfg.notify.upgrade_min_triggers {
                 continue;
             }
             if !cooldown_allows(
@@ -873,8 +1140,8 @@ impl PartitionState {
             ) {
                 continue;
             }
-            let triggers = self.triggers(li, end_day, cfg);
-            if (triggers.len() as u32) < cfg.notify.upgrade_min_triggers {
+            let triggers = self.triggers_of(&inputs, end_day, cfg);
+            if triggers.len() < cfg.notify.upgrade_min_triggers {
                 continue;
             }
             let facts = self.upgrade_facts(li, end_day, cfg);
@@ -882,22 +1149,23 @@ impl PartitionState {
             let l = &self.licenses[li as usize];
             let n = Notification {
                 kind: NotificationKind::Upgrade,
-                to: l.email.as_deref().unwrap_or_default().to_string(),
+                to: l.email().unwrap_or_default().to_string(),
                 customer_id: self.customers[ci as usize].id.to_string(),
-                license_key: Some(l.key.to_string()),
+                license_key: Some(l.key().to_string()),
                 at,
-                reasons: triggers.iter().map(|t| t.to_string()).collect(),
+                reasons: triggers.to_strings(),
                 facts: Some(facts),
             };
             self.push_decision(n, out);
         }
-        self.customers[ci as usize].extras_mut().upgrade_candidates = keep;
+        candidates.truncate(kept);
+        self.customers[ci as usize].upgrade_candidates = candidates;
     }
 
     fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {
         let l = &self.licenses[li as usize];
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let sum = |m: &HashMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
+        let sum = |m: &FastMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
         Facts::Upgrade {
             plan: self.plans[l.plan as usize].to_string(),
             domains_used: l.domains.len() as u64,
@@ -922,7 +1190,7 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let l = &self.licenses[li as usize];
-        let Some(email) = l.email.as_deref() else {
+        let Some(email) = l.email() else {
             return;
         };
         if !cooldown_allows(
@@ -936,7 +1204,7 @@ impl PartitionState {
             kind: NotificationKind::Renewal,
             to: email.to_string(),
             customer_id: self.customers[l.customer as usize].id.to_string(),
-            license_key: Some(l.key.to_string()),
+            license_key: Some(l.key().to_string()),
             at,
             reasons: vec!["expired".to_string()],
             facts: Some(Facts::Renewal {
@@ -975,7 +1243,7 @@ impl PartitionState {
             .map(|&li| {
                 let l = &self.licenses[li as usize];
                 LicenseFacts {
-                    license_key: l.key.to_string(),
+                    license_key: l.key().to_string(),
                     plan: self.plans[l.plan as usize].to_string(),
                     status: l.status.as_str().to_string(),
                     mrr_cents: l.mrr_cents,
@@ -1101,12 +1369,7 @@ impl PartitionState {
         let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
         let mut customer_map = Vec::with_capacity(other.customers.len());
         for mut c in other.customers {
-            let candidates = c.extras.as_mut().map(|e| &mut e.upgrade_candidates);
-            for li in c
-                .licenses
-                .iter_mut()
-                .chain(candidates.into_iter().flatten())
-            {
+            for li in c.licenses.iter_mut().chain(c.upgrade_candidates.iter_mut()) {
                 *li += lic_base;
             }
             if let Some(existing) = self.find_customer(&c.id) {

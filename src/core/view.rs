@@ -106,7 +106,7 @@ impl PartitionState {
             .map(|&li| {
                 let l = &self.licenses[li as usize];
                 LicenseView {
-                    license_key: l.key.to_string(),
+                    license_key: l.key().to_string(),
                     plan: self.plans[l.plan as usize].to_string(),
                     status: l.status.as_str().to_string(),
                     mrr_cents: l.mrr_cents,

@@ -6,15 +6,23 @@
 //! exact for every day not older than the pruning floor passed to `add`.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::time::Day;
 
 /// Counts per UTC day, sparse: only days with a count are stored, oldest first.
-/// Most customers and licenses have a handful of days, so a sorted vector beats a ring.
+/// Most customers and licenses have a handful of days, so a sorted vector beats a ring;
+/// the first two days are held inline (no allocation). Serializes as a sequence, as a
+/// `Vec` does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DayCounts(Vec<(Day, u32)>);
+pub struct DayCounts(SmallVec<[(Day, u32); 2]>);
 
 impl DayCounts {
+    /// No day.
+    pub const fn new() -> Self {
+        Self(SmallVec::new_const())
+    }
+
     /// Adds `n` on `day`, then forgets days before `floor`.
     pub fn add(&mut self, day: Day, n: u32, floor: Day) {
         match self.0.binary_search_by_key(&day, |(d, _)| *d) {
@@ -53,7 +61,11 @@ impl DayCounts {
 
     /// Heap bytes held.
     pub fn heap_bytes(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<(Day, u32)>()
+        if self.0.spilled() {
+            self.0.capacity() * std::mem::size_of::<(Day, u32)>()
+        } else {
+            0
+        }
     }
 }
 
