@@ -12,7 +12,6 @@ pub mod health;
 pub mod report;
 pub mod signals;
 pub mod state;
-mod text;
 pub mod time;
 pub mod view;
 pub mod window;

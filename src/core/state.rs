@@ -31,9 +31,9 @@ use super::dedup::SeenIds;
 use super::event::{Event, EventKind, TicketCategory, ValidationResult};
 use super::health::{self, Health, HealthInputs};
 use super::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
-use super::text::InlineStr;
 use super::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER, SECOND};
 use super::window::{DayBitmap, DayCounts};
+use compact_str::CompactString;
 
 /// A license's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,7 +80,7 @@ pub struct EventCounts {
 #[derive(Debug, Clone)]
 pub(crate) struct Customer {
     /// Inline (serializes as a string): the lookup compares it without a pointer chase.
-    pub(crate) id: InlineStr,
+    pub(crate) id: CompactString,
     /// The largest `ts` applied, or the latest wall-clock midnight passed; `NEVER` before any.
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
@@ -111,7 +111,7 @@ pub(crate) struct CustomerExtras {
 #[derive(Serialize)]
 #[serde(rename = "Customer")]
 struct CustomerWireRef<'a> {
-    id: &'a InlineStr,
+    id: &'a CompactString,
     clock: Micros,
     seen_ids: &'a SeenIds,
     licenses: &'a SmallVec<[u32; 4]>,
@@ -133,7 +133,7 @@ struct ExtrasWireRef<'a> {
 #[derive(Deserialize)]
 #[serde(rename = "Customer")]
 struct CustomerWire {
-    id: InlineStr,
+    id: CompactString,
     clock: Micros,
     seen_ids: SeenIds,
     licenses: SmallVec<[u32; 4]>,
@@ -250,7 +250,7 @@ impl Customer {
 pub(crate) struct License {
     pub(crate) customer: u32,
     /// Inline (serializes as a string): the lookup compares it without a pointer chase.
-    key: InlineStr,
+    key: CompactString,
     pub(crate) status: Status,
     pub(crate) plan: u32,
     pub(crate) domain_limit: u64,
@@ -305,7 +305,7 @@ impl License {
 
     /// Heap bytes held by the key and email.
     fn text_bytes(&self) -> usize {
-        self.key.heap_bytes() + self.email.as_ref().map_or(0, |e| e.len())
+        heap_bytes(&self.key) + self.email.as_ref().map_or(0, |e| e.len())
     }
 }
 
@@ -470,6 +470,15 @@ fn domain_hash(domain: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(domain.as_bytes())
 }
 
+/// Heap bytes of an id or key (none when it is short enough to be held inline).
+fn heap_bytes(s: &CompactString) -> usize {
+    if s.is_heap_allocated() {
+        s.capacity()
+    } else {
+        0
+    }
+}
+
 /// A serialization or restore failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -593,7 +602,7 @@ impl PartitionState {
             .iter()
             .map(|c| {
                 size_of::<Customer>()
-                    + c.id.heap_bytes()
+                    + heap_bytes(&c.id)
                     + c.seen_ids.heap_bytes()
                     + spilled_bytes(&c.licenses)
                     + c.validations.heap_bytes()
