@@ -9,27 +9,7 @@ use keypulse::core::{decode, Aggregate, CoreConfig, PartitionState};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const TYPES: [&str; 19] = [
-    "license.issued",
-    "license.activated",
-    "license.validated",
-    "license.renewed",
-    "license.expired",
-    "license.revoked",
-    "subscription.changed",
-    "subscription.canceled",
-    "domain.added",
-    "domain.removed",
-    "api_key.created",
-    "api_key.deleted",
-    "plan.downgrade_inquiry",
-    "support.ticket_opened",
-    "support.ticket_closed",
-    "payment.failed",
-    "payment.succeeded",
-    "team.member_invited",
-    "feature.access_denied",
-];
+use keypulse::core::event::EVENT_TYPES as TYPES;
 const RESULTS: [&str; 6] = [
     "valid",
     "expired",
