@@ -396,3 +396,20 @@ fn state_survives_serialization() {
         serde_json::to_value(a.state.report(wm, &cfg)).unwrap()
     );
 }
+
+#[test]
+fn extreme_timestamps_and_values_fold_and_report_without_panicking() {
+    let mut big = issued("0001-01-01T00:00:00Z", "c", "k", u64::MAX);
+    big["domain_limit"] = json!(u64::MAX);
+    let (r, _) = fold(&[
+        big,
+        issued("9999-12-31T23:59:59.999999Z", "c", "k2", u64::MAX),
+        validated("0001-01-01T00:00:00+23:59", "c", "k", "valid"),
+        validated("9999-12-31T23:59:59Z", "c", "k2", "expired"),
+        ev("payment.failed", "1970-01-01T00:00:00Z", "c"),
+        json!({"type":"license.validated","ts":"9999-12-31T23:59:59Z","license_key":"x","result":"invalid_format"}),
+    ]);
+    assert_eq!(r.events.applied, 6);
+    assert_eq!(r.mrr.current_cents, 2 * u64::MAX as i128);
+    assert_eq!(r.licenses.total, 2);
+}
