@@ -196,23 +196,25 @@ fn churn_signals_need_an_active_license_and_share_one_cooldown() {
         .all(|n| n.to == "customer-success@example.com" && n.license_key.is_none()));
 }
 
-#[test]
-fn a_jump_over_many_midnights_runs_each_daily_check_in_order() {
+/// A license issued 2026-09-01, validated twice a day from 09-01 to 09-14, then silent.
+fn two_validations_a_day_until_sept_14() -> Vec<Value> {
     let mut lines = vec![issued("2026-09-01T00:00:00Z", "c", "k", 100)];
     for d in 1..=14 {
-        lines.push(validated(
-            &format!("2026-09-{d:02}T12:00:00Z"),
-            "c",
-            "k",
-            "valid",
-        ));
-        lines.push(validated(
-            &format!("2026-09-{d:02}T13:00:00Z"),
-            "c",
-            "k",
-            "valid",
-        ));
+        for hour in [12, 13] {
+            lines.push(validated(
+                &format!("2026-09-{d:02}T{hour}:00:00Z"),
+                "c",
+                "k",
+                "valid",
+            ));
+        }
     }
+    lines
+}
+
+#[test]
+fn a_jump_over_many_midnights_runs_each_daily_check_in_order() {
+    let mut lines = two_validations_a_day_until_sept_14();
     // silence, then one event far later: the decline fires at the first midnight it holds
     lines.push(ev("payment.succeeded", "2027-03-01T00:00:00Z", "c"));
     let (_, replay) = fold(&lines);
@@ -232,21 +234,7 @@ fn a_jump_over_many_midnights_runs_each_daily_check_in_order() {
 
 #[test]
 fn an_event_at_midnight_runs_that_midnight_first() {
-    let mut lines = vec![issued("2026-09-01T00:00:00Z", "c", "k", 100)];
-    for d in 1..=14 {
-        lines.push(validated(
-            &format!("2026-09-{d:02}T12:00:00Z"),
-            "c",
-            "k",
-            "valid",
-        ));
-        lines.push(validated(
-            &format!("2026-09-{d:02}T13:00:00Z"),
-            "c",
-            "k",
-            "valid",
-        ));
-    }
+    let mut lines = two_validations_a_day_until_sept_14();
     lines.push(ev("payment.succeeded", "2026-09-19T00:00:00Z", "c"));
     let (_, replay) = fold(&lines);
     assert_eq!(

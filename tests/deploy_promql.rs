@@ -33,9 +33,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::ClientConfig;
 use serde_json::Value;
+
+mod common;
+use common::kafka::{lines, produce, runtime, unique};
 
 // --- environment ---------------------------------------------------------------------
 
@@ -80,14 +82,6 @@ fn prometheus_binary() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-fn unique(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("kp-{name}-{}-{}", std::process::id(), nanos % 1_000_000_000)
-}
-
 /// A free loopback port (bound, then released for the child to take).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -106,13 +100,6 @@ fn now_secs() -> f64 {
 
 // --- Kafka ---------------------------------------------------------------------------
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn create_topics(brokers: &str, topics: &[NewTopic<'_>]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -129,63 +116,6 @@ fn create_topics(brokers: &str, topics: &[NewTopic<'_>]) {
             panic!("cannot create topic {t}: {e}");
         }
     }
-}
-
-/// The non-blank lines of a JSONL file.
-fn lines(bytes: &[u8]) -> Vec<&[u8]> {
-    bytes
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect()
-}
-
-/// The message key of an event line: its `customer_id` when it is a string, else "".
-fn key_of(line: &[u8]) -> String {
-    serde_json::from_slice::<Value>(line)
-        .ok()
-        .and_then(|v| v.get("customer_id")?.as_str().map(String::from))
-        .unwrap_or_default()
-}
-
-/// Produces `lines` in order, each keyed by its customer, and waits for every delivery.
-fn produce(brokers: &str, topic: &str, lines: &[&[u8]]) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000")
-        .create()
-        .expect("producer");
-    runtime().block_on(async {
-        for chunk in lines.chunks(5000) {
-            let mut futures = Vec::with_capacity(chunk.len());
-            for line in chunk {
-                let key = key_of(line);
-                let mut record = FutureRecord::to(topic).key(&key).payload(*line);
-                loop {
-                    match p.send_result(record) {
-                        Ok(f) => {
-                            futures.push(f);
-                            break;
-                        }
-                        Err((_, r)) => {
-                            // queue full: let some deliveries complete
-                            record = r;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                    }
-                }
-            }
-            for f in futures {
-                f.await
-                    .expect("delivery future")
-                    .map_err(|(e, _)| e)
-                    .expect("delivery");
-            }
-        }
-    });
-    p.flush(Duration::from_secs(30)).expect("flush");
 }
 
 // --- child processes -----------------------------------------------------------------
