@@ -187,6 +187,14 @@ fn http() -> reqwest::blocking::Client {
 
 /// Polls `f` every 200 ms until it returns `Some`, at most `limit`, checking that the
 /// processes are alive; panics with `what` and their logs otherwise.
+/// Waits until `readyz` answers 200 (checking that `keypulse` is still alive).
+fn wait_ready(what: &str, limit: Duration, keypulse: &mut Proc, readyz: &str) {
+    wait_for(what, limit, &mut [keypulse], || {
+        let r = http().get(readyz).send().ok()?;
+        (r.status().as_u16() == 200).then_some(())
+    });
+}
+
 fn wait_for<T>(
     what: &str,
     limit: Duration,
@@ -704,14 +712,11 @@ fn every_dashboard_and_rule_expression_returns_data() {
     let mut keypulse = Proc::spawn("keypulse", cmd, dir.path().join("keypulse.log"));
     let kp = |path: &str| format!("http://{keypulse_addr}{path}");
 
-    wait_for(
+    wait_ready(
         "keypulse /readyz 200",
         Duration::from_secs(180),
-        &mut [&mut keypulse],
-        || {
-            let r = http().get(kp("/readyz")).send().ok()?;
-            (r.status().as_u16() == 200).then_some(())
-        },
+        &mut keypulse,
+        &kp("/readyz"),
     );
 
     // Prometheus: scrape every second, evaluate the rules every second.
@@ -792,14 +797,11 @@ fn every_dashboard_and_rule_expression_returns_data() {
         },
     );
     eprintln!("keypulse folded the fixture: {last}");
-    wait_for(
+    wait_ready(
         "keypulse /readyz 200 after the fold",
         Duration::from_secs(120),
-        &mut [&mut keypulse],
-        || {
-            let r = http().get(kp("/readyz")).send().ok()?;
-            (r.status().as_u16() == 200).then_some(())
-        },
+        &mut keypulse,
+        &kp("/readyz"),
     );
     // ... and Prometheus has scraped it since (after at least one gauge refresh)
     let folded_at = now_secs();
