@@ -3,6 +3,7 @@
 //! The layout, from the inside out:
 //! - [`core`]: the pure fold (events → state → report and notifications), no I/O;
 //! - [`replay`]: the file adapter behind `keypulse replay`;
+//! - [`backtest`]: `keypulse backtest`, one log folded under two configurations;
 //! - [`config`]: `keypulse.toml` plus environment overrides, validated;
 //! - [`kafka`]: the group consumer, the fold workers and the dead-letter producer;
 //! - [`metrics`]: the Prometheus families;
@@ -13,6 +14,7 @@
 //! - [`sim`]: the customer-base simulator behind `keypulse simulate` and the demo;
 //! - [`dashboard`]: the built-in dashboard's embedded pages and their routes.
 
+pub mod backtest;
 pub mod config;
 pub mod core;
 pub mod dashboard;
