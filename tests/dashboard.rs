@@ -295,3 +295,46 @@ fn dashboard_renders_in_headless_chromium() {
         assert!(out.join(shot).is_file(), "{shot} missing");
     }
 }
+
+/// The validation map's assets: the generated shapes parse, name enough countries by a
+/// unique alpha-2 code and stay small; both are served with their content types.
+#[test]
+fn map_assets_are_embedded_and_served() {
+    let world: Value = serde_json::from_str(keypulse::dashboard::WORLD_JSON).unwrap();
+    assert!(world["source"].as_str().unwrap().contains("Natural Earth"));
+    assert!(world["license"].as_str().unwrap().contains("public domain"));
+    let countries = world["countries"].as_array().unwrap();
+    assert!(countries.len() >= 150, "{} countries", countries.len());
+    let mut codes = BTreeSet::new();
+    for c in countries {
+        let a2 = c["a2"].as_str().unwrap();
+        assert!(
+            a2.len() == 2 && a2.bytes().all(|b| b.is_ascii_uppercase()),
+            "{a2}"
+        );
+        assert!(codes.insert(a2.to_string()), "{a2} twice");
+        assert!(c["d"].as_str().unwrap().starts_with('M'), "{a2}");
+    }
+    for a2 in ["DE", "US", "BR", "IN", "JP", "ZA", "AU"] {
+        assert!(codes.contains(a2), "{a2} missing");
+    }
+    assert!(keypulse::dashboard::WORLD_JSON.len() < 150_000);
+
+    let addr = serve(fake());
+    let get = |p: &str| reqwest::blocking::get(format!("http://{addr}{p}")).unwrap();
+    let r = get("/assets/map.js");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let js = r.text().unwrap();
+    assert!(js.contains("window.keypulseMap") && !js.contains("https://"));
+    let r = get("/assets/world.json");
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    assert_eq!(r.json::<Value>().unwrap(), world);
+}
