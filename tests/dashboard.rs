@@ -321,20 +321,17 @@ fn map_assets_are_embedded_and_served() {
     assert!(keypulse::dashboard::WORLD_JSON.len() < 150_000);
 
     let addr = serve(fake());
-    let get = |p: &str| reqwest::blocking::get(format!("http://{addr}{p}")).unwrap();
-    let r = get("/assets/map.js");
-    assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
-    let js = r.text().unwrap();
+    let fetch = |path: &str, ty: &str| {
+        let r = reqwest::blocking::get(format!("http://{addr}{path}")).unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(ty), "{path}: {ct}");
+        r
+    };
+    let js = fetch("/assets/map.js", "text/javascript").text().unwrap();
     assert!(js.contains("window.keypulseMap") && !js.contains("https://"));
-    let r = get("/assets/world.json");
-    assert_eq!(r.status(), 200);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/json"));
-    assert_eq!(r.json::<Value>().unwrap(), world);
+    let served: Value = fetch("/assets/world.json", "application/json")
+        .json()
+        .unwrap();
+    assert_eq!(served, world);
 }

@@ -14,8 +14,8 @@
 (function () {
   'use strict';
   const SVGNS = 'http://www.w3.org/2000/svg';
-  const NONE = '#e9edf3';
-  const LOW = [219, 230, 253]; // lightest shade (a count of 1)
+  const NONE = '#eceef2';
+  const LOW = [186, 207, 248]; // lightest shade (a count of 1)
   const HIGH = [30, 58, 138]; // darkest shade (the largest count)
   const STEPS = 5;
   let shapesPromise = null;
