@@ -328,6 +328,26 @@ mod tests {
         let bt = Backtest::compare(&fewer, &report);
         assert_eq!(bt.added, vec![gone]);
         assert!(Backtest::compare(&report, &moved).added.is_empty());
+        // each part of the identity counts on its own
+        type Change = fn(&mut NotificationEntry);
+        let changes: [Change; 4] = [
+            |e| {
+                e.kind = NotificationKind::ALL
+                    .into_iter()
+                    .find(|k| *k != e.kind)
+                    .unwrap()
+            },
+            |e| e.customer_id.push('x'),
+            |e| e.license_key = Some("other-key".into()),
+            |e| e.at += 1,
+        ];
+        for change in changes {
+            let mut other = report.clone();
+            change(&mut other.notifications[0]);
+            let bt = Backtest::compare(&report, &other);
+            assert_eq!(bt.added, vec![other.notifications[0].clone()]);
+            assert_eq!(bt.removed, vec![report.notifications[0].clone()]);
+        }
         let text = bt.text(1);
         assert!(text.contains("added: 1"), "{text}");
         assert!(text.contains("removed: 0"), "{text}");
