@@ -323,7 +323,7 @@ impl Service {
         }
         tracing::info!(
             addr = %addr,
-            admin_addr = ?admin_addr.map(|a| a.to_string()),
+            admin_addr = %admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
             auth = access.auth.enabled(),
             clock = ?opts.clock,
             "listening"

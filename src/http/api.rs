@@ -99,7 +99,7 @@ pub async fn customer(
 ) -> Response {
     let page = match q.page() {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let snapshot_as_of = app.snapshot().report.as_of;
     let lookup = id.clone();
@@ -134,7 +134,7 @@ pub fn list_page<T: Serialize>(
 ) -> Response {
     let page = match q.page() {
         Ok(p) => p,
-        Err(e) => return e,
+        Err(e) => return e.into_response(),
     };
     let s = app.snapshot();
     page.answer(s.report.as_of.map(format_rfc3339), key, list(&s.report))

@@ -21,6 +21,16 @@ pub fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// A bad request parameter: answered as a JSON 400 with its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest(pub String);
+
+impl IntoResponse for BadRequest {
+    fn into_response(self) -> Response {
+        json_error(StatusCode::BAD_REQUEST, self.0)
+    }
+}
+
 /// The fallback for unknown paths: a JSON 404 naming the path.
 pub async fn not_found(OriginalUri(uri): OriginalUri) -> Response {
     (

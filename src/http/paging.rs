@@ -9,13 +9,12 @@
 //! Reuse: an endpoint with only these parameters takes `Params<PageQuery>`; one with more
 //! declares its own query struct with `limit` and `offset` fields and calls [`Page::new`].
 
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::error::json_error;
+use super::error::BadRequest;
 
 /// Items in a page when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -34,7 +33,7 @@ pub struct PageQuery {
 
 impl PageQuery {
     /// The checked window.
-    pub fn page(&self) -> Result<Page, Response> {
+    pub fn page(&self) -> Result<Page, BadRequest> {
         Page::new(self.limit, self.offset)
     }
 }
@@ -51,13 +50,12 @@ pub struct Page {
 impl Page {
     /// Checks `limit` (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and `offset`
     /// (default 0).
-    pub fn new(limit: Option<usize>, offset: Option<usize>) -> Result<Page, Response> {
+    pub fn new(limit: Option<usize>, offset: Option<usize>) -> Result<Page, BadRequest> {
         let limit = limit.unwrap_or(DEFAULT_LIMIT);
         if limit > MAX_LIMIT {
-            return Err(json_error(
-                StatusCode::BAD_REQUEST,
-                format!("limit: {limit} is above the maximum {MAX_LIMIT}"),
-            ));
+            return Err(BadRequest(format!(
+                "limit: {limit} is above the maximum {MAX_LIMIT}"
+            )));
         }
         Ok(Page {
             limit,

@@ -226,7 +226,11 @@ async fn accept_loop(
                 Ok(x) => x,
                 Err(e) => {
                     metrics.accept_errors.with_label_values(&[name]).inc();
-                    if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    let due = match last_warning {
+                        None => true,
+                        Some(t) => t.elapsed() >= Duration::from_secs(10),
+                    };
+                    if due {
                         tracing::warn!(listener = name, error = %e, suppressed, "accept failed; backing off");
                         last_warning = Some(Instant::now());
                         suppressed = 0;
