@@ -621,30 +621,39 @@
     if (out) out.hidden = !t;
   }
   let onLogin = null;
+  // The login form (made on the first 401, under the banner).
+  function loginForm() {
+    const found = document.getElementById('login');
+    if (found) return found;
+    const form = h('form', { id: 'login', class: 'login', hidden: '' },
+      h('label', { for: 'token', id: 'login-msg', text: 'This keypulse needs an access token.' }),
+      h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', placeholder: 'access token' }),
+      h('button', { type: 'submit', text: 'Sign in' }),
+      h('span', { class: 'muted', text: 'kept in this tab only (sessionStorage)' }));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const input = document.getElementById('token');
+      const t = input ? input.value.trim() : '';
+      if (!t) return;
+      setToken(t);
+      if (input) input.value = '';
+      form.hidden = true;
+      if (onLogin) onLogin();
+    });
+    const banner = document.getElementById('banner');
+    if (banner) banner.after(form); else document.body.prepend(form);
+    return form;
+  }
   // Shows the login form (the service answered 401); `refused` when a token was sent.
   function askToken(refused) {
-    const form = document.getElementById('login');
-    if (!form) return;
+    const form = loginForm();
     form.hidden = false;
     const msg = document.getElementById('login-msg');
     if (msg) msg.textContent = refused ? 'That token was refused.' : 'This keypulse needs an access token.';
     const input = document.getElementById('token');
     if (input && document.activeElement !== input) input.focus();
   }
-  function wireLogin() {
-    const form = document.getElementById('login');
-    if (form) {
-      form.addEventListener('submit', (ev) => {
-        ev.preventDefault();
-        const input = document.getElementById('token');
-        const t = input ? input.value.trim() : '';
-        if (!t) return;
-        setToken(t);
-        if (input) input.value = '';
-        form.hidden = true;
-        if (onLogin) onLogin();
-      });
-    }
+  function wireLogout() {
     const out = document.getElementById('logout');
     if (out) {
       out.hidden = !token();
@@ -711,7 +720,7 @@
       try { await refresh(); } finally { busy = false; }
     };
     onLogin = tick;
-    wireLogin();
+    wireLogout();
     tick();
     setInterval(tick, REFRESH_MS);
   }

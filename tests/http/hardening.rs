@@ -19,6 +19,39 @@ fn with_http(config: String, keys: &str) -> String {
         + "[email]\ndecision_log = \"memory\"\n"
 }
 
+/// Starts `keypulse run` on a topic of its own (`partitions`, with `fixture`'s events if
+/// given), the token in a file, and `http_keys` added to `[http]`.
+fn start(
+    brokers: &str,
+    name: &str,
+    partitions: i32,
+    fixture: Option<&str>,
+    http_keys: &str,
+) -> (Instance, tempfile::TempDir) {
+    let topic = unique(name);
+    create_topic(brokers, &topic, partitions);
+    if let Some(f) = fixture {
+        produce(brokers, &topic, &lines(&common::fixture_events(f)));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let base = config_toml(
+        brokers,
+        &topic,
+        &format!("{topic}-g"),
+        &format!("{topic}.dlq"),
+        "",
+    );
+    let keys = format!(
+        "{http_keys}auth_token_file = \"{}\"\n",
+        token_file.display()
+    );
+    let mut inst = Instance::start(name, &with_http(base, &keys));
+    inst.wait_ready(Duration::from_secs(180));
+    (inst, dir)
+}
+
 /// The admin listener's address, from the "listening" log line.
 fn admin_addr(inst: &Instance) -> String {
     for line in inst.log.lock().unwrap().iter() {
@@ -112,28 +145,16 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
     const HELD: usize = 2000;
     const CAP: usize = 1000;
     raise_nofile((3 * HELD + 1024) as libc::rlim_t);
-    let topic = unique("slowloris");
-    create_topic(&brokers, &topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let config = with_http(
-        config_toml(
-            &brokers,
-            &topic,
-            &format!("{topic}-g"),
-            &format!("{topic}.dlq"),
-            "",
-        ),
+    let (mut inst, _dir) = start(
+        &brokers,
+        "slowloris",
+        1,
+        None,
         &format!(
             "admin_bind = \"127.0.0.1:0\"\nadmin_max_connections = 4\n\
-             header_read_timeout_ms = 8000\nmax_connections = {CAP}\n\
-             auth_token_file = \"{}\"\n",
-            token_file.display()
+             header_read_timeout_ms = 8000\nmax_connections = {CAP}\n"
         ),
     );
-    let mut inst = Instance::start("slowloris", &config);
-    inst.wait_ready(Duration::from_secs(120));
     let admin = admin_addr(&inst);
     let main: std::net::SocketAddr = inst.addr.parse().unwrap();
     assert_eq!(authed(&inst, "/api/v1/summary").0, 200);
@@ -287,26 +308,13 @@ fn a_token_guards_the_api_and_the_dashboard_data_not_the_probes() {
     let Some(brokers) = brokers("auth") else {
         return;
     };
-    let topic = unique("auth");
-    create_topic(&brokers, &topic, 1);
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let config = with_http(
-        config_toml(
-            &brokers,
-            &topic,
-            &format!("{topic}-g"),
-            &format!("{topic}.dlq"),
-            "",
-        ),
-        &format!(
-            "admin_bind = \"127.0.0.1:0\"\nmetrics_require_auth = true\nauth_token_file = \"{}\"\n",
-            token_file.display()
-        ),
+    let (mut inst, _dir) = start(
+        &brokers,
+        "auth",
+        1,
+        None,
+        "admin_bind = \"127.0.0.1:0\"\nmetrics_require_auth = true\n",
     );
-    let mut inst = Instance::start("auth", &config);
-    inst.wait_ready(Duration::from_secs(120));
     let admin = admin_addr(&inst);
     let t = Duration::from_secs(30);
     for path in [
@@ -352,7 +360,10 @@ fn a_token_guards_the_api_and_the_dashboard_data_not_the_probes() {
     // The dashboard's pages carry no data and stay open; they sign in by themselves.
     let (s, _, page) = call(&inst.url("/"), None, t);
     assert_eq!(s, 200);
-    assert!(page.as_str().unwrap().contains("id=\"login\""));
+    assert!(page.as_str().unwrap().contains("data-chart=\"mrr\""));
+    let (s, _, js) = call(&inst.url("/assets/app.js"), None, t);
+    assert_eq!(s, 200);
+    assert!(js.as_str().unwrap().contains("'Bearer ' + t"));
     assert!(!inst.log_text().contains(TOKEN), "the token is in the log");
     assert!(inst.terminate(Duration::from_secs(15)).success());
 }
@@ -389,25 +400,7 @@ fn lists_are_paged_and_every_error_is_json() {
         return;
     };
     let name = "noisy";
-    let topic = unique("paging");
-    create_topic(&brokers, &topic, 3);
-    let events = common::fixture_events(name);
-    produce(&brokers, &topic, &lines(&events));
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let config = with_http(
-        config_toml(
-            &brokers,
-            &topic,
-            &format!("{topic}-g"),
-            &format!("{topic}.dlq"),
-            "",
-        ),
-        &format!("auth_token_file = \"{}\"\n", token_file.display()),
-    );
-    let mut inst = Instance::start("paging", &config);
-    inst.wait_ready(Duration::from_secs(180));
+    let (mut inst, _dir) = start(&brokers, "paging", 3, Some(name), "");
     let expected = common::fixture_report(name);
     let pipeline = expected["upgrade_pipeline"].as_array().unwrap();
     let churn = expected["health"]["churn_risk"].as_array().unwrap();
