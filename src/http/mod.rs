@@ -23,6 +23,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+mod conn;
 pub mod error;
 pub mod paging;
 pub mod server;

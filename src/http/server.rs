@@ -1,8 +1,9 @@
 //! Serving a router over TCP, with the limits that a hostile client cannot get around.
 //!
-//! Owns the accept loop and the per-connection task of each listener (main and admin).
-//! Connections are served by hyper-util's connection builder (HTTP/1 and HTTP/2, chosen by
-//! the client's preface) with a [`TokioTimer`], so hyper's own header-read timeout fires.
+//! Owns the listeners' accept loops, their limits ([`Limits`]), their metric families
+//! ([`HttpMetrics`]) and their stop ([`Server`]); each accepted connection is served by
+//! `conn.rs` (hyper-util's connection builder, HTTP/1 and HTTP/2, with a `TokioTimer`, so
+//! hyper's own header-read timeout fires).
 //!
 //! Guarantees, per listener:
 //! - at most `max_connections` connections are open: the accept loop takes a permit before
@@ -23,28 +24,16 @@
 //! - on stop, the loop stops accepting, every connection is shut down gracefully, and
 //!   [`Server::stop`] returns once they have closed or its deadline passed.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use tower::ServiceExt;
 
 use super::config::HttpConfig;
-
-/// Streams per HTTP/2 connection (each one a request in progress).
-const H2_MAX_STREAMS: u32 = 32;
-/// How long a connection told to close may take to do so before it is dropped.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
+use super::conn::Conn;
 
 /// The limits of one listener.
 #[derive(Debug, Clone)]
@@ -85,7 +74,7 @@ impl Limits {
 pub struct HttpMetrics {
     open: IntGaugeVec,
     accepted: IntCounterVec,
-    closed: IntCounterVec,
+    pub(super) closed: IntCounterVec,
     accept_errors: IntCounterVec,
 }
 
@@ -185,7 +174,7 @@ impl Default for Server {
 }
 
 /// Resolves once `stop` says so (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
@@ -269,212 +258,113 @@ async fn accept_loop(
         .await;
 }
 
-/// What a connection's I/O and requests have been doing.
-struct Activity {
-    /// The reference for `last`.
-    start: Instant,
-    /// Milliseconds after `start` of the last byte read or written.
-    last: AtomicU64,
-    /// Requests in progress.
-    in_flight: AtomicUsize,
-    /// Requests started.
-    started: AtomicU64,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
-impl Activity {
-    fn touch(&self) {
-        self.last
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    /// Serves a one-route router with these limits; its address and metrics registry.
+    async fn serve(limits: Limits) -> (SocketAddr, Registry, Server) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let registry = Registry::new();
+        let metrics = HttpMetrics::register(&registry).unwrap();
+        let mut server = Server::new();
+        let router = Router::new().route("/", get(|| async { "hi" }));
+        server.spawn("main", listener, router, limits, metrics);
+        (addr, registry, server)
     }
 
-    fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        self.start.elapsed().saturating_sub(last)
-    }
-}
-
-/// Ends a request's "in progress" when dropped (the response sent or the request dropped).
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A TCP stream that records its activity.
-struct Tracked {
-    inner: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
+    fn closed(registry: &Registry, reason: &str) -> u64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "keypulse_http_connections_closed_total")
+            .flat_map(|f| f.get_metric())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == reason))
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-}
-
-/// One accepted connection.
-struct Conn {
-    name: &'static str,
-    router: Router,
-    limits: Arc<Limits>,
-    requests: Option<Arc<Semaphore>>,
-    metrics: HttpMetrics,
-    stop: watch::Receiver<bool>,
-}
-
-impl Conn {
-    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
-        let activity = Arc::new(Activity {
-            start: Instant::now(),
-            last: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            started: AtomicU64::new(0),
-        });
-        let io = TokioIo::new(Tracked {
-            inner: stream,
-            activity: activity.clone(),
-        });
-        let (router, requests, act) =
-            (self.router.clone(), self.requests.clone(), activity.clone());
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            act.in_flight.fetch_add(1, Ordering::Relaxed);
-            act.started.fetch_add(1, Ordering::Relaxed);
-            let guard = InFlight(act.clone());
-            let (router, requests) = (router.clone(), requests.clone());
-            async move {
-                let _slot = match &requests {
-                    Some(s) => s.clone().acquire_owned().await.ok(),
-                    None => None,
-                };
-                let response = router.oneshot(req).await;
-                drop(guard);
-                Ok::<_, Infallible>(response.unwrap_or_else(|e| match e {}))
-            }
-        });
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.header_read_timeout)
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(H2_MAX_STREAMS);
-        let conn = builder.serve_connection(io, service);
-        tokio::pin!(conn);
-        let mut stop = self.stop.clone();
-
-        let idle = self.limits.idle_timeout;
-        let first_request = self.limits.header_read_timeout;
-        let mut closing: Option<Instant> = None;
-        let check_every =
-            (idle.min(first_request) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let mut ticker = tokio::time::interval(check_every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        let timeout = e
-                            .downcast_ref::<hyper::Error>()
-                            .is_some_and(|e| e.is_timeout());
-                        if timeout {
-                            self.closed("header_timeout");
-                        }
-                        tracing::debug!(listener = self.name, %peer, error = %e, "connection ended with an error");
-                    }
-                    break;
-                }
-                _ = stopped(&mut stop), if closing.is_none() => {
-                    conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now());
-                }
-                _ = ticker.tick() => {
-                    if let Some(t) = closing {
-                        if t.elapsed() >= CLOSE_GRACE {
-                            break;
-                        }
-                        continue;
-                    }
-                    let busy = activity.in_flight.load(Ordering::Relaxed) > 0;
-                    if activity.started.load(Ordering::Relaxed) == 0
-                        && activity.start.elapsed() >= first_request
-                    {
-                        // Nothing asked yet: there is nothing to finish gracefully.
-                        self.closed("no_request");
-                        break;
-                    }
-                    if !busy && activity.idle_for() >= idle {
-                        self.closed("idle_timeout");
-                        conn.as_mut().graceful_shutdown();
-                        closing = Some(Instant::now());
-                    }
+    /// Reads until the server closes the connection (EOF or reset), at most `limit`.
+    async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        tokio::time::timeout(limit, async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
                 }
             }
+        })
+        .await
+        .is_ok()
+    }
+
+    fn limits(header_ms: u64, idle_ms: u64, max_connections: usize) -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_millis(header_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+            max_connections,
+            max_concurrent_requests: Some(4),
         }
     }
 
-    fn closed(&self, reason: &str) {
-        self.metrics
-            .closed
-            .with_label_values(&[self.name, reason])
-            .inc();
+    #[tokio::test]
+    async fn an_idle_kept_alive_connection_is_closed() {
+        let (addr, registry, server) = serve(limits(10_000, 300, 8)).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+        // Kept alive, then idle: closed long before the 10 s header timeout.
+        assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+        assert_eq!(closed(&registry, "idle_timeout"), 1);
+        assert!(server.stop(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn half_a_request_line_or_a_silent_http2_preface_is_cut_off() {
+        let (addr, registry, server) = serve(limits(400, 60_000, 8)).await;
+        let mut h1 = TcpStream::connect(addr).await.unwrap();
+        h1.write_all(b"GET / HT").await.unwrap();
+        let mut h2 = TcpStream::connect(addr).await.unwrap();
+        h2.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        assert!(closed_within(&mut h1, Duration::from_secs(5)).await);
+        assert!(closed_within(&mut h2, Duration::from_secs(5)).await);
+        assert_eq!(
+            closed(&registry, "header_timeout") + closed(&registry, "no_request"),
+            2
+        );
+        assert!(server.stop(Duration::from_secs(5)).await);
+    }
+
+    #[tokio::test]
+    async fn beyond_the_cap_a_connection_waits_for_a_slot() {
+        let (addr, _registry, server) = serve(limits(2000, 60_000, 1)).await;
+        let mut hog = TcpStream::connect(addr).await.unwrap();
+        hog.write_all(b"GET / HT").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Queued behind the hog (in the backlog), answered once the hog is timed out.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 100];
+        let early = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+        assert!(early.is_err(), "answered while the only slot was taken");
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("200 OK"));
+        assert!(server.stop(Duration::from_secs(5)).await);
     }
 }
