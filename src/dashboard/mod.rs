@@ -2,10 +2,11 @@
 //!
 //! Owns the assets (`index.html`, `customer.html`, `app.js`, `app.css`, all hand-written in
 //! this folder and compiled in with `include_str!`) and their routes. The pages read the
-//! live service's JSON API: `/` draws `/api/v1/report` (SPEC §3) and the customer page
-//! draws `/api/v1/customers/{id}`; both refresh every 5 s. Every chart is an element with
-//! `data-chart="NAME"` that gets `data-rendered="true"` once drawn with data
-//! (`scripts/check-dashboard` checks that in a headless Chromium).
+//! live service's JSON API: `/` draws the bounded `/api/v1/summary` (never the whole
+//! report) and the customer page draws `/api/v1/customers/{id}` (its first 50 licenses);
+//! both refresh every 5 s, and sign in with a bearer token when the API answers 401.
+//! Every chart is an element with `data-chart="NAME"` that gets `data-rendered="true"`
+//! once drawn with data (`scripts/check-dashboard` checks that in a headless Chromium).
 //!
 //! Guarantees: the routes need no state and no file system, so [`dashboard_routes`] merges
 //! into any axum router (`Router<S>` for any state `S`); every asset is served with its
