@@ -3,6 +3,8 @@
 
 Drives Chromium over the DevTools protocol on a pipe (--remote-debugging-pipe), with the
 Python standard library only. Checks, at BASE_URL:
+  0. with a token (--token, or KEYPULSE_DASHBOARD_TOKEN): `/` first shows the login form
+     and draws nothing; the token typed into the form then signs in;
   1. `/` renders every [data-chart] with data-rendered="true" (desktop viewport);
   2. no console error, uncaught exception or failed load (Log/Runtime events);
   3. a churn-risk link opens the customer page, whose charts render too;
@@ -146,12 +148,17 @@ class Chromium:
                     f.write(base64.b64decode(part["data"]))
         self.viewport(metrics)
 
-    def problems(self):
-        """Console errors, uncaught exceptions and failed loads seen so far."""
+    def problems(self, allow_401_before=0):
+        """Console errors, uncaught exceptions and failed loads seen so far (the 401s of
+        the first `allow_401_before` events excepted: those of the sign-in itself)."""
         out = []
         with self.lock:
             events = list(self.events)
-        for e in events:
+        for i, e in enumerate(events):
+            if i < allow_401_before and e.get("method") == "Log.entryAdded":
+                en = e.get("params", {}).get("entry", {})
+                if en.get("source") == "network" and "401" in en.get("text", ""):
+                    continue
             m, p = e.get("method"), e.get("params", {})
             if m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
@@ -202,12 +209,49 @@ def wait_charts(b, page, timeout):
     return state, False
 
 
+LOGIN_STATE = """(() => {
+  const f = document.getElementById('login');
+  return {form: !!f && !f.hidden,
+          drawn: [...document.querySelectorAll('[data-chart]')]
+                   .filter(e => e.getAttribute('data-rendered') === 'true').length};
+})()"""
+
+
+def sign_in(b, token, timeout):
+    """Waits for the login form (nothing drawn), types the token, submits. Returns the
+    number of events seen before the submission, or a failure message."""
+    deadline = time.time() + timeout
+    state = None
+    while time.time() < deadline:
+        try:
+            state = b.eval(LOGIN_STATE)
+        except RuntimeError:
+            state = None
+        if state and state["form"]:
+            break
+        time.sleep(0.25)
+    else:
+        return None, "login form not shown without a token (last: %s)" % state
+    time.sleep(1.0)  # a refresh or two without the token: still nothing drawn
+    state = b.eval(LOGIN_STATE)
+    if state["drawn"]:
+        return None, "%d charts drawn before signing in" % state["drawn"]
+    with b.lock:
+        seen = len(b.events)
+    b.eval("""(() => { document.getElementById('token').value = %s;
+                      document.getElementById('login').requestSubmit(); })()""" % json.dumps(token))
+    print("login: form shown, nothing drawn; token submitted")
+    return seen, None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("base_url")
     ap.add_argument("--chromium", default=os.environ.get("KEYPULSE_CHROMIUM", "chromium"))
     ap.add_argument("--out", default="target/screenshots")
     ap.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the charts")
+    ap.add_argument("--token", default=os.environ.get("KEYPULSE_DASHBOARD_TOKEN", ""),
+                    help="sign in with this token (default: $KEYPULSE_DASHBOARD_TOKEN)")
     args = ap.parse_args()
     base = args.base_url.rstrip("/")
     os.makedirs(args.out, exist_ok=True)
@@ -217,6 +261,13 @@ def main():
         b.open_page()
         b.viewport(DESKTOP)
         b.send("Page.navigate", {"url": base + "/"})
+        allow_401 = 0
+        if args.token:
+            seen, problem = sign_in(b, args.token, args.timeout)
+            if problem:
+                failures.append("dashboard: " + problem)
+            else:
+                allow_401 = seen
         state, ok = wait_charts(b, "overview", args.timeout)
         if not ok:
             failures.append("dashboard: charts not rendered with data: %s" % (state and state["pending"] or state))
@@ -244,7 +295,7 @@ def main():
             b.viewport(PHONE)
             time.sleep(1.0)
             b.screenshot(os.path.join(args.out, "customer-phone.png"), PHONE, slice_height=1600)
-        problems = b.problems()
+        problems = b.problems(allow_401)
         for p in problems:
             failures.append("console: " + p)
         if not problems:

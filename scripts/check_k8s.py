@@ -6,7 +6,8 @@ together the way keypulse needs.
 
 - a Deployment with 3 replicas, liveness on /healthz and readiness on /readyz, resource
   requests and limits, a non-root security context;
-- KEYPULSE_SMTP_PASSWORD comes from a key of a Secret defined here;
+- KEYPULSE_SMTP_PASSWORD and the API token KEYPULSE_HTTP_TOKEN come from keys of Secrets
+  defined here; the probes and the Prometheus annotation use the admin port 9465;
 - the ConfigMap mounted as the config holds keypulse.toml, and KEYPULSE_CONFIG points at it;
 - the Service selects the pods and targets their named port;
 - every manifest is listed in kustomization.yaml.
@@ -63,14 +64,22 @@ def main():
         sc = pod.get("securityContext", {})
         need(sc.get("runAsNonRoot") is True, "pod securityContext.runAsNonRoot is not true")
         env = {e["name"]: e for e in c.get("env", [])}
-        pw = env.get("KEYPULSE_SMTP_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef")
-        need(pw is not None, "KEYPULSE_SMTP_PASSWORD is not taken from a Secret")
-        if pw:
-            sec = docs.get(("Secret", pw["name"]))
-            need(sec is not None, f"Secret {pw['name']} is not defined in deploy/k8s")
-            if sec:
-                data = {**sec[1].get("stringData", {}), **sec[1].get("data", {})}
-                need(pw["key"] in data, f"Secret {pw['name']} has no key {pw['key']}")
+        for var in ("KEYPULSE_SMTP_PASSWORD", "KEYPULSE_HTTP_TOKEN"):
+            pw = env.get(var, {}).get("valueFrom", {}).get("secretKeyRef")
+            need(pw is not None, f"{var} is not taken from a Secret")
+            if pw:
+                sec = docs.get(("Secret", pw["name"]))
+                need(sec is not None, f"Secret {pw['name']} is not defined in deploy/k8s")
+                if sec:
+                    data = {**sec[1].get("stringData", {}), **sec[1].get("data", {})}
+                    need(pw["key"] in data, f"Secret {pw['name']} has no key {pw['key']}")
+        need(ports.get("admin") == 9465, "container port admin != 9465")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            need(c.get(probe, {}).get("httpGet", {}).get("port") == "admin",
+                 f"{probe} is not on the admin port")
+        ann = spec["template"]["metadata"].get("annotations", {})
+        need(ann.get("prometheus.io/port") == "9465",
+             "prometheus.io/port is not the admin port 9465")
         cfg_path = env.get("KEYPULSE_CONFIG", {}).get("value", "")
         mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
         vols = {v["name"]: v for v in pod.get("volumes", [])}

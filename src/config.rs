@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::core::CoreConfig;
+pub use crate::http::config::HttpConfig;
 
 /// Prefix of the environment overrides.
 pub const ENV_PREFIX: &str = "KEYPULSE__";
@@ -79,25 +80,6 @@ impl Default for KafkaConfig {
             connect_timeout_ms: 10_000,
             commit_interval_ms: 5_000,
             ready_settle_ms: 1_500,
-        }
-    }
-}
-
-/// The HTTP server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct HttpConfig {
-    /// Address to bind.
-    pub bind: String,
-    /// How often the served report and gauges are recomputed, in milliseconds.
-    pub refresh_ms: u64,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        Self {
-            bind: "127.0.0.1:9464".into(),
-            refresh_ms: 1000,
         }
     }
 }
@@ -336,15 +318,7 @@ impl Config {
         if self.kafka.fold_workers > 64 {
             return Err(key_error("kafka.fold_workers", "must be at most 64"));
         }
-        if self.http.bind.parse::<std::net::SocketAddr>().is_err() {
-            return Err(key_error(
-                "http.bind",
-                format!("`{}` is not an address like 127.0.0.1:9464", self.http.bind),
-            ));
-        }
-        if self.http.refresh_ms == 0 {
-            return Err(key_error("http.refresh_ms", "must be at least 1"));
-        }
+        self.http.validate()?;
         if !["smtp", "file", "none"].contains(&self.email.transport.as_str()) {
             return Err(key_error(
                 "email.transport",

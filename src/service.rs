@@ -2,7 +2,8 @@
 //! snapshot refresher and ticker, shutdown).
 //!
 //! Owns the service's threads and their order of start and stop:
-//! 1. the HTTP listener is bound first (a port in use fails at once, naming `http.bind`);
+//! 1. the HTTP listeners are bound first (a port in use fails at once, naming `http.bind`
+//!    or `http.admin_bind`), after the bearer token (if any) is read;
 //! 2. the dead-letter producer and `kafka.fold_workers` fold workers start;
 //! 3. the consumer checks that a broker answers (else fails within
 //!    `kafka.connect_timeout_ms`, naming `kafka.brokers`), subscribes, and its poll thread
@@ -28,6 +29,7 @@ use crate::app_state::{AppState, PartitionStatus, Snapshot};
 use crate::config::Config;
 use crate::core::time::Micros;
 use crate::core::Aggregate;
+use crate::http::server::{HttpMetrics, Limits, Server};
 use crate::kafka::client::ClientSettings;
 use crate::kafka::consumer::{self, PollEnd, PollSettings, Router};
 use crate::kafka::dlq::DeadLetter;
@@ -69,10 +71,10 @@ pub struct Service {
     worker_threads: Vec<std::thread::JoinHandle<()>>,
     /// The snapshot refresher.
     refresher: Option<std::thread::JoinHandle<()>>,
-    /// Tells HTTP to stop.
-    http_stop: Option<tokio::sync::oneshot::Sender<()>>,
-    /// The HTTP server task.
-    http_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    /// Where the admin listener listens, if any.
+    admin_addr: Option<SocketAddr>,
+    /// The HTTP listeners.
+    http: Option<Server>,
     /// Set when the consumer stopped on a fatal error.
     failed: tokio::sync::watch::Receiver<Option<String>>,
 }
@@ -85,10 +87,28 @@ impl Service {
         sink: Arc<dyn DecisionSink>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Service> {
+        let access = crate::http::Access {
+            auth: crate::http::Auth::from_config(&config.http, |k| std::env::var(k).ok())?,
+            metrics_require_auth: config.http.metrics_require_auth,
+        };
         let listener = tokio::net::TcpListener::bind(&config.http.bind)
             .await
             .with_context(|| format!("cannot listen on http.bind = `{}`", config.http.bind))?;
         let addr = listener.local_addr()?;
+        let admin_listener = match &config.http.admin_bind {
+            Some(a) => Some(
+                tokio::net::TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("cannot listen on http.admin_bind = `{a}`"))?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
+        let http_metrics = HttpMetrics::register(metrics.registry())
+            .context("cannot register the HTTP metrics")?;
         let k = config.kafka.clone();
         let core = Arc::new(config.core.clone());
 
@@ -172,16 +192,31 @@ impl Service {
             .name("refresh".into())
             .spawn(move || refresh_loop(ra, rr, rs, refresh))?;
 
-        let (http_stop, http_rx) = tokio::sync::oneshot::channel::<()>();
-        let routes = crate::http::router(app.clone());
-        let http_task = tokio::spawn(async move {
-            axum::serve(listener, routes)
-                .with_graceful_shutdown(async {
-                    let _ = http_rx.await;
-                })
-                .await
-        });
-        tracing::info!(addr = %addr, clock = ?opts.clock, "listening");
+        let mut http = Server::new();
+        http.spawn(
+            "main",
+            listener,
+            crate::http::router(app.clone(), &access),
+            Limits::main(&config.http),
+            http_metrics.clone(),
+        );
+        crate::http::auth::warn_if_exposed(&access.auth, "http.bind", addr);
+        if let Some(l) = admin_listener {
+            http.spawn(
+                "admin",
+                l,
+                crate::http::admin_router(app.clone(), &access),
+                Limits::admin(&config.http),
+                http_metrics,
+            );
+        }
+        tracing::info!(
+            addr = %addr,
+            admin_addr = %admin_addr.map_or_else(|| "none".to_string(), |a| a.to_string()),
+            auth = access.auth.enabled(),
+            clock = ?opts.clock,
+            "listening"
+        );
         Ok(Service {
             addr,
             app,
@@ -189,8 +224,8 @@ impl Service {
             poll_thread: Some(poll_thread),
             worker_threads,
             refresher: Some(refresher),
-            http_stop: Some(http_stop),
-            http_task: Some(http_task),
+            admin_addr,
+            http: Some(http),
             failed,
         })
     }
@@ -198,6 +233,11 @@ impl Service {
     /// Where HTTP listens.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the admin listener (`/healthz`, `/readyz`, `/metrics`) listens, if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// Resolves when the consumer has stopped on a fatal error (with the error).
@@ -221,8 +261,9 @@ impl Service {
 
     /// Stops HTTP and consuming, folds and commits what was polled, leaves the group.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.http_stop.take() {
-            let _ = tx.send(());
+        let http = self.http.take();
+        if let Some(h) = &http {
+            h.signal_stop();
         }
         self.stop.store(true, Ordering::Release);
         let poll = self.poll_thread.take();
@@ -240,11 +281,9 @@ impl Service {
             }
         })
         .await?;
-        if let Some(t) = self.http_task.take() {
-            match tokio::time::timeout(Duration::from_secs(2), t).await {
-                Ok(Ok(Err(e))) => tracing::warn!(error = %e, "http server error"),
-                Ok(_) => {}
-                Err(_) => tracing::warn!("http connections still open at shutdown"),
+        if let Some(h) = http {
+            if !h.stop(Duration::from_secs(2)).await {
+                tracing::warn!("http connections still open at shutdown");
             }
         }
         Ok(())
@@ -254,8 +293,8 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(tx) = self.http_stop.take() {
-            let _ = tx.send(());
+        if let Some(h) = &self.http {
+            h.signal_stop();
         }
     }
 }

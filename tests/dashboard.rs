@@ -1,8 +1,10 @@
 //! The built-in dashboard, served by its real routes (`keypulse::dashboard::dashboard_routes`)
-//! next to a stand-in API: `/api/v1/report` is the real fold (`Replay`) of the simulator's
-//! history, and `/api/v1/customers/{id}` a test-only view built from the same events and
-//! report (the service's own view lives in the service). Then `scripts/check-dashboard`
-//! loads it in headless Chromium: every chart drawn with data, no console error, the
+//! next to a stand-in API behind the real token check (`keypulse::http::auth`):
+//! `/api/v1/summary` is the real summary (`keypulse::http::summary`) of the real fold
+//! (`Replay`) of the simulator's history, and `/api/v1/customers/{id}` a test-only view
+//! built from the same events and report (the service's own view lives in the service).
+//! Then `scripts/check-dashboard` loads it in headless Chromium: nothing drawn before the
+//! login form is filled in, then every chart drawn with data, no console error, the
 //! customer page opens from the churn-risk list; screenshots in target/screenshots/.
 //!
 //! Chromium: `KEYPULSE_CHROMIUM` or `chromium` on PATH. Without it the browser test is
@@ -15,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use axum::extract::Path as UrlPath;
+use axum::extract::{Path as UrlPath, Query};
 use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -24,11 +27,16 @@ use serde_json::{json, Value};
 
 use keypulse::core::CoreConfig;
 use keypulse::dashboard::dashboard_routes;
+use keypulse::http::auth::{require_token, Auth};
+use keypulse::http::summary::summary;
 use keypulse::replay::Replay;
 use keypulse::sim::{SimConfig, SimEvent, Simulator};
 
+/// The stand-in API's token (the browser test types it into the login form).
+const TOKEN: &str = "dashboard-test-token-0123456789";
+
 struct Fake {
-    report: Value,
+    summary: Value,
     customers: BTreeMap<String, Value>,
 }
 
@@ -143,7 +151,15 @@ fn customer_views(events: &[SimEvent], report: &Value) -> BTreeMap<String, Value
             let licenses: Vec<Value> = ls
                 .iter()
                 .map(|(k, l)| {
+                    let triggers = report["upgrade_pipeline"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|e| e["license_key"] == k.as_str() && e["customer_id"] == id.as_str())
+                        .map(|e| e["triggers"].clone())
+                        .unwrap_or(json!([]));
                     json!({
+                        "triggers": triggers,
                         "license_key": k, "plan": l.plan, "status": l.status,
                         "mrr_cents": l.mrr, "domains_used": l.domains.len(),
                         "domain_limit": l.limit, "last_validation": l.last_validation,
@@ -153,6 +169,8 @@ fn customer_views(events: &[SimEvent], report: &Value) -> BTreeMap<String, Value
                 .collect();
             let view = json!({
                 "as_of": report["as_of"],
+                "total": licenses.len(), "limit": 100, "offset": 0,
+                "total_notifications": notifications.len(),
                 "customer": {
                     "customer_id": id, "clock": clock.get(&id), "health": health,
                     "licenses": licenses, "notifications": notifications,
@@ -174,9 +192,11 @@ fn fake() -> Arc<Fake> {
     for e in &events {
         replay.feed_line(e.value.as_bytes(), &cfg);
     }
-    let report = serde_json::to_value(replay.report(&cfg)).unwrap();
+    let typed = replay.report(&cfg);
+    let report = serde_json::to_value(&typed).unwrap();
+    let summary = summary(&typed, 12);
     let customers = customer_views(&events, &report);
-    Arc::new(Fake { report, customers })
+    Arc::new(Fake { summary, customers })
 }
 
 /// Serves the dashboard and the stand-in API on 127.0.0.1:0 in a thread of its own.
@@ -190,10 +210,16 @@ fn serve(fake: Arc<Fake>) -> SocketAddr {
         rt.block_on(async move {
             let f1 = fake.clone();
             let f2 = fake.clone();
-            let app: Router = Router::new()
+            let api: Router = Router::new()
                 .route(
-                    "/api/v1/report",
-                    get(move || async move { Json(f1.report.clone()) }),
+                    "/api/v1/summary",
+                    get(
+                        move |Query(q): Query<BTreeMap<String, String>>| async move {
+                            // The page asks for a bounded summary, never for the report.
+                            assert!(q.contains_key("top"), "summary without ?top=");
+                            Json(f1.summary.clone())
+                        },
+                    ),
                 )
                 .route(
                     "/api/v1/customers/{id}",
@@ -208,7 +234,8 @@ fn serve(fake: Arc<Fake>) -> SocketAddr {
                         }
                     }),
                 )
-                .merge(dashboard_routes());
+                .route_layer(from_fn_with_state(Auth::with_token(TOKEN), require_token));
+            let app: Router = api.merge(dashboard_routes());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
             axum::serve(listener, app).await.unwrap();
@@ -254,6 +281,17 @@ fn routes_serve_the_embedded_assets() {
         assert!(r.text().unwrap().contains(needle), "{path}");
     }
     assert_eq!(get("/assets/nope.js").status(), 404);
+    // The pages are open; their data is not.
+    let r = get("/api/v1/summary?top=3");
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().unwrap();
+    assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+    let r = reqwest::blocking::Client::new()
+        .get(format!("http://{addr}/api/v1/summary?top=3"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[test]
@@ -269,7 +307,7 @@ fn dashboard_renders_in_headless_chromium() {
         return;
     };
     let fake = fake();
-    assert!(!fake.report["health"]["churn_risk"]
+    assert!(!fake.summary["health"]["churn_risk"]["items"]
         .as_array()
         .unwrap()
         .is_empty());
@@ -281,6 +319,7 @@ fn dashboard_renders_in_headless_chromium() {
         .arg("--out")
         .arg(&out)
         .env("KEYPULSE_CHROMIUM", &chromium)
+        .env("KEYPULSE_DASHBOARD_TOKEN", TOKEN)
         .status()
         .expect("run scripts/check-dashboard");
     assert!(

@@ -20,8 +20,31 @@ fn compose_config_loads() {
     assert_eq!(c.email.smtp.host, "mailpit");
     assert_eq!(c.email.smtp.security, "plain");
     assert_eq!(c.http.bind, "0.0.0.0:9464");
-    // the topics docker-compose.yml's kafka-setup creates are the ones configured here
+    assert_eq!(c.http.admin_bind.as_deref(), Some("0.0.0.0:9465"));
+    // the token is the compose secret, a real file of at least 16 characters
+    let token_path = c.http.auth_token_file.clone().expect("a token file");
+    let secret_name = token_path.file_name().unwrap().to_str().unwrap();
     let compose = std::fs::read_to_string(repo("docker-compose.yml")).unwrap();
+    assert!(
+        compose.contains(&format!(
+            "  {secret_name}:\n    file: ./deploy/compose/http-token"
+        )),
+        "docker-compose.yml does not define the secret {secret_name}"
+    );
+    let local = keypulse::config::HttpConfig {
+        auth_token_file: Some(repo("deploy/compose/http-token")),
+        ..c.http.clone()
+    };
+    assert!(keypulse::http::Auth::from_config(&local, |_| None)
+        .unwrap()
+        .enabled());
+    // Prometheus scrapes the admin port.
+    let prom = std::fs::read_to_string(repo("deploy/prometheus/prometheus.yml")).unwrap();
+    assert!(
+        prom.contains("port: 9465"),
+        "prometheus.yml does not scrape 9465"
+    );
+    // the topics docker-compose.yml's kafka-setup creates are the ones configured here
     for topic in c
         .kafka
         .topics
@@ -67,8 +90,10 @@ fn kubernetes_configmap_config_loads() {
     assert_eq!(c.kafka.group_id, "keypulse");
     assert_eq!(c.http.bind, "0.0.0.0:9464");
     assert_eq!(c.email.smtp.password_env, "KEYPULSE_SMTP_PASSWORD");
+    assert_eq!(c.http.admin_bind.as_deref(), Some("0.0.0.0:9465"));
     let deployment = std::fs::read_to_string(repo("deploy/k8s/deployment.yaml")).unwrap();
     assert!(deployment.contains(&format!("- name: {}", c.email.smtp.password_env)));
+    assert!(deployment.contains(&format!("- name: {}", c.http.auth_token_env)));
 }
 
 #[test]
@@ -87,4 +112,13 @@ fn dockerfile_overrides_load() {
     let c = Config::load_with_env(None, env).unwrap();
     assert_eq!(c.http.bind, "0.0.0.0:9464");
     assert_eq!(c.log.format, "json");
+    let admin = c
+        .http
+        .admin_bind
+        .expect("the Dockerfile sets http.admin_bind");
+    let port = admin.rsplit(':').next().unwrap();
+    assert!(
+        dockerfile.contains(&format!("http://127.0.0.1:{port}/healthz")),
+        "the HEALTHCHECK is not on the admin port {port}"
+    );
 }

@@ -1,8 +1,11 @@
 //! The HTTP side of `keypulse run`: `/metrics` passes `promtool check metrics` and carries
 //! no customer id, license key, email or domain; the API endpoints; bad configurations
-//! fail with a clear error, not a panic.
+//! fail with a clear error, not a panic. Hostile clients (slowloris, no or wrong token,
+//! paging and bad queries) are in `http/hardening.rs`.
 
 mod common;
+#[path = "http/hardening.rs"]
+mod hardening;
 
 use std::collections::HashSet;
 use std::process::Command;

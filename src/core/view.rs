@@ -1,7 +1,8 @@
 //! A read-only view of one customer (for `GET /api/v1/customers/{id}`).
 //!
 //! Owns [`CustomerView`], built by [`PartitionState::customer_view`]: the health score with
-//! its reasons and points, the customer's licenses, and the notifications decided for it.
+//! its reasons and points, the customer's licenses with their upgrade triggers, and the
+//! notifications decided for it.
 //! Guarantees: additive and read-only (no fold state changes); the cost is proportional
 //! to the customer's licenses plus the partition's notification list, never a walk of
 //! every license.
@@ -11,7 +12,8 @@ use serde::Serialize;
 use super::config::CoreConfig;
 use super::signals::Notification;
 use super::state::PartitionState;
-use super::time::{format_rfc3339, Micros, NEVER};
+use super::state::Status;
+use super::time::{day_of, format_rfc3339, Micros, NEVER};
 
 /// One customer, as the HTTP API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -69,6 +71,9 @@ pub struct LicenseView {
     pub issued_at: Option<String>,
     /// Expiry, when known.
     pub expires_at: Option<String>,
+    /// Its upgrade triggers at `as_of` (SPEC §6 "signals"; the windows of the report's
+    /// `upgrade_pipeline`, which lists active licenses only: empty when not active).
+    pub triggers: Vec<String>,
 }
 
 fn ts(t: Micros) -> Option<String> {
@@ -115,6 +120,11 @@ impl PartitionState {
                     last_validation: ts(l.last_validation),
                     issued_at: ts(l.issued_at),
                     expires_at: ts(l.expires_at),
+                    triggers: if l.status == Status::Active {
+                        self.triggers(li, day_of(as_of), cfg).to_strings()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect();

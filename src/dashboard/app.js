@@ -1,9 +1,15 @@
-// keypulse dashboard: fetches the report (SPEC §3) and draws every chart as inline SVG.
-// Hand-written, no dependencies. Each chart is a <figure data-chart="NAME">; once drawn
-// with data it gets data-rendered="true" ("empty" when there was nothing to draw).
+// keypulse dashboard: fetches the bounded summary (/api/v1/summary: every figure computed
+// by the service, every list cut to its first N) or one customer, and draws every chart as
+// inline SVG. It never fetches an unbounded list (not the report). Hand-written, no
+// dependencies. Each chart is a <figure data-chart="NAME">; once drawn with data it gets
+// data-rendered="true" ("empty" when there was nothing to draw). When the service wants a
+// token (401), a login form asks for it; it is kept in sessionStorage (this tab only) and
+// sent as `Authorization: Bearer`.
 'use strict';
 (function () {
   const REFRESH_MS = 5000;
+  const TOP = 12;
+  const TOKEN_KEY = 'keypulse.token';
   const SVGNS = 'http://www.w3.org/2000/svg';
   const COLORS = {
     accent: '#3b6cf6', green: '#12a67a', amber: '#e8a317', red: '#e5484d',
@@ -76,6 +82,20 @@
       return isNaN(d) ? String(t) : d.toISOString().replace('T', ' ').slice(0, 16) + ' UTC';
     },
   };
+  // The y scale of a bar chart: whole-number ticks for counts, four even ticks otherwise.
+  function niceStep(x) {
+    const p = Math.pow(10, Math.floor(Math.log10(x)));
+    for (const k of [1, 2, 5, 10]) if (k * p >= x) return Math.max(1, Math.round(k * p));
+    return Math.max(1, Math.round(10 * p));
+  }
+  function scale(max, integer, fixed) {
+    if (fixed) return { top: max, step: max / 4 };
+    if (!integer) { const top = niceMax(max); return { top, step: top / 4 }; }
+    const m = Math.max(1, Math.ceil(max));
+    if (m <= 4) return { top: m, step: 1 };
+    const step = niceStep(m / 4);
+    return { top: step * Math.ceil(m / step), step };
+  }
   function niceMax(v) {
     if (!(v > 0)) return 1;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
@@ -131,12 +151,15 @@
     const totals = labels.map((_, i) => opt.stacked
       ? series.reduce((a, se) => a + num(se.values[i]), 0)
       : Math.max(0, ...series.map((se) => num(se.values[i]))));
-    const top = opt.max || niceMax(Math.max(...totals, 0));
+    // Counts (no yFmt given) get whole-number ticks.
+    const integer = opt.integer !== undefined ? opt.integer : !opt.yFmt;
+    const sc = scale(opt.max || Math.max(...totals, 0), integer, !!opt.max);
+    const top = sc.top;
     const yf = opt.yFmt || fmt.short;
     const y = (v) => padT + ph * (1 - v / top);
     const svg = s('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-label': opt.aria || 'bar chart' });
-    for (let t = 0; t <= 4; t++) {
-      const v = (top * t) / 4, yy = y(v);
+    for (let t = 0; t * sc.step <= top * (1 + 1e-9); t++) {
+      const v = t * sc.step, yy = y(v);
       svg.append(s('line', { x1: padL, x2: W - padR, y1: yy, y2: yy, class: 'axis' }));
       svg.append(s('text', { x: padL - 6, y: yy + 3.5, 'text-anchor': 'end', 'font-size': 10, text: yf(v) }));
     }
@@ -238,7 +261,8 @@
     k.replaceChildren(
       tile('MRR', fmt.money(r.mrr && r.mrr.current_cents), mom === null || mom === undefined ? 'no month-ago figure' : (mom >= 0 ? '▲ ' : '▼ ') + fmt.pct(Math.abs(mom)) + ' vs 30 days ago', mom > 0 ? 'up' : mom < 0 ? 'down' : ''),
       tile('Active licenses', fmt.int(r.licenses && r.licenses.active), 'of ' + fmt.int(r.licenses && r.licenses.total) + ' known'),
-      tile('Customers scored', fmt.int(r.health && r.health.customers), fmt.int(((r.health && r.health.churn_risk) || []).length) + ' at churn risk'),
+      tile('Customers scored', fmt.int(r.health && r.health.customers), fmt.int(r.health && r.health.churn_risk && r.health.churn_risk.total) + ' at churn risk'),
+      tile('At-risk licenses', fmt.int(r.at_risk_licenses), 'active, no validation in 30 days', num(r.at_risk_licenses) > 0 ? 'down' : ''),
       tile('DAV today', fmt.int(r.dav && r.dav.today), 'trend ' + ((r.dav && r.dav.trend) || '–')),
       tile('Validations today', fmt.int(v.total), fmt.pct(v.failure_rate) + ' failed'),
       tile('Events', fmt.short(ev.applied), fmt.int(ev.rejected) + ' rejected · ' + fmt.int(ev.duplicates) + ' duplicates'),
@@ -324,14 +348,16 @@
   }
 
   function drawChurnRisk(r) {
-    const list = ((r.health && r.health.churn_risk) || []).slice();
+    const cr = (r.health && r.health.churn_risk) || {};
+    const list = cr.items || [];
+    const total = num(cr.total);
     const shown = list.slice(0, window.innerWidth < 520 ? 6 : 12);
     const ul = h('ul', { class: 'list' }, shown.map((c) => h('li', {},
       h('a', { class: 'who', href: customerHref(c.customer_id), text: c.customer_id }),
       h('span', { class: 'score', title: 'health ' + c.score }, scoreBar(c.score)),
       h('span', { class: 'reasons' }, h('b', { text: String(c.score) + ' ' }), (c.reasons || []).map(reasonPill)))));
-    const more = list.length > shown.length ? h('div', { class: 'muted', text: '… and ' + (list.length - shown.length) + ' more' }) : null;
-    mount('churn-risk', list.length > 0, ul, more);
+    const more = total > shown.length ? h('div', { class: 'muted', text: '… and ' + fmt.int(total - shown.length) + ' more (/api/v1/churn-risk)' }) : null;
+    mount('churn-risk', total > 0, ul, more);
   }
 
   function drawHealthBands(r) {
@@ -344,31 +370,31 @@
   }
 
   function drawUpgrades(r) {
-    const pipe = r.upgrade_pipeline || [];
-    const counts = {};
-    for (const e of pipe) for (const t of e.triggers || []) counts[t] = (counts[t] || 0) + 1;
+    const up = r.upgrade_pipeline || {};
+    const pipe = (up.licenses && up.licenses.items) || [];
+    const total = num(up.licenses && up.licenses.total);
+    const counts = up.by_trigger || {};
     const order = Object.keys(TRIGGERS).concat(Object.keys(counts).filter((k) => !(k in TRIGGERS)));
     const items = order.filter((k) => k in counts || k in TRIGGERS).map((k, i) => ({
       label: TRIGGERS[k] || k, value: counts[k] || 0, color: [COLORS.purple, COLORS.accent, COLORS.teal, COLORS.green][i % 4],
     }));
-    const multi = pipe.filter((e) => (e.triggers || []).length >= 2).length;
+    const multi = num(up.multi_trigger);
     const top = pipe.slice(0, window.innerWidth < 520 ? 5 : 8);
-    const ul = h('ul', { class: 'list' }, top.map((e) => h('li', {},
+    const ul = h('ul', { class: 'list upgrades' }, top.map((e) => h('li', {},
       h('a', { class: 'who', href: customerHref(e.customer_id), text: e.customer_id }),
-      h('span', { class: 'muted', style: 'overflow:hidden;text-overflow:ellipsis;white-space:nowrap', text: e.license_key }),
+      h('span', { class: 'key', title: e.license_key, text: e.license_key }),
       h('span', { class: 'reasons' }, (e.triggers || []).map((t) => h('span', { class: 'pill green', text: TRIGGERS[t] || t }))))));
-    mount('upgrade-pipeline', pipe.length > 0,
+    mount('upgrade-pipeline', total > 0,
       h('div', { class: 'two' },
-        h('div', {}, h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(pipe.length) }), h('span', { class: 'muted', text: 'licenses · ' + multi + ' with 2+ triggers' })),
+        h('div', {}, h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(total) }), h('span', { class: 'muted', text: 'licenses · ' + fmt.int(multi) + ' with 2+ triggers' })),
           hbars(items, { labelW: 110, width: fw('upgrade-pipeline', 0.43), aria: 'upgrade triggers' })),
-        h('div', {}, ul)));
+        h('div', {}, ul, total > top.length ? h('div', { class: 'muted', text: '… and ' + fmt.int(total - top.length) + ' more (/api/v1/upgrade-pipeline)' }) : null)));
   }
 
   function drawCountries(r) {
-    const entries = Object.entries(r.countries || {}).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
-    const top = entries.slice(0, 12);
-    const rest = entries.slice(12).reduce((a, e) => a + num(e[1]), 0);
-    const items = top.map(([c, n]) => ({ label: c, value: n, color: COLORS.teal }));
+    const c = r.countries || {};
+    const rest = num(c.other);
+    const items = (c.top || []).map((e) => ({ label: e.country, value: e.count, color: COLORS.teal }));
     if (rest > 0) items.push({ label: 'other', value: rest, color: COLORS.gray });
     mount('countries', items.length > 0, hbars(items, { width: fw('countries'), labelW: 50, row: 22, aria: 'validations by country' }));
   }
@@ -377,11 +403,11 @@
     const series = (r.validations && r.validations.series) || [];
     const labels = series.map((d) => fmt.day(d.day));
     const stacks = FAILURES.map(([k, name, color]) => ({ name, color, values: series.map((d) => num(d.by_type && d.by_type[k])) }));
-    const failed = series.reduce((a, d) => a + num(d.failed), 0);
-    const total = series.reduce((a, d) => a + num(d.total), 0);
+    const sum = (r.validations && r.validations.last_14d) || {};
+    const failed = num(sum.failed), total = num(sum.total);
     const today = (r.validations && r.validations.today) || {};
-    // Failure rate line over the bars' days, on its own 0..max scale.
-    const rates = series.map((d) => (num(d.total) ? num(d.failed) / num(d.total) : 0));
+    // Failure rate by day (computed by the service), on its own 0..max scale.
+    const rates = series.map((d) => num(d.failure_rate));
     mount('errors', series.length > 0 && total > 0,
       h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.pct(today.failure_rate) }),
         h('span', { class: 'muted', text: 'failed today · ' + fmt.int(failed) + ' failures of ' + fmt.int(total) + ' validations in 14 days' })),
@@ -424,11 +450,6 @@
       h('div', { class: 'table-wrap' }, table)));
   }
 
-  function dayOf(t) {
-    const d = new Date(t);
-    return isNaN(d) ? null : d.toISOString().slice(0, 10);
-  }
-
   function notificationList(list, withCustomer) {
     return h('ul', { class: 'list emails' }, list.map((n) => {
       const kind = KINDS.find((k) => k[0] === n.kind);
@@ -441,22 +462,20 @@
   }
 
   function drawEmails(r) {
-    const list = r.notifications || [];
-    const counts = {};
-    for (const n of list) counts[n.kind] = (counts[n.kind] || 0) + 1;
+    const n = r.notifications || {};
+    const total = num(n.total);
+    const counts = n.by_kind || {};
     const items = KINDS.map(([k, name, color]) => ({ label: name, value: counts[k] || 0, color }));
-    // Per day, the last 14 days up to as_of.
-    const end = r.as_of ? new Date(r.as_of) : new Date();
-    const days = [];
-    for (let i = 13; i >= 0; i--) days.push(new Date(end.getTime() - i * 86400000).toISOString().slice(0, 10));
-    const byDay = KINDS.map(([k, name, color]) => ({ name, color, values: days.map((d) => list.filter((n) => n.kind === k && dayOf(n.at) === d).length) }));
-    const latest = list.slice(window.innerWidth < 520 ? -5 : -8).reverse();
-    mount('emails', list.length > 0,
+    // Per day, the last 14 days up to as_of (counted by the service).
+    const days = n.by_day || [];
+    const byDay = KINDS.map(([k, name, color]) => ({ name, color, values: days.map((d) => num(d.by_kind && d.by_kind[k])) }));
+    const latest = (n.latest || []).slice(0, window.innerWidth < 520 ? 5 : 8);
+    mount('emails', total > 0,
       h('div', { class: 'two' },
-        h('div', {}, h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(list.length) }), h('span', { class: 'muted', text: 'emails decided' })),
+        h('div', {}, h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(total) }), h('span', { class: 'muted', text: 'emails decided' })),
           hbars(items, { labelW: 110, width: fw('emails', 0.45), aria: 'emails by kind' }),
           h('div', { class: 'muted', style: 'margin-top:6px', text: 'by day, last 14 days' }),
-          vbars({ labels: days.map(fmt.day), series: byDay, stacked: true, width: fw('emails', 0.45), height: 140, maxLabels: 7, aria: 'emails by day' }),
+          vbars({ labels: days.map((d) => fmt.day(d.day)), series: byDay, stacked: true, width: fw('emails', 0.45), height: 140, maxLabels: 7, aria: 'emails by day' }),
           legend(KINDS.map(([, n, c]) => [n, c]))),
         h('div', {}, h('div', { class: 'muted', text: 'latest' }), notificationList(latest, true))));
   }
@@ -473,12 +492,11 @@
     const items = [
       { label: 'duplicates', value: ev.duplicates, color: COLORS.amber, title: 'ignored for a repeated event_id' },
       { label: 'rejected', value: ev.rejected, color: COLORS.red, title: 'not valid events (dead-letter topic)' },
-      { label: 'at-risk licenses', value: r.at_risk_licenses, color: COLORS.purple, title: 'active, no validation in 30 days' },
     ];
     const applied = num(ev.applied), all = applied + num(ev.duplicates) + num(ev.rejected);
     mount('events', applied > 0,
       h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(applied) }), h('span', { class: 'muted', text: 'events applied · ' + fmt.pct(all ? applied / all : null) + ' of received' })),
-      hbars(items, { width: fw('events'), labelW: 120, aria: 'duplicates, rejected events and at-risk licenses' }));
+      hbars(items, { width: fw('events'), labelW: 120, aria: 'duplicates and rejected events' }));
   }
 
   function drawOverview(r) {
@@ -499,8 +517,12 @@
     return ((health && health.reasons) || []).map((r) => ({ reason: r, points: DEFAULT_POINTS[r] || 0 }));
   }
 
-  function drawCustomer(data, report, id) {
-    lastDraw = () => drawCustomer(data, report, id);
+  function bandOf(score) {
+    return score < 25 ? '0–24' : score < 50 ? '25–49' : score < 75 ? '50–74' : '75–100';
+  }
+
+  function drawCustomer(data, id) {
+    lastDraw = () => drawCustomer(data, id);
     const c = (data && (data.customer || data)) || {};
     document.getElementById('customer-id').textContent = c.customer_id || id;
     document.title = 'keypulse — ' + (c.customer_id || id);
@@ -508,20 +530,29 @@
     const notes = Array.isArray(c.notifications) ? c.notifications : [];
     const health = c.health && typeof c.health === 'object' ? c.health : (typeof c.health === 'number' ? { score: c.health } : null);
     const active = licenses.filter((l) => (l.status || 'active') === 'active').length;
+    const nLicenses = data && typeof data.total === 'number' ? data.total : licenses.length;
     document.getElementById('customer-sub').textContent =
-      licenses.length + ' license' + (licenses.length === 1 ? '' : 's') + ' (' + active + ' active)' +
+      fmt.int(nLicenses) + ' license' + (nLicenses === 1 ? '' : 's') + (nLicenses > licenses.length ? ' (first ' + licenses.length + ' shown, ' : ' (') + active + ' active)' +
       (c.clock ? ' · customer clock ' + fmt.time(c.clock) : '');
 
-    // Score ring.
+    // Score ring, band, and each reason with its points.
+    const pens = penaltiesOf(health);
     if (health && typeof health.score === 'number') {
       const sc = health.score;
       const color = sc < 25 ? COLORS.red : sc < 50 ? '#f07a3a' : sc < 75 ? COLORS.amber : COLORS.green;
-      mount('health-score', true, h('div', { class: 'donuts' }, donut(sc / 100, color, sc < 50 ? 'churn risk' : 'health', String(sc))));
+      mount('health-score', true,
+        h('div', { class: 'health-head' },
+          donut(sc / 100, color, sc < 50 ? 'churn risk' : 'health', String(sc)),
+          h('div', {},
+            h('div', { class: 'big', text: sc + ' / 100' }),
+            h('div', { class: 'muted', text: 'band ' + bandOf(sc) + (sc < 50 ? ' · churn risk (below 50)' : ' · not at risk') }))),
+        pens.length
+          ? h('ul', { class: 'penalties' }, pens.map((p) => h('li', {}, reasonPill(p.reason), h('b', { class: 'down', text: '−' + p.points }))))
+          : h('div', { class: 'muted', text: 'no penalty: full health' }));
     } else {
       mount('health-score', false);
     }
     // Waterfall: 100, each penalty, the score.
-    const pens = penaltiesOf(health);
     if (health) {
       const steps = [{ label: 'start', value: 100, color: '#c9d3e6' }];
       let left = 100;
@@ -540,29 +571,31 @@
     const items = licenses.map((l) => {
       const used = num(l.domains_used !== undefined ? l.domains_used : (Array.isArray(l.domains) ? l.domains.length : 0));
       const limit = num(l.domain_limit);
-      return { label: String(l.license_key || l.key || '?').slice(0, 18), value: limit ? Math.min(1, used / limit) : 0,
+      const key = String(l.license_key || l.key || '?');
+      return { label: key.length > 22 ? '…' + key.slice(-21) : key, value: limit ? Math.min(1, used / limit) : 0,
         valueText: used + ' / ' + (limit || '–'), color: (l.status || 'active') === 'active' ? COLORS.accent : COLORS.gray,
         title: (l.license_key || '') + ': ' + used + ' of ' + limit + ' domains' };
     });
-    mount('license-domains', items.length > 0, hbars(items, { width: fw('license-domains'), max: 1, labelW: 150, valW: 70, aria: 'domains used per license' }));
-    const cols = [['license_key', 'license'], ['plan', 'plan'], ['status', 'status'], ['mrr_cents', 'MRR'], ['last_validation', 'last validation'], ['issued_at', 'issued'], ['expires_at', 'expires']];
+    mount('license-domains', items.length > 0, hbars(items, { width: fw('license-domains'), max: 1, labelW: 170, valW: 70, aria: 'domains used per license' }));
+    const cols = [['license_key', 'license'], ['plan', 'plan'], ['status', 'status'], ['mrr_cents', 'MRR'], ['triggers', 'upgrade triggers'], ['last_validation', 'last validation'], ['issued_at', 'issued'], ['expires_at', 'expires']];
     document.getElementById('licenses').replaceChildren(h('table', {},
       h('tr', {}, cols.map(([, t]) => h('th', { text: t }))),
       licenses.map((l) => h('tr', {}, cols.map(([k]) => h('td', {
         class: k === 'mrr_cents' ? 'num' : null,
-        text: l[k] === undefined || l[k] === null ? '–' : k === 'mrr_cents' ? fmt.money(l[k]) : /_at$|validation$/.test(k) ? fmt.time(l[k]) : String(l[k]),
+        text: l[k] === undefined || l[k] === null ? '–' : k === 'mrr_cents' ? fmt.money(l[k]) : k === 'triggers' ? (l[k].length ? l[k].map((t) => TRIGGERS[t] || t).join(', ') : '–') : /_at$|validation$/.test(k) ? fmt.time(l[k]) : String(l[k]),
       }))))));
     // Signals: health reasons, upgrade triggers, churn signals from the emails.
     const sig = document.getElementById('signals');
-    const cid = c.customer_id || id;
-    const upgrades = ((report && report.upgrade_pipeline) || []).filter((e) => e.customer_id === cid);
+    const upgrades = licenses.filter((l) => Array.isArray(l.triggers) && l.triggers.length).map((l) => ({ license_key: String(l.license_key), triggers: l.triggers }));
     const churnSignals = [...new Set(notes.filter((n) => n.kind === 'churn_warning').flatMap((n) => n.reasons || []))];
     const block = (title, pills) => h('div', { style: 'margin-bottom:10px' }, h('div', { class: 'muted', text: title }), pills.length ? pills : h('span', { class: 'muted', text: 'none' }));
     sig.replaceChildren(
       block('health penalties', pens.map((p) => reasonPill(p.reason))),
       block('churn signals (emails)', churnSignals.map((x) => h('span', { class: 'pill red', text: x.replace(/_/g, ' ') }))),
       block('upgrade triggers', upgrades.flatMap((e) => (e.triggers || []).map((t) => h('span', { class: 'pill green', title: e.license_key, text: (TRIGGERS[t] || t) + ' · ' + e.license_key.slice(-4) })))));
-    document.getElementById('emails').replaceChildren(notes.length ? notificationList(notes.slice().reverse(), false) : h('div', { class: 'muted', text: 'no email decided for this customer' }));
+    const nNotes = data && typeof data.total_notifications === 'number' ? data.total_notifications : notes.length;
+    document.getElementById('emails').replaceChildren(...[notes.length ? notificationList(notes.slice().reverse(), false) : h('div', { class: 'muted', text: 'no email decided for this customer' }),
+      nNotes > notes.length ? h('div', { class: 'muted', text: 'the latest ' + notes.length + ' of ' + fmt.int(nNotes) }) : null].filter((x) => x));
   }
 
   // ---- fetching and refresh ------------------------------------------------------------
@@ -578,21 +611,79 @@
     const a = document.getElementById('as-of');
     if (a && ok) a.textContent = asOf ? 'as of ' + fmt.time(asOf) : 'no events yet';
   }
+  // ---- the token ------------------------------------------------------------------------
+  function token() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  function setToken(t) {
+    try { if (t) sessionStorage.setItem(TOKEN_KEY, t); else sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* storage off */ }
+    const out = document.getElementById('logout');
+    if (out) out.hidden = !t;
+  }
+  let onLogin = null;
+  // The login form (made on the first 401, under the banner).
+  function loginForm() {
+    const found = document.getElementById('login');
+    if (found) return found;
+    const form = h('form', { id: 'login', class: 'login', hidden: '' },
+      h('label', { for: 'token', id: 'login-msg', text: 'This keypulse needs an access token.' }),
+      h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', placeholder: 'access token' }),
+      h('button', { type: 'submit', text: 'Sign in' }),
+      h('span', { class: 'muted', text: 'kept in this tab only (sessionStorage)' }));
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      const input = document.getElementById('token');
+      const t = input ? input.value.trim() : '';
+      if (!t) return;
+      setToken(t);
+      if (input) input.value = '';
+      form.hidden = true;
+      if (onLogin) onLogin();
+    });
+    const banner = document.getElementById('banner');
+    if (banner) banner.after(form); else document.body.prepend(form);
+    return form;
+  }
+  // Shows the login form (the service answered 401); `refused` when a token was sent.
+  function askToken(refused) {
+    const form = loginForm();
+    form.hidden = false;
+    const msg = document.getElementById('login-msg');
+    if (msg) msg.textContent = refused ? 'That token was refused.' : 'This keypulse needs an access token.';
+    const input = document.getElementById('token');
+    if (input && document.activeElement !== input) input.focus();
+  }
+  function wireLogout() {
+    const out = document.getElementById('logout');
+    if (out) {
+      out.hidden = !token();
+      out.addEventListener('click', (ev) => { ev.preventDefault(); setToken(''); location.reload(); });
+    }
+  }
+
   async function getJson(url) {
-    const res = await fetch(url, { headers: { accept: 'application/json' }, cache: 'no-store' });
+    const headers = { accept: 'application/json' };
+    const t = token();
+    if (t) headers.authorization = 'Bearer ' + t;
+    const res = await fetch(url, { headers, cache: 'no-store' });
+    if (res.status === 401) {
+      if (t) setToken('');
+      askToken(!!t);
+      const e = new Error('sign-in needed'); e.status = 401; throw e;
+    }
     if (!res.ok) { const e = new Error(url + ': HTTP ' + res.status); e.status = res.status; throw e; }
     return res.json();
   }
 
   async function refreshOverview() {
     try {
-      const r = await getJson('/api/v1/report');
+      const r = await getJson('/api/v1/summary?top=' + TOP);
       drawOverview(r);
       setStatus(true, r.as_of);
       banner('');
     } catch (e) {
       setStatus(false);
-      banner('Cannot load the report (' + e.message + '); retrying.');
+      banner(e.status === 401 ? '' : 'Cannot load the summary (' + e.message + '); retrying.');
     }
   }
 
@@ -607,16 +698,13 @@
     const id = customerId();
     if (!id) { banner('No customer given: open this page from the dashboard.'); return; }
     try {
-      const [data, report] = await Promise.all([
-        getJson('/api/v1/customers/' + encodeURIComponent(id)),
-        getJson('/api/v1/report').catch(() => null),
-      ]);
-      drawCustomer(data, report, id);
-      setStatus(true, (data && data.as_of) || (report && report.as_of));
+      const data = await getJson('/api/v1/customers/' + encodeURIComponent(id) + '?limit=' + 50);
+      drawCustomer(data, id);
+      setStatus(true, data && data.as_of);
       banner('');
     } catch (e) {
       setStatus(false);
-      banner(e.status === 404 ? 'Unknown customer ' + id + '.' : 'Cannot load customer ' + id + ' (' + e.message + '); retrying.');
+      banner(e.status === 401 ? '' : e.status === 404 ? 'Unknown customer ' + id + '.' : 'Cannot load customer ' + id + ' (' + e.message + '); retrying.');
     }
   }
 
@@ -631,6 +719,8 @@
       busy = true;
       try { await refresh(); } finally { busy = false; }
     };
+    onLogin = tick;
+    wireLogout();
     tick();
     setInterval(tick, REFRESH_MS);
   }
