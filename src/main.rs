@@ -142,7 +142,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime()?.block_on(async move {
                 eprintln!("keypulse demo: starting the embedded broker and sending {history_days} days of history for {customers} customers...");
-                let demo = Demo::prepare(&mut config, &opts).await?;
+                // A signal during the upload stops the demo cleanly (the service has not
+                // started: there is nothing to fold or commit yet).
+                let demo = tokio::select! {
+                    demo = Demo::prepare(&mut config, &opts) => demo?,
+                    signal = wait_for_signal() => {
+                        let signal = signal?;
+                        eprintln!("keypulse demo: {signal} while sending the history: stopped before the service started");
+                        return Ok(());
+                    }
+                };
                 eprintln!("keypulse demo: {} history events sent; starting the service", demo.history_events);
                 run_service(config, ClockMode::Wall, Some((demo, opts))).await
             })
@@ -174,18 +183,25 @@ async fn start_outbox(
         .context("cannot start the email outbox")
 }
 
-/// `tracing` to standard error, as text or one JSON object per line.
+/// `tracing` to standard error, as text or one JSON object per line. The filter is
+/// `RUST_LOG` when set and not empty (an invalid one is an error, never ignored), else
+/// `log.level` (checked with the rest of the config). Text has ANSI colours only when
+/// standard error is a terminal.
 fn init_logging(format: Option<LogFormat>, config: &Config) -> anyhow::Result<()> {
     let json = match format {
         Some(f) => f == LogFormat::Json,
         None => config.log.format == "json",
     };
-    let level = config.log.level.as_str();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .with_context(|| format!("log.level: `{level}` is not a tracing filter"))?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&v)
+            // `{e}` only: the parse error's source repeats its message.
+            .map_err(|e| anyhow::anyhow!("RUST_LOG: `{v}` is not a tracing filter: {e}"))?,
+        _ => keypulse::config::log_filter(&config.log.level)
+            .map_err(|e| anyhow::anyhow!("config key `log.level`: {e}"))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = if json {
         builder.json().flatten_event(true).try_init()

@@ -3,12 +3,14 @@
 //! Owns reading lines (from a file or stdin), skipping blank ones, and keeping the
 //! rejection summary that `keypulse replay` prints. Guarantees: a line that is not a valid
 //! event is counted by reason and changes nothing else; a read error is an error (never a
-//! silently shorter replay); `as_of` is the watermark, as SPEC §2 asks of a replay.
+//! silently shorter replay); `as_of` is the watermark, as SPEC §2 asks of a replay; a line
+//! longer than `core.max_event_bytes` is `too_large`: it is never parsed, nor held whole
+//! in memory (the reader keeps at most the limit and skips to the line's end).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use crate::core::{decode, CoreConfig, Notification, PartitionState, RejectReason, Report};
+use crate::core::{decode_bounded, CoreConfig, Notification, PartitionState, RejectReason, Report};
 
 /// How many line numbers per reason the summary keeps.
 pub const EXAMPLE_LINES: usize = 5;
@@ -74,14 +76,15 @@ impl Replay {
         Self::default()
     }
 
-    /// Folds one line (without its newline). Blank lines are skipped.
+    /// Folds one line (without its newline). Blank lines are skipped; a line longer than
+    /// `core.max_event_bytes` is rejected as `too_large`, even if blank.
     pub fn feed_line(&mut self, line: &[u8], cfg: &CoreConfig) {
         self.lines += 1;
         self.bytes += line.len() as u64 + 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if line.len() <= cfg.max_event_bytes && line.iter().all(u8::is_ascii_whitespace) {
             return;
         }
-        match decode(line) {
+        match decode_bounded(line, cfg.max_event_bytes) {
             Ok(ev) => {
                 self.state.apply(&ev, cfg, &mut self.decisions);
             }
@@ -100,24 +103,118 @@ impl Replay {
         mut on_progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
         let mut buf = Vec::with_capacity(1024);
+        // A line end may be `\r\n`: keep one byte more than the limit, so that a line of
+        // exactly the limit plus its `\r` is not taken for a longer one.
+        let keep = cfg.max_event_bytes.saturating_add(2);
         loop {
             buf.clear();
-            let n = input.read_until(b'\n', &mut buf)?;
+            let (n, cut) = read_line_bounded(&mut input, &mut buf, keep)?;
             if n == 0 {
                 return Ok(());
             }
-            while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                buf.pop();
+            if cut {
+                self.feed_too_large(n);
+            } else {
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                self.feed_line(&buf, cfg);
             }
-            self.feed_line(&buf, cfg);
             if self.lines % 8192 == 0 {
                 on_progress(self.bytes);
             }
         }
     }
 
+    /// Counts a line of `n` bytes (its line end included) that was too large to keep.
+    fn feed_too_large(&mut self, n: u64) {
+        self.lines += 1;
+        self.bytes += n;
+        self.state.record_rejected();
+        self.rejections.record(RejectReason::TooLarge, self.lines);
+    }
+
     /// The report at the watermark.
     pub fn report(&self, cfg: &CoreConfig) -> Report {
         self.state.report(self.state.watermark(), cfg)
+    }
+}
+
+/// Reads one line (through its `\n`, or to the end of the input) into `buf`, keeping at
+/// most `keep` bytes of it. Returns the bytes consumed and whether the line was cut.
+fn read_line_bounded(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    keep: usize,
+) -> std::io::Result<(u64, bool)> {
+    let mut consumed = 0u64;
+    let mut cut = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok((consumed, cut));
+        }
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..=i], true),
+            None => (chunk, false),
+        };
+        let room = keep.saturating_sub(buf.len());
+        if part.len() > room {
+            cut = true;
+        }
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        let n = part.len();
+        input.consume(n);
+        consumed += n as u64;
+        if done {
+            return Ok((consumed, cut));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(text: &[u8], max: usize) -> Replay {
+        let cfg = CoreConfig {
+            max_event_bytes: max,
+            ..CoreConfig::default()
+        };
+        let mut r = Replay::new();
+        // A tiny buffer, so that lines span many reads.
+        let input = std::io::BufReader::with_capacity(7, text);
+        r.feed_reader(input, &cfg, |_| {}).unwrap();
+        r
+    }
+
+    const EVENT: &str =
+        r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c1"}"#;
+
+    #[test]
+    fn lines_over_the_limit_are_too_large_and_the_rest_folds() {
+        let n = EVENT.len();
+        let long = format!(r#"{{"pad":"{}","type":"payment.failed"}}"#, "x".repeat(n));
+        let text = format!(
+            "{EVENT}\n{long}\n{EVENT}\r\n\n{}\n{EVENT}",
+            " ".repeat(n + 5)
+        );
+        let r = replay(text.as_bytes(), n);
+        let too_large = &r.rejections.by_reason[&RejectReason::TooLarge];
+        assert_eq!(too_large, &(2, vec![2, 5]));
+        assert_eq!(r.rejections.total(), 2);
+        assert_eq!(r.report(&CoreConfig::default()).events.applied, 3);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_folds() {
+        let text = format!("{EVENT}\r\n{EVENT}");
+        let r = replay(text.as_bytes(), EVENT.len());
+        assert_eq!(r.rejections.total(), 0);
+        assert_eq!(r.report(&CoreConfig::default()).events.applied, 2);
     }
 }

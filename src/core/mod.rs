@@ -17,7 +17,9 @@ pub mod view;
 pub mod window;
 
 pub use config::CoreConfig;
-pub use event::{decode, Event, EventKind, RejectReason, Rejection, ValidationResult};
+pub use event::{
+    decode, decode_bounded, Event, EventKind, RejectReason, Rejection, ValidationResult,
+};
 pub use report::{Aggregate, Report};
 pub use signals::{Notification, NotificationKind};
 pub use state::{Applied, PartitionState};

@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::core::event::{EventKind, RejectReason, EVENT_TYPES};
 use crate::core::time::Micros;
 use crate::core::{
-    decode, Aggregate, Applied, CoreConfig, CustomerView, Notification, NotificationKind,
+    decode_bounded, Aggregate, Applied, CoreConfig, CustomerView, Notification, NotificationKind,
     PartitionState,
 };
 use crate::metrics::{country_label, Metrics};
@@ -396,7 +396,7 @@ impl Worker {
             let counted = m.offset >= h.count_from;
             let payload = b.slice(m.payload).unwrap_or(&[]);
             t.folded += 1;
-            match decode(payload) {
+            match decode_bounded(payload, cfg.max_event_bytes) {
                 Ok(ev) => match h.state.apply(&ev, cfg, &mut self.out) {
                     Applied::Applied => {
                         h.newest_ts = h.newest_ts.max(ev.ts);
