@@ -299,7 +299,7 @@ fn syntax_error(path: &Path, text: &str, e: &toml::de::Error) -> ConfigError {
         path: path.to_path_buf(),
         line,
         column,
-        message: e.message().trim_end().to_string(),
+        message: e.message().trim_end().replace('\n', "; "),
     }
 }
 

@@ -144,13 +144,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 eprintln!("keypulse demo: starting the embedded broker and sending {history_days} days of history for {customers} customers...");
                 // A signal during the upload stops the demo cleanly (the service has not
                 // started: there is nothing to fold or commit yet).
+                // The handlers are installed before the upload starts, so that a signal
+                // that comes while it runs is caught, not fatal.
+                let mut signals = Signals::new()?;
                 let demo = tokio::select! {
-                    demo = Demo::prepare(&mut config, &opts) => demo?,
-                    signal = wait_for_signal() => {
-                        let signal = signal?;
+                    biased;
+                    signal = signals.recv() => {
                         eprintln!("keypulse demo: {signal} while sending the history: stopped before the service started");
                         return Ok(());
                     }
+                    demo = Demo::prepare(&mut config, &opts) => demo?,
                 };
                 eprintln!("keypulse demo: {} history events sent; starting the service", demo.history_events);
                 run_service(config, ClockMode::Wall, Some((demo, opts))).await
@@ -293,13 +296,32 @@ async fn run_service(
 
 /// Waits for SIGTERM or SIGINT; returns its name.
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    Ok(Signals::new()?.recv().await)
+}
+
+/// SIGTERM and SIGINT handlers: installed when created, so a signal that comes before
+/// [`Signals::recv`] is awaited is kept, not fatal.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The name of the next signal.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 fn replay(config: &Config, file: &str, compact: bool) -> anyhow::Result<()> {

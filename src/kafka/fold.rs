@@ -337,6 +337,11 @@ impl Worker {
                     .into_iter()
                     .filter_map(|tp| {
                         let h = self.held.remove(&tp)?;
+                        let _ = self
+                            .shared
+                            .metrics
+                            .state_partition_bytes
+                            .remove_label_values(&[&*tp.topic, &tp.partition.to_string()]);
                         let customers = h.state.customer_ids().map(Into::into).collect();
                         Some((tp, h.next, customers))
                     })
@@ -352,13 +357,19 @@ impl Worker {
                     },
                     ..Default::default()
                 };
-                for h in self.held.values() {
+                for (tp, h) in &self.held {
                     out.aggregate
                         .merge(h.state.aggregate(as_of, &self.shared.cfg));
                     let (c, l) = h.state.sizes();
                     out.customers += c;
                     out.licenses += l;
-                    out.bytes += h.state.approx_bytes();
+                    let bytes = h.state.approx_bytes();
+                    out.bytes += bytes;
+                    self.shared
+                        .metrics
+                        .state_partition_bytes
+                        .with_label_values(&[&*tp.topic, &tp.partition.to_string()])
+                        .set(bytes as i64);
                 }
                 let _ = reply.send(out);
             }

@@ -15,6 +15,7 @@
 //! state is dropped. Decisions made while a partition is rebuilt are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
+pub mod commit;
 pub mod consumer;
 pub mod dlq;
 pub mod events;
