@@ -142,19 +142,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime()?.block_on(async move {
                 eprintln!("keypulse demo: starting the embedded broker and sending {history_days} days of history for {customers} customers...");
-                // A signal during the upload stops the demo cleanly (the service has not
-                // started: there is nothing to fold or commit yet).
-                // The handlers are installed before the upload starts, so that a signal
-                // that comes while it runs is caught, not fatal.
+                // A signal during the upload stops the demo at once, with a message: the
+                // service has not started, there is nothing to fold or commit yet. The
+                // watcher is a task of its own, so it answers even while the upload keeps
+                // this thread busy.
                 let mut signals = Signals::new()?;
-                let demo = tokio::select! {
-                    biased;
-                    signal = signals.recv() => {
-                        eprintln!("keypulse demo: {signal} while sending the history: stopped before the service started");
-                        return Ok(());
-                    }
-                    demo = Demo::prepare(&mut config, &opts) => demo?,
-                };
+                let watcher = tokio::spawn(async move {
+                    let signal = signals.recv().await;
+                    eprintln!("keypulse demo: {signal} while sending the history: stopped before the service started");
+                    std::process::exit(0);
+                });
+                let demo = Demo::prepare(&mut config, &opts).await;
+                watcher.abort();
+                let demo = demo?;
                 eprintln!("keypulse demo: {} history events sent; starting the service", demo.history_events);
                 run_service(config, ClockMode::Wall, Some((demo, opts))).await
             })

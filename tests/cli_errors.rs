@@ -168,6 +168,7 @@ fn sigterm_during_the_demo_upload_exits_cleanly() {
     stderr.read_line(&mut first).unwrap();
     assert!(first.contains("sending 60 days of history"), "{first}");
     std::thread::sleep(Duration::from_millis(500));
+    let t0 = Instant::now();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
@@ -176,9 +177,12 @@ fn sigterm_during_the_demo_upload_exits_cleanly() {
         .success());
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let t0 = Instant::now();
     let status = child.wait().unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        t0.elapsed()
+    );
     assert!(status.success(), "{status}: {rest}");
     assert!(rest.contains("SIGTERM while sending the history"), "{rest}");
     assert!(
