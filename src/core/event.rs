@@ -360,6 +360,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
             });
         }
     };
+    if raw.unreadable {
+        return Err(Rejection {
+            reason: RejectReason::NotJson,
+            field: None,
+        });
+    }
     raw.validate()
 }
 
@@ -451,7 +457,13 @@ macro_rules! raw_fields {
         /// The known fields of an event object, each as found (or absent).
         #[derive(Default, Debug)]
         #[allow(non_snake_case)]
-        struct RawEvent<'a> { $($name: Option<Raw<'a>>,)* }
+        struct RawEvent<'a> {
+            $($name: Option<Raw<'a>>,)*
+            /// A known field held JSON text that serde_json cannot read as a value (a
+            /// number beyond a double, `1e400`; a lone surrogate escape, `"\ud800"`): the
+            /// event is `not_json`, as when serde_json parses such a value itself.
+            unreadable: bool,
+        }
 
         /// Which known field a key names.
         #[allow(non_camel_case_types)]
@@ -475,7 +487,10 @@ macro_rules! raw_fields {
                         // A repeated key: the last occurrence counts (SPEC §1).
                         $(FieldName::$name => {
                             let raw = map.next_value::<&'de RawValue>()?;
-                            ev.$name = Some(Raw::of(raw).map_err(de::Error::custom)?);
+                            match Raw::of(raw) {
+                                Ok(v) => ev.$name = Some(v),
+                                Err(_) => ev.unreadable = true,
+                            }
                         })*
                         FieldName::Unknown => { map.next_value::<IgnoredAny>()?; }
                     }
@@ -816,6 +831,21 @@ mod tests {
             reason(r#"{"type":"payment.failed","ts":"2016-12-31T23:59:60Z","customer_id":"c"}"#),
             (RejectReason::BadTimestamp, Some("ts"))
         );
+    }
+
+    #[test]
+    fn unreadable_values_are_not_json() {
+        let line = r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","domain_limit":1e400}"#;
+        assert_eq!(reason(line), (RejectReason::NotJson, None));
+        let line = r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","email":"\ud800"}"#;
+        assert_eq!(reason(line), (RejectReason::NotJson, None));
+        // ...but in an unknown field, skipped unread, as before.
+        for x in ["1e400", r#""\ud800""#] {
+            let line = format!(
+                r#"{{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","x":{x}}}"#
+            );
+            assert!(decode(line.as_bytes()).is_ok(), "{line}");
+        }
     }
 
     #[test]
