@@ -186,7 +186,9 @@ impl Backtest {
 
 /// Folds every line of `input` under both configurations: each batch is read and decoded
 /// once, then folded under the baseline on a second thread while this one folds it under
-/// the candidate. Returns the two replays (baseline, candidate).
+/// the candidate. Returns the two replays (baseline, candidate). Both configurations must
+/// have the same `core.max_event_bytes`: a line is decoded once, so whether it is
+/// `too_large` is decided once (a backtest compares decisions, not decoders).
 pub fn fold_both(
     mut input: impl BufRead,
     baseline: &CoreConfig,
@@ -194,9 +196,20 @@ pub fn fold_both(
 ) -> std::io::Result<(Replay, Replay)> {
     let mut base = Replay::new();
     let mut cand = Replay::new();
+    let max = candidate.max_event_bytes;
+    if baseline.max_event_bytes != max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "core.max_event_bytes differs between baseline ({}) and candidate ({max}): \
+                 a backtest compares decisions under one decoder limit",
+                baseline.max_event_bytes
+            ),
+        ));
+    }
     let mut batch = LineBatch::default();
-    while batch.fill(&mut input, BATCH_LINES, BATCH_BYTES)? {
-        let lines: Vec<Line<'_>> = batch.lines().map(Line::decode).collect();
+    while batch.fill(&mut input, BATCH_LINES, BATCH_BYTES, max)? {
+        let lines: Vec<Line<'_>> = batch.decoded(max).collect();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for line in &lines {

@@ -2,10 +2,13 @@
 //!
 //! Owns every operator-facing setting. A file is optional; every key has a default.
 //! Environment variables override the file: `KEYPULSE__SECTION__KEY=value` sets
-//! `section.key` (nested keys add more `__`), the value read as a TOML scalar when it
-//! parses as one and as a string otherwise. Guarantees: an unknown key or a bad value is
-//! an error that names the key (`core.health.churn_risk_below: ...`); secrets are never
-//! read from the file itself, only from the environment or a file that the config names.
+//! `section.key` (nested keys add more `__`), the value taking the type of its key (a
+//! string key gets the string as given, whatever it looks like; see
+//! [`Config::load_with_env`]). Guarantees: an unknown key or a bad value is an error that
+//! names the key (`core.health.churn_risk_below: ...`), a TOML syntax error its line and
+//! column; no error prints the value of a secret key ([`is_secret_key`]); secrets are
+//! never read from the file itself, only from the environment or a file that the config
+//! names.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::CoreConfig;
 pub use crate::http::config::HttpConfig;
+
+mod overrides;
+pub use overrides::is_secret_key;
 
 /// Prefix of the environment overrides.
 pub const ENV_PREFIX: &str = "KEYPULSE__";
@@ -196,16 +202,23 @@ impl Default for LogConfig {
     }
 }
 
-/// A configuration problem, naming the key.
+/// A configuration problem, naming the key. No message carries the value of a secret
+/// key (see [`is_secret_key`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        // Not a `source`: the message already says it, and `{:#}` would print it twice.
+        error: std::io::Error,
     },
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax { path: PathBuf, message: String },
+    #[error("config file {path} is not valid TOML: line {line}, column {column}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("config key `{key}`: {problem}")]
     Key { key: String, problem: String },
 }
@@ -224,57 +237,38 @@ impl Config {
     }
 
     /// As [`Self::load`], with the environment given (for tests).
+    ///
+    /// An override takes the type of the key it sets: it is first set as a string, and
+    /// only where a string does not fit that key (a number, a bool, a list) is it read
+    /// as a TOML value (`5`, `true`, `["a", "b"]`; a list also as `a,b`). So
+    /// `KEYPULSE__KAFKA__GROUP_ID=12345` is the string `"12345"`, and
+    /// `KEYPULSE__KAFKA__FOLD_WORKERS=4` the number 4.
     pub fn load_with_env(
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table = match path {
+        let table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
                     path: p.to_path_buf(),
-                    source,
+                    error,
                 })?;
                 text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::Syntax {
-                        path: p.to_path_buf(),
-                        message: e.message().to_string(),
-                    })?
+                    .map_err(|e| overrides::syntax_error(p, &text, &e))?
             }
             None => toml::Table::new(),
         };
-        let mut overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        overrides.sort();
-        for (name, value) in overrides {
-            let path: Vec<String> = name[ENV_PREFIX.len()..]
-                .split("__")
-                .map(|s| s.to_ascii_lowercase())
-                .collect();
-            set_path(&mut table, &path, &value)
-                .map_err(|p| key_error(format!("{name} ({})", path.join(".")), p))?;
-        }
-        Self::from_table(table)
+        let cfg = overrides::deserialize_with_env(table, env)?;
+        cfg.validate()?;
+        Ok(cfg)
     }
 
     /// Parses a TOML text (no environment), for tests and embedded defaults.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let table = text
             .parse::<toml::Table>()
-            .map_err(|e| ConfigError::Syntax {
-                path: PathBuf::from("<inline>"),
-                message: e.message().to_string(),
-            })?;
-        Self::from_table(table)
-    }
-
-    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
-        let cfg: Config =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-                let key = e.path().to_string();
-                key_error(key, e.into_inner().to_string())
-            })?;
+            .map_err(|e| overrides::syntax_error(Path::new("<inline>"), text, &e))?;
+        let cfg = overrides::deserialize_with_env(table, Vec::new())?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -385,29 +379,17 @@ impl Config {
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(key_error("log.format", "must be `text` or `json`"));
         }
+        log_filter(&self.log.level).map_err(|problem| key_error("log.level", problem))?;
         Ok(())
     }
 }
 
-/// Sets `path` in `table` to `raw`, read as a TOML scalar when it parses as one.
-fn set_path(table: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
-    let (last, parents) = path.split_last().ok_or("empty key")?;
-    let mut t = table;
-    for p in parents {
-        let entry = t
-            .entry(p.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{p}` is not a section"))?;
-    }
-    let value = format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    t.insert(last.clone(), value);
-    Ok(())
+/// The `tracing` filter of `log.level`; the error says why it is not one, once.
+pub fn log_filter(level: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    // `{e}` only: the parse error's `source()` repeats its own message.
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+        format!("`{level}` is not a tracing filter (e.g. `info` or `keypulse=debug`): {e}")
+    })
 }
 
 #[cfg(test)]

@@ -51,14 +51,17 @@ impl Default for DemoOptions {
 }
 
 /// The running surroundings of the demo: the mock cluster and the simulator.
+///
+/// Fields drop in order: the live phase's producer before the broker, so that a demo that
+/// stops early does not log the producer's "all brokers down" on its way out.
 pub struct Demo {
-    /// The embedded broker. Not `Send`: it stays with the caller while the live phase runs
-    /// on the runtime, and must outlive it.
-    pub cluster: MockCluster<'static, DefaultProducerContext>,
     /// The simulator's live phase, ready to run.
     pub live: LivePhase,
     /// Events sent during the history.
     pub history_events: u64,
+    /// The embedded broker. Not `Send`: it stays with the caller while the live phase runs
+    /// on the runtime, and must outlive it.
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
 }
 
 /// The simulator after its history: produces live events to the mock cluster.
@@ -113,13 +116,13 @@ impl Demo {
             .await
             .context("cannot send the simulated history to the mock cluster")?;
         Ok(Self {
-            cluster,
             live: LivePhase {
                 producer,
                 simulator,
                 topic,
             },
             history_events: stats.history,
+            cluster,
         })
     }
 }

@@ -145,7 +145,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime()?.block_on(async move {
                 eprintln!("keypulse demo: starting the embedded broker and sending {history_days} days of history for {customers} customers...");
-                let demo = Demo::prepare(&mut config, &opts).await?;
+                // A signal during the upload stops the demo at once, with a message: the
+                // service has not started, there is nothing to fold or commit yet. The
+                // watcher is a task of its own, so it answers even while the upload keeps
+                // this thread busy.
+                let mut signals = Signals::new()?;
+                let watcher = tokio::spawn(async move {
+                    let signal = signals.recv().await;
+                    eprintln!("keypulse demo: {signal} while sending the history: stopped before the service started");
+                    std::process::exit(0);
+                });
+                let demo = Demo::prepare(&mut config, &opts).await;
+                watcher.abort();
+                let demo = demo?;
                 eprintln!("keypulse demo: {} history events sent; starting the service", demo.history_events);
                 run_service(config, ClockMode::Wall, Some((demo, opts))).await
             })
@@ -180,18 +192,25 @@ async fn start_outbox(
         .context("cannot start the email outbox")
 }
 
-/// `tracing` to standard error, as text or one JSON object per line.
+/// `tracing` to standard error, as text or one JSON object per line. The filter is
+/// `RUST_LOG` when set and not empty (an invalid one is an error, never ignored), else
+/// `log.level` (checked with the rest of the config). Text has ANSI colours only when
+/// standard error is a terminal.
 fn init_logging(format: Option<LogFormat>, config: &Config) -> anyhow::Result<()> {
     let json = match format {
         Some(f) => f == LogFormat::Json,
         None => config.log.format == "json",
     };
-    let level = config.log.level.as_str();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
-        .with_context(|| format!("log.level: `{level}` is not a tracing filter"))?;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(&v)
+            // `{e}` only: the parse error's source repeats its message.
+            .map_err(|e| anyhow::anyhow!("RUST_LOG: `{v}` is not a tracing filter: {e}"))?,
+        _ => keypulse::config::log_filter(&config.log.level)
+            .map_err(|e| anyhow::anyhow!("config key `log.level`: {e}"))?,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = if json {
         builder.json().flatten_event(true).try_init()
@@ -283,13 +302,32 @@ async fn run_service(
 
 /// Waits for SIGTERM or SIGINT; returns its name.
 async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+    Ok(Signals::new()?.recv().await)
+}
+
+/// SIGTERM and SIGINT handlers: installed when created, so a signal that comes before
+/// [`Signals::recv`] is awaited is kept, not fatal.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+        })
+    }
+
+    /// The name of the next signal.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 fn replay(config: &Config, file: &str, compact: bool) -> anyhow::Result<()> {

@@ -142,6 +142,9 @@ pub struct Metrics {
     pub state_customers: IntGauge,
     /// `keypulse_state_bytes`: approximate bytes of the fold state.
     pub state_bytes: IntGauge,
+    /// `keypulse_state_partition_bytes{topic,partition}`: approximate bytes of the fold
+    /// state of each assigned partition (set by the fold workers, removed on revocation).
+    pub state_partition_bytes: IntGaugeVec,
     /// `keypulse_assigned_partitions`: partitions assigned to this instance.
     pub assigned_partitions: IntGauge,
     /// `keypulse_ready`: 1 when `/readyz` answers 200.
@@ -498,6 +501,14 @@ impl Metrics {
                     "state_bytes",
                     "Approximate bytes of this instance's fold state."
                 ))?
+            ),
+            state_partition_bytes: reg!(
+                r,
+                g(
+                    "state_partition_bytes",
+                    "Approximate bytes of the fold state of each assigned partition.",
+                    &["topic", "partition"]
+                )?
             ),
             assigned_partitions: reg!(
                 r,

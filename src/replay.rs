@@ -3,12 +3,16 @@
 //! Owns reading lines (from a file or stdin), skipping blank ones, and keeping the
 //! rejection summary that `keypulse replay` prints. Guarantees: a line that is not a valid
 //! event is counted by reason and changes nothing else; a read error is an error (never a
-//! silently shorter replay); `as_of` is the watermark, as SPEC §2 asks of a replay.
+//! silently shorter replay); `as_of` is the watermark, as SPEC §2 asks of a replay; a line
+//! longer than `core.max_event_bytes` is `too_large`: it is never parsed, nor held whole
+//! in memory (the reader keeps at most the limit and skips to the line's end).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use crate::core::{decode, CoreConfig, Event, Notification, PartitionState, RejectReason, Report};
+use crate::core::{
+    decode_bounded, CoreConfig, Event, Notification, PartitionState, RejectReason, Report,
+};
 
 /// How many line numbers per reason the summary keeps.
 pub const EXAMPLE_LINES: usize = 5;
@@ -70,12 +74,13 @@ pub enum Line<'a> {
 }
 
 impl<'a> Line<'a> {
-    /// Decodes one line (without its newline).
-    pub fn decode(line: &'a [u8]) -> Self {
-        if line.iter().all(u8::is_ascii_whitespace) {
+    /// Decodes one line (without its newline); a line longer than `max_bytes` is
+    /// `too_large`, even if blank.
+    pub fn decode(line: &'a [u8], max_bytes: usize) -> Self {
+        if line.len() <= max_bytes && line.iter().all(u8::is_ascii_whitespace) {
             return Self::Blank;
         }
-        match decode(line) {
+        match decode_bounded(line, max_bytes) {
             Ok(ev) => Self::Event(ev),
             Err(r) => Self::Rejected(r.reason),
         }
@@ -86,41 +91,54 @@ impl<'a> Line<'a> {
 #[derive(Debug, Default)]
 pub struct LineBatch {
     bytes: Vec<u8>,
-    spans: Vec<(usize, usize)>,
+    /// Start, end, and whether the line was cut (longer than the batch keeps of a line).
+    spans: Vec<(usize, usize, bool)>,
     read: u64,
 }
 
 impl LineBatch {
     /// Replaces the batch with the next lines of `input`: up to `max_lines`, or fewer once
-    /// about `max_bytes` are held. Returns false at the end of the input (the batch is then
-    /// empty).
+    /// about `max_bytes` are held. Of a line longer than `max_line_bytes` (its line end
+    /// excluded) only that much is held: it is never kept whole. Returns false at the end
+    /// of the input (the batch is then empty).
     pub fn fill(
         &mut self,
         input: &mut impl BufRead,
         max_lines: usize,
         max_bytes: usize,
+        max_line_bytes: usize,
     ) -> std::io::Result<bool> {
         self.bytes.clear();
         self.spans.clear();
+        // A line end may be `\r\n`: keep two bytes more than the limit, so that a line of
+        // exactly the limit plus its line end is not taken for a longer one.
+        let keep = max_line_bytes.saturating_add(2);
         while self.spans.len() < max_lines && self.bytes.len() < max_bytes {
             let start = self.bytes.len();
-            let n = input.read_until(b'\n', &mut self.bytes)?;
+            let (n, cut) = read_line_bounded(input, &mut self.bytes, start + keep)?;
             if n == 0 {
                 break;
             }
-            self.read += n as u64;
+            self.read += n;
             let mut end = self.bytes.len();
-            while end > start && matches!(self.bytes[end - 1], b'\n' | b'\r') {
+            while !cut && end > start && matches!(self.bytes[end - 1], b'\n' | b'\r') {
                 end -= 1;
             }
-            self.spans.push((start, end));
+            self.spans.push((start, end, cut));
         }
         Ok(!self.spans.is_empty())
     }
 
-    /// The lines of the batch, in order.
-    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.spans.iter().map(|&(a, b)| &self.bytes[a..b])
+    /// The lines of the batch, in order, decoded with [`Line::decode`]; a line that was
+    /// cut is `too_large` without being parsed.
+    pub fn decoded(&self, max_line_bytes: usize) -> impl Iterator<Item = Line<'_>> {
+        self.spans.iter().map(move |&(a, b, cut)| {
+            if cut {
+                Line::Rejected(RejectReason::TooLarge)
+            } else {
+                Line::decode(&self.bytes[a..b], max_line_bytes)
+            }
+        })
     }
 
     /// Bytes read from the input so far, over every fill.
@@ -148,9 +166,10 @@ impl Replay {
         Self::default()
     }
 
-    /// Folds one line (without its newline). Blank lines are skipped.
+    /// Folds one line (without its newline). Blank lines are skipped; a line longer than
+    /// `core.max_event_bytes` is rejected as `too_large`, even if blank.
     pub fn feed_line(&mut self, line: &[u8], cfg: &CoreConfig) {
-        self.feed_decoded(&Line::decode(line), cfg);
+        self.feed_decoded(&Line::decode(line, cfg.max_event_bytes), cfg);
     }
 
     /// Folds one line decoded with [`Line::decode`]: the fold's only entry for a line.
@@ -176,9 +195,9 @@ impl Replay {
         mut on_progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
         let mut batch = LineBatch::default();
-        while batch.fill(&mut input, BATCH_LINES, BATCH_BYTES)? {
-            for line in batch.lines() {
-                self.feed_line(line, cfg);
+        while batch.fill(&mut input, BATCH_LINES, BATCH_BYTES, cfg.max_event_bytes)? {
+            for line in batch.decoded(cfg.max_event_bytes) {
+                self.feed_decoded(&line, cfg);
             }
             on_progress(batch.bytes_read());
         }
@@ -188,5 +207,84 @@ impl Replay {
     /// The report at the watermark.
     pub fn report(&self, cfg: &CoreConfig) -> Report {
         self.state.report(self.state.watermark(), cfg)
+    }
+}
+
+/// Reads one line (through its `\n`, or to the end of the input) into `buf`, keeping
+/// `buf` at most `keep` bytes long. Returns the bytes consumed and whether the line was cut.
+fn read_line_bounded(
+    input: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    keep: usize,
+) -> std::io::Result<(u64, bool)> {
+    let mut consumed = 0u64;
+    let mut cut = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok((consumed, cut));
+        }
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..=i], true),
+            None => (chunk, false),
+        };
+        let room = keep.saturating_sub(buf.len());
+        if part.len() > room {
+            cut = true;
+        }
+        buf.extend_from_slice(&part[..part.len().min(room)]);
+        let n = part.len();
+        input.consume(n);
+        consumed += n as u64;
+        if done {
+            return Ok((consumed, cut));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(text: &[u8], max: usize) -> Replay {
+        let cfg = CoreConfig {
+            max_event_bytes: max,
+            ..CoreConfig::default()
+        };
+        let mut r = Replay::new();
+        // A tiny buffer, so that lines span many reads.
+        let input = std::io::BufReader::with_capacity(7, text);
+        r.feed_reader(input, &cfg, |_| {}).unwrap();
+        r
+    }
+
+    const EVENT: &str =
+        r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c1"}"#;
+
+    #[test]
+    fn lines_over_the_limit_are_too_large_and_the_rest_folds() {
+        let n = EVENT.len();
+        let long = format!(r#"{{"pad":"{}","type":"payment.failed"}}"#, "x".repeat(n));
+        let text = format!(
+            "{EVENT}\n{long}\n{EVENT}\r\n\n{}\n{EVENT}",
+            " ".repeat(n + 5)
+        );
+        let r = replay(text.as_bytes(), n);
+        let too_large = &r.rejections.by_reason[&RejectReason::TooLarge];
+        assert_eq!(too_large, &(2, vec![2, 5]));
+        assert_eq!(r.rejections.total(), 2);
+        assert_eq!(r.report(&CoreConfig::default()).events.applied, 3);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_folds() {
+        let text = format!("{EVENT}\r\n{EVENT}");
+        let r = replay(text.as_bytes(), EVENT.len());
+        assert_eq!(r.rejections.total(), 0);
+        assert_eq!(r.report(&CoreConfig::default()).events.applied, 2);
     }
 }

@@ -32,6 +32,17 @@ fn each_fixture_gives_its_report() {
         let (status, report) = inst.get("/api/v1/report");
         assert_eq!(status, 200, "{name}: /api/v1/report");
         common::assert_same_report(&name, &common::fixture_report(&name), &report);
+        // Periodic commits (every 500 ms here) are counted while the service runs.
+        let ok = wait_for(
+            "a counted periodic offset commit",
+            Duration::from_secs(30),
+            || {
+                let (_, text) = inst.get_text("/metrics");
+                labelled_value(&text, "keypulse_offset_commits_total", "outcome=\"ok\"")
+                    .filter(|n| *n > 0.0)
+            },
+        );
+        assert!(ok >= 1.0, "{name}: offset commits ok = {ok}");
         let status = inst.terminate(Duration::from_secs(10));
         assert!(
             status.success(),
@@ -269,6 +280,14 @@ fn metric_value(text: &str, name: &str) -> Option<f64> {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
 }
 
+/// The value of one labelled series (`labels` as written, e.g. `outcome="ok"`).
+fn labelled_value(text: &str, name: &str, labels: &str) -> Option<f64> {
+    let series = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 #[test]
 fn malformed_messages_go_to_the_dead_letter_topic() {
     use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -294,6 +313,13 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     for (i, b) in bad.iter().enumerate() {
         input.insert(i * 17 + 3, b.to_vec());
     }
+    // A valid event but for its size (100 KiB > core.max_event_bytes): `too_large`, and its
+    // copy cut to fit the dead-letter topic, with its original size in a header.
+    let huge = format!(
+        r#"{{"type":"payment.failed","ts":"2026-11-01T00:00:00Z","customer_id":"cx","pad":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    );
+    input.insert(40, huge.clone().into_bytes());
     let refs: Vec<&[u8]> = input.iter().map(|l| l.as_slice()).collect();
     produce(&brokers, &topic, &refs);
     // The expected report: the same lines replayed.
@@ -306,12 +332,13 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
     let rejected: Vec<(Vec<u8>, &'static str)> = refs
         .iter()
         .filter_map(|l| {
-            keypulse::core::decode(l)
+            keypulse::core::decode_bounded(l, cfg.max_event_bytes)
                 .err()
                 .map(|r| (l.to_vec(), r.reason.as_str()))
         })
         .collect();
-    assert!(rejected.len() >= bad.len());
+    assert!(rejected.len() > bad.len());
+    assert!(rejected.iter().any(|(_, r)| *r == "too_large"));
 
     let config = config_toml(&brokers, &topic, &format!("{topic}-g"), &dlq, "");
     let mut inst = Instance::start("dlq", &config);
@@ -331,6 +358,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
         .unwrap();
     consumer.assign(&tpl).unwrap();
     let mut got: Vec<(Vec<u8>, String, String, String)> = Vec::new();
+    let mut original_sizes: Vec<(String, String)> = Vec::new();
     let t0 = std::time::Instant::now();
     while got.len() < rejected.len() && t0.elapsed() < Duration::from_secs(60) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
@@ -349,6 +377,9 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
                 .key()
                 .map(|k| String::from_utf8_lossy(k).to_string())
                 .unwrap_or_default();
+            if !header("original_size").is_empty() {
+                original_sizes.push((header("reason"), header("original_size")));
+            }
             got.push((
                 m.payload().unwrap_or_default().to_vec(),
                 header("reason"),
@@ -357,9 +388,11 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
             ));
         }
     }
+    // The copies are the originals, the too-large one cut to its first 64 KiB.
+    let cut = keypulse::kafka::dlq::MAX_VALUE_BYTES;
     let mut want: Vec<(Vec<u8>, String)> = rejected
         .iter()
-        .map(|(l, r)| (l.clone(), r.to_string()))
+        .map(|(l, r)| (l[..l.len().min(cut)].to_vec(), r.to_string()))
         .collect();
     let mut have: Vec<(Vec<u8>, String)> = got
         .iter()
@@ -375,8 +408,19 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
         want.len()
     );
     assert_eq!(have, want, "dead-letter payloads and reasons");
-    for (payload, _, _, key) in &got {
-        assert_eq!(key, &key_of(payload), "a copy is keyed as it came");
+    assert_eq!(
+        original_sizes,
+        vec![("too_large".to_string(), huge.len().to_string())],
+        "only the cut copy carries its original size"
+    );
+    for (payload, reason, _, key) in &got {
+        if reason == "too_large" {
+            assert_eq!(payload.len(), cut);
+            assert!(huge.as_bytes().starts_with(payload));
+            assert_eq!(key, "cx", "a copy is keyed as it came");
+        } else {
+            assert_eq!(key, &key_of(payload), "a copy is keyed as it came");
+        }
     }
     assert_eq!(inst.get("/healthz").0, 200, "the service stays up");
     assert!(inst.terminate(Duration::from_secs(10)).success());

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CoreConfig {
+    /// Longest event (Kafka message value, or JSONL line without its line end), in
+    /// bytes; a longer one is rejected as `too_large` without being parsed (SPEC §1).
+    pub max_event_bytes: usize,
     /// Days of windowed state kept per customer (a late event older than this changes
     /// state but no windowed figure).
     pub window_days: u32,
@@ -97,6 +100,7 @@ pub struct NotifyConfig {
 impl Default for CoreConfig {
     fn default() -> Self {
         Self {
+            max_event_bytes: 65_536,
             window_days: 35,
             dedup_horizon_secs: 3_600,
             series_days: 14,
@@ -176,6 +180,9 @@ impl CoreConfig {
                 problem: problem.to_string(),
             })
         };
+        if self.max_event_bytes < 64 {
+            return bad("max_event_bytes", "must be at least 64");
+        }
         // Windows are bounded by the per-license 64-day bitmap and the trigger windows.
         if !(30..=60).contains(&self.window_days) {
             return bad("window_days", "must be between 30 and 60");

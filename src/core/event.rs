@@ -5,13 +5,16 @@
 //! the input where they can (`Cow`), so a decode allocates only for escaped strings.
 //! Guarantees: [`decode`] never panics, whatever the bytes; `null` in an optional field is
 //! the same as its absence; unknown fields and fields foreign to the event's type are
-//! ignored.
+//! ignored; when an object repeats a key, its last occurrence counts; `-0` is the integer
+//! 0; input longer than `core.max_event_bytes` is `too_large` ([`decode_bounded`]) and
+//! never parsed.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::time::{parse_rfc3339, Micros};
 
@@ -266,11 +269,13 @@ pub enum RejectReason {
     UnknownCategory,
     /// A timestamp does not parse as RFC 3339 with an offset.
     BadTimestamp,
+    /// Longer than `core.max_event_bytes` (never parsed).
+    TooLarge,
 }
 
 impl RejectReason {
     /// Every reason, for metrics that pre-register their label values.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         Self::NotJson,
         Self::NotObject,
         Self::MissingField,
@@ -280,6 +285,7 @@ impl RejectReason {
         Self::UnknownResult,
         Self::UnknownCategory,
         Self::BadTimestamp,
+        Self::TooLarge,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -293,6 +299,7 @@ impl RejectReason {
             Self::UnknownResult => "unknown_result",
             Self::UnknownCategory => "unknown_category",
             Self::BadTimestamp => "bad_timestamp",
+            Self::TooLarge => "too_large",
         }
     }
 }
@@ -322,12 +329,27 @@ fn reject(reason: RejectReason, field: &'static str) -> Rejection {
     }
 }
 
-/// Decodes one event. Never panics.
+/// Decodes one event of at most `max_bytes` bytes; a longer one is rejected as
+/// [`RejectReason::TooLarge`] without being parsed. Never panics.
+pub fn decode_bounded(bytes: &[u8], max_bytes: usize) -> Result<Event<'_>, Rejection> {
+    if bytes.len() > max_bytes {
+        return Err(Rejection {
+            reason: RejectReason::TooLarge,
+            field: None,
+        });
+    }
+    decode(bytes)
+}
+
+/// Decodes one event, whatever its size. Never panics.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
     let raw: RawEvent<'_> = match serde_json::from_slice(bytes) {
         Ok(raw) => raw,
         Err(e) => {
-            let reason = if e.is_data() {
+            // A data error is only ever "not an object" at the top (every field value is
+            // taken as it comes), but serde reports it as soon as it sees `[` or `1`:
+            // whether the whole input is JSON at all decides between the two reasons.
+            let reason = if e.is_data() && serde_json::from_slice::<IgnoredAny>(bytes).is_ok() {
                 RejectReason::NotObject
             } else {
                 RejectReason::NotJson
@@ -338,6 +360,12 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
             });
         }
     };
+    if raw.unreadable {
+        return Err(Rejection {
+            reason: RejectReason::NotJson,
+            field: None,
+        });
+    }
     raw.validate()
 }
 
@@ -405,12 +433,37 @@ impl<'de> Deserialize<'de> for Raw<'de> {
     }
 }
 
+impl<'a> Raw<'a> {
+    /// Classifies a field's value from its exact text, so that `-0` (which serde_json
+    /// reads as the float -0.0, like `-0.0`) can be told apart from a fraction.
+    fn of(raw: &'a RawValue) -> Result<Self, serde_json::Error> {
+        let text = raw.get();
+        Ok(match text.as_bytes().first() {
+            Some(b'"') if !text.contains('\\') => {
+                // Validated JSON: a string without escapes is its text between the quotes.
+                Raw::Str(Cow::Borrowed(&text[1..text.len() - 1]))
+            }
+            Some(b'n') => Raw::Null,
+            Some(b't' | b'f') => Raw::Bool,
+            Some(b'[' | b'{') => Raw::Composite,
+            _ if text == "-0" => Raw::Unsigned(0),
+            _ => serde_json::from_str(text)?,
+        })
+    }
+}
+
 macro_rules! raw_fields {
     ($($name:ident = $wire:literal),* $(,)?) => {
         /// The known fields of an event object, each as found (or absent).
         #[derive(Default, Debug)]
         #[allow(non_snake_case)]
-        struct RawEvent<'a> { $($name: Option<Raw<'a>>,)* }
+        struct RawEvent<'a> {
+            $($name: Option<Raw<'a>>,)*
+            /// A known field held JSON text that serde_json cannot read as a value (a
+            /// number beyond a double, `1e400`; a lone surrogate escape, `"\ud800"`): the
+            /// event is `not_json`, as when serde_json parses such a value itself.
+            unreadable: bool,
+        }
 
         /// Which known field a key names.
         #[allow(non_camel_case_types)]
@@ -431,7 +484,14 @@ macro_rules! raw_fields {
                 let mut ev = RawEvent::default();
                 while let Some(key) = map.next_key::<KeyName>()? {
                     match key.0 {
-                        $(FieldName::$name => ev.$name = Some(map.next_value::<Raw<'de>>()?),)*
+                        // A repeated key: the last occurrence counts (SPEC §1).
+                        $(FieldName::$name => {
+                            let raw = map.next_value::<&'de RawValue>()?;
+                            match Raw::of(raw) {
+                                Ok(v) => ev.$name = Some(v),
+                                Err(_) => ev.unreadable = true,
+                            }
+                        })*
                         FieldName::Unknown => { map.next_value::<IgnoredAny>()?; }
                     }
                 }
@@ -771,5 +831,107 @@ mod tests {
             reason(r#"{"type":"payment.failed","ts":"2016-12-31T23:59:60Z","customer_id":"c"}"#),
             (RejectReason::BadTimestamp, Some("ts"))
         );
+    }
+
+    #[test]
+    fn unreadable_values_are_not_json() {
+        let line = r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","domain_limit":1e400}"#;
+        assert_eq!(reason(line), (RejectReason::NotJson, None));
+        let line = r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","email":"\ud800"}"#;
+        assert_eq!(reason(line), (RejectReason::NotJson, None));
+        // ...but in an unknown field, skipped unread, as before.
+        for x in ["1e400", r#""\ud800""#] {
+            let line = format!(
+                r#"{{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c","x":{x}}}"#
+            );
+            assert!(decode(line.as_bytes()).is_ok(), "{line}");
+        }
+    }
+
+    #[test]
+    fn truncated_json_is_not_json() {
+        for line in ["[", "[1,", "{", "{\"type\":", "[1,2", "\"abc", "-"] {
+            assert_eq!(reason(line), (RejectReason::NotJson, None), "{line}");
+        }
+        for line in ["[]", "[1,2,3]", "1", "\"abc\"", "null", "true", "-0"] {
+            assert_eq!(reason(line), (RejectReason::NotObject, None), "{line}");
+        }
+    }
+
+    fn issued(limit: &str, mrr: &str) -> String {
+        format!(
+            r#"{{"type":"license.issued","ts":"2026-10-25T10:00:00Z","customer_id":"c","license_key":"k","plan":"p","domain_limit":{limit},"mrr_cents":{mrr}}}"#
+        )
+    }
+
+    #[test]
+    fn minus_zero_is_the_integer_zero() {
+        let line = issued("-0", " -0 ");
+        let e = decode(line.as_bytes()).unwrap();
+        match e.kind {
+            EventKind::Issued {
+                domain_limit,
+                mrr_cents,
+                ..
+            } => assert_eq!((domain_limit, mrr_cents), (0, 0)),
+            other => panic!("wrong kind {other:?}"),
+        }
+        for bad in ["-0.0", "-0e0", "-0E1", "-1", "0.0", "\"-0\""] {
+            assert_eq!(
+                reason(&issued(bad, "0")),
+                (RejectReason::WrongType, Some("domain_limit")),
+                "{bad}"
+            );
+        }
+        // `-0` where a string is asked is still the wrong type.
+        assert_eq!(
+            reason(r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":-0}"#),
+            (RejectReason::WrongType, Some("customer_id"))
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_counts_its_last_occurrence() {
+        let e = decode(br#"{"type":"payment.failed","type":"payment.succeeded","ts":"2026-10-25T10:00:00Z","customer_id":"a","customer_id":"b"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::PaymentSucceeded);
+        assert_eq!(e.customer_id.as_deref(), Some("b"));
+        // The last occurrence counts even when an earlier one was valid and it is not.
+        assert_eq!(
+            reason(
+                r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","ts":"soon","customer_id":"c"}"#
+            ),
+            (RejectReason::BadTimestamp, Some("ts"))
+        );
+        // ... and an earlier invalid one is forgotten.
+        let line = issued("3", "1").replace(
+            r#""domain_limit":3"#,
+            r#""domain_limit":"x","domain_limit":3"#,
+        );
+        let e = decode(line.as_bytes()).unwrap();
+        assert!(matches!(
+            e.kind,
+            EventKind::Issued {
+                domain_limit: 3,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn too_large_is_never_parsed() {
+        let line = issued("1", "1");
+        assert!(decode_bounded(line.as_bytes(), line.len()).is_ok());
+        let r = decode_bounded(line.as_bytes(), line.len() - 1).unwrap_err();
+        assert_eq!((r.reason, r.field), (RejectReason::TooLarge, None));
+        // Not parsed: garbage of that size is too large, not `not_json`.
+        let r = decode_bounded(&[0xff; 100], 64).unwrap_err();
+        assert_eq!(r.reason, RejectReason::TooLarge);
+    }
+
+    #[test]
+    fn strings_keep_their_escapes_and_borrow_otherwise() {
+        let e = decode(br#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"plain","event_id":"a\"b"}"#).unwrap();
+        assert!(matches!(e.customer_id, Some(Cow::Borrowed("plain"))));
+        assert_eq!(e.event_id.as_deref(), Some("a\"b"));
     }
 }

@@ -23,7 +23,9 @@ pub mod window;
 
 pub use codes::{NotificationKind, Status};
 pub use config::CoreConfig;
-pub use event::{decode, Event, EventKind, RejectReason, Rejection, ValidationResult};
+pub use event::{
+    decode, decode_bounded, Event, EventKind, RejectReason, Rejection, ValidationResult,
+};
 pub use report::{Aggregate, Report};
 pub use signals::Notification;
 pub use state::{Applied, PartitionState};

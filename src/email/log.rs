@@ -217,17 +217,29 @@ impl KafkaLog {
         let topic = self.topic.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<HashMap<i32, (i64, i64)>> {
             let t = Duration::from_secs(10);
-            let md = c
-                .fetch_metadata(Some(&topic), t)
-                .with_context(|| format!("no metadata for topic {topic}"))?;
-            let mt = md
-                .topics()
-                .iter()
-                .find(|x| x.name() == topic)
-                .with_context(|| format!("topic {topic} not in metadata"))?;
-            if let Some(e) = mt.error() {
-                anyhow::bail!("topic {topic}: {:?}", RDKafkaErrorCode::from(e));
-            }
+            // A topic just created (by another instance, or by us) may be unknown to the
+            // broker answering for a few seconds: wait for it, at most 10 s.
+            let since = std::time::Instant::now();
+            let (md, mt) = loop {
+                let md = c
+                    .fetch_metadata(Some(&topic), t)
+                    .with_context(|| format!("no metadata for topic {topic}"))?;
+                let mt = md
+                    .topics()
+                    .iter()
+                    .position(|x| x.name() == topic)
+                    .with_context(|| format!("topic {topic} not in metadata"))?;
+                match md.topics()[mt].error().map(RDKafkaErrorCode::from) {
+                    None => break (md, mt),
+                    Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+                        if since.elapsed() < Duration::from_secs(10) =>
+                    {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Some(e) => anyhow::bail!("topic {topic}: {e:?}"),
+                }
+            };
+            let mt = &md.topics()[mt];
             let mut out = HashMap::new();
             for p in mt.partitions() {
                 let (lo, hi) = c

@@ -31,6 +31,7 @@
 //! # Ok(()) }
 //! ```
 
+mod check;
 pub mod log;
 pub mod outbox;
 pub mod render;

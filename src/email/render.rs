@@ -15,8 +15,10 @@
 //!   no header injection is possible;
 //! - every event-sourced string inserted in a template is cut to `email.max_field_chars`
 //!   characters (with an ellipsis), and the number of cut strings is reported;
-//! - every template (built-in or replaced) is compiled and test-rendered when the
-//!   [`Renderer`] is built, so a broken replacement fails at start, naming the file.
+//! - an empty subject is refused ([`RenderError::EmptySubject`]);
+//! - every template (built-in or replaced) is compiled, checked and test-rendered when the
+//!   [`Renderer`] is built (`check.rs`), so a replacement that every email would be
+//!   refused for fails at start, naming the file.
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -100,6 +102,8 @@ pub enum RenderError {
     HeaderInjection { field: &'static str },
     #[error("refused: {field} is not a valid email address: {reason}")]
     BadAddress { field: &'static str, reason: String },
+    #[error("refused: the subject is empty")]
+    EmptySubject,
     #[error("refused: the notification carries no figures (facts) for a {kind} email")]
     NoFacts { kind: &'static str },
     #[error("template `{name}`: {message}")]
@@ -246,31 +250,9 @@ impl Renderer {
             renew_url: cfg.renew_url.clone(),
             max_chars: cfg.max_field_chars.max(8),
         };
-        // Test-render every template with a sample of its kind, so that a replaced
-        // template that names an unknown variable fails now rather than at send time.
-        for sample in samples() {
-            let mut ctx = r
-                .context(&sample)
-                .map_err(|e| RendererSetupError::Template {
-                    path: "sample".into(),
-                    message: e.to_string(),
-                })?;
-            let names = names_of(sample.kind);
-            for name in names {
-                ctx.0["subject"] = json!("sample subject");
-                if let Err(e) = r.render_one(name, &ctx.0) {
-                    let path = origin
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, p)| p.clone())
-                        .unwrap_or_else(|| name.to_string());
-                    return Err(RendererSetupError::Template {
-                        path,
-                        message: e.to_string(),
-                    });
-                }
-            }
-        }
+        // Check and test-render every template with samples of its kind, so that a
+        // replacement that every email would fail on fails now (see `check.rs`).
+        super::check::check_templates(&r, &origin)?;
         Ok(r)
     }
 
@@ -295,6 +277,9 @@ impl Renderer {
         let subject = subject_raw.trim().to_string();
         if subject.contains(['\r', '\n']) {
             return Err(RenderError::HeaderInjection { field: "subject" });
+        }
+        if subject.is_empty() {
+            return Err(RenderError::EmptySubject);
         }
         ctx["subject"] = json!(subject);
         let text = self.render_one(text_t, &ctx)?;
@@ -322,7 +307,20 @@ impl Renderer {
         })
     }
 
-    fn render_one(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+    /// The first variable that template `name` may look up and that neither `ctx` nor
+    /// the environment's globals define (minijinja's static analysis: every branch).
+    pub(super) fn undefined_variable(&self, name: &str, ctx: &Value) -> Option<String> {
+        let t = self.env.get_template(name).ok()?;
+        let mut vars: Vec<String> = t.undeclared_variables(true).into_iter().collect();
+        vars.sort_unstable();
+        vars.into_iter().find(|var| {
+            let root = var.split('.').next().unwrap_or(var);
+            let global = self.env.globals().any(|(g, _)| g == root);
+            !global && !super::check::is_defined(ctx, var)
+        })
+    }
+
+    pub(super) fn render_one(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
         let t = self
             .env
             .get_template(name)
@@ -430,7 +428,7 @@ impl Renderer {
     }
 }
 
-fn names_of(kind: NotificationKind) -> [&'static str; 3] {
+pub(super) fn names_of(kind: NotificationKind) -> [&'static str; 3] {
     TEMPLATE_NAMES
         .iter()
         .find(|(k, _)| *k == kind)
@@ -512,7 +510,7 @@ fn signal_text(signal: &str) -> &'static str {
 }
 
 /// One notification of each kind, for test-rendering templates at start.
-fn samples() -> Vec<Notification> {
+pub(super) fn samples() -> Vec<Notification> {
     let base = |kind, license: Option<&str>, facts| Notification {
         kind,
         to: "someone@example.com".into(),

@@ -360,7 +360,13 @@ impl Router {
             tracing::warn!(error = %e, "dead-letter copies not acknowledged yet; commit postponed");
             return false;
         }
-        match consumer.commit(&tpl, mode) {
+        // Async: the outcome comes back through `commit_callback` (see `commit.rs`); Sync:
+        // it is known here.
+        let sent = match mode {
+            CommitMode::Async => super::commit::commit_async(consumer, &tpl),
+            CommitMode::Sync => consumer.commit(&tpl, mode),
+        };
+        match sent {
             Ok(()) => {
                 if matches!(mode, CommitMode::Sync) {
                     super::events::OffsetsCommitted {
@@ -491,6 +497,10 @@ impl ConsumerContext for Ctx {
                 partitions: offsets.count(),
             }
             .emit(&self.router.metrics),
+            // Nothing to commit (the offsets were committed already): not a commit.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+                tracing::debug!("offset commit: nothing new to commit")
+            }
             Err(e) => super::events::OffsetCommitFailed { error: &e }.emit(&self.router.metrics),
         }
     }

@@ -3,6 +3,10 @@
 //! Owns the producer of the dead-letter topic. A copy keeps the original key and value
 //! byte for byte and adds the headers `reason` (e.g. `wrong_type`), `field` (the field at
 //! fault, when there is one), `topic`, `partition` and `offset` (of the original message).
+//! A value longer than [`MAX_VALUE_BYTES`] (a `too_large` message) is cut to its first
+//! [`MAX_VALUE_BYTES`] bytes, and a key longer than [`MAX_KEY_BYTES`] to that, with the
+//! original length in the header `original_size` (`original_key_size` for the key), so a
+//! copy always fits the dead-letter topic's own limit (1 MiB by default).
 //!
 //! Guarantees:
 //! - a copy is enqueued before the original's offset counts as folded, and the consumer
@@ -24,6 +28,25 @@ use rdkafka::ClientContext;
 use super::client::{ClientSettings, Role};
 use crate::core::Rejection;
 use crate::metrics::Metrics;
+
+/// Longest value kept in a dead-letter copy: 64 KiB, well below the 1 MiB default
+/// `max.message.bytes` of a topic.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+
+/// Longest key kept in a dead-letter copy.
+pub const MAX_KEY_BYTES: usize = 4 * 1024;
+
+// A copy fits a topic with the default limit (1 MiB + 12 bytes), headers and all.
+const _: () = assert!(MAX_VALUE_BYTES + MAX_KEY_BYTES + 4096 < 1_048_588);
+
+/// `bytes` cut to its first `max` bytes, with its original length when it was cut.
+pub fn cut_to_fit(bytes: &[u8], max: usize) -> (&[u8], Option<usize>) {
+    if bytes.len() > max {
+        (&bytes[..max], Some(bytes.len()))
+    } else {
+        (bytes, None)
+    }
+}
 
 /// Counts deliveries and logs failures.
 pub struct DlqContext {
@@ -111,7 +134,15 @@ impl DeadLetter {
     ) {
         let partition = from.partition.to_string();
         let offset = from.offset.to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(5).insert(Header {
+        let (key, key_size) = match key.map(|k| cut_to_fit(k, MAX_KEY_BYTES)) {
+            Some((k, size)) => (Some(k), size),
+            None => (None, None),
+        };
+        let (payload, size) = match payload.map(|p| cut_to_fit(p, MAX_VALUE_BYTES)) {
+            Some((p, size)) => (Some(p), size),
+            None => (None, None),
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(7).insert(Header {
             key: "reason",
             value: Some(why.reason.as_str()),
         });
@@ -119,6 +150,20 @@ impl DeadLetter {
             headers = headers.insert(Header {
                 key: "field",
                 value: Some(field),
+            });
+        }
+        let size = size.map(|n| n.to_string());
+        if let Some(size) = &size {
+            headers = headers.insert(Header {
+                key: "original_size",
+                value: Some(size.as_str()),
+            });
+        }
+        let key_size = key_size.map(|n| n.to_string());
+        if let Some(size) = &key_size {
+            headers = headers.insert(Header {
+                key: "original_key_size",
+                value: Some(size.as_str()),
             });
         }
         let headers = headers
@@ -167,5 +212,22 @@ impl DeadLetter {
             return Ok(());
         }
         self.producer.flush(timeout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_cut_and_their_size_kept() {
+        let big = vec![b'x'; 100 * 1024];
+        let (kept, size) = cut_to_fit(&big, MAX_VALUE_BYTES);
+        assert_eq!(kept.len(), MAX_VALUE_BYTES);
+        assert_eq!(kept, &big[..MAX_VALUE_BYTES]);
+        assert_eq!(size, Some(100 * 1024));
+        let (kept, size) = cut_to_fit(&big[..MAX_VALUE_BYTES], MAX_VALUE_BYTES);
+        assert_eq!((kept.len(), size), (MAX_VALUE_BYTES, None));
+        assert_eq!(cut_to_fit(b"", 0), (&b""[..], None));
     }
 }

@@ -28,7 +28,7 @@ use std::time::Instant;
 use crate::core::event::{EventKind, RejectReason, EVENT_TYPES};
 use crate::core::time::Micros;
 use crate::core::{
-    decode, Aggregate, Applied, CoreConfig, CustomerView, Notification, NotificationKind,
+    decode_bounded, Aggregate, Applied, CoreConfig, CustomerView, Notification, NotificationKind,
     PartitionState,
 };
 use crate::metrics::{country_label, Metrics};
@@ -337,6 +337,11 @@ impl Worker {
                     .into_iter()
                     .filter_map(|tp| {
                         let h = self.held.remove(&tp)?;
+                        let _ = self
+                            .shared
+                            .metrics
+                            .state_partition_bytes
+                            .remove_label_values(&[&*tp.topic, &tp.partition.to_string()]);
                         let customers = h.state.customer_ids().map(Into::into).collect();
                         Some((tp, h.next, customers))
                     })
@@ -352,13 +357,19 @@ impl Worker {
                     },
                     ..Default::default()
                 };
-                for h in self.held.values() {
+                for (tp, h) in &self.held {
                     out.aggregate
                         .merge(h.state.aggregate(as_of, &self.shared.cfg));
                     let (c, l) = h.state.sizes();
                     out.customers += c;
                     out.licenses += l;
-                    out.bytes += h.state.approx_bytes();
+                    let bytes = h.state.approx_bytes();
+                    out.bytes += bytes;
+                    self.shared
+                        .metrics
+                        .state_partition_bytes
+                        .with_label_values(&[&*tp.topic, &tp.partition.to_string()])
+                        .set(bytes as i64);
                 }
                 let _ = reply.send(out);
             }
@@ -396,7 +407,7 @@ impl Worker {
             let counted = m.offset >= h.count_from;
             let payload = b.slice(m.payload).unwrap_or(&[]);
             t.folded += 1;
-            match decode(payload) {
+            match decode_bounded(payload, cfg.max_event_bytes) {
                 Ok(ev) => match h.state.apply(&ev, cfg, &mut self.out) {
                     Applied::Applied => {
                         h.newest_ts = h.newest_ts.max(ev.ts);

@@ -17,6 +17,7 @@
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
 pub mod client;
+pub mod commit;
 pub mod consumer;
 pub mod dlq;
 pub mod events;
