@@ -8,8 +8,12 @@
 pub mod config;
 pub mod dedup;
 pub mod event;
+pub mod exclude;
+pub mod expiry;
 pub mod health;
+pub mod movements;
 pub mod report;
+pub mod sharing;
 pub mod signals;
 pub mod state;
 pub mod time;
