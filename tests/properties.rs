@@ -2,6 +2,10 @@
 //! (a) any interleaving of customers that keeps each customer's own order gives the same report;
 //! (b) folding disjoint customer groups separately and merging equals one fold (SPEC §7);
 //! (c) no input line of any bytes makes decoding panic.
+//!
+//! The generated logs carry SPEC §8's material too: expiries at issue and renewal,
+//! domain mismatches with and without a domain, revoked validations, and excluded
+//! customers (by prefix and by id), folded with a configuration that excludes them.
 
 mod common;
 
@@ -39,7 +43,12 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
     let ts = chrono::DateTime::from_timestamp(1_790_000_000 + minute as i64 * 60, 0)
         .unwrap()
         .to_rfc3339();
-    let c = format!("c{customer}");
+    // Every fourth customer is a test account (excluded by prefix); `c4` by id.
+    let c = if customer % 4 == 3 {
+        format!("test-c{customer}")
+    } else {
+        format!("c{customer}")
+    };
     let key = format!("K{customer}-{lic}");
     let mut v = json!({"type": TYPES[ty], "ts": ts, "customer_id": c});
     let o = v.as_object_mut().unwrap();
@@ -56,6 +65,15 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
             if var % 4 != 0 {
                 o.insert("email".into(), json!(format!("{key}@x.example")));
             }
+            if TYPES[ty] == "license.issued" && var % 3 != 1 {
+                o.insert("expires_at".into(), json!(expiry(minute, var)));
+            }
+        }
+        "license.renewed" => {
+            o.insert("license_key".into(), json!(key));
+            if var % 2 == 0 {
+                o.insert("expires_at".into(), json!(expiry(minute, var)));
+            }
         }
         "license.validated" => {
             let result = RESULTS[var as usize % 6];
@@ -69,6 +87,21 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
             }
             if result == "invalid_format" && var % 2 == 0 {
                 o.remove("customer_id");
+            }
+            if result == "domain_mismatch" {
+                // Mostly a domain; sometimes none, null or empty (a mismatch, no domain).
+                match minute % 8 {
+                    0 => {}
+                    1 => {
+                        o.insert("domain".into(), Value::Null);
+                    }
+                    2 => {
+                        o.insert("domain".into(), json!(""));
+                    }
+                    m => {
+                        o.insert("domain".into(), json!(format!("m{}.example", m + var as u32 % 3)));
+                    }
+                }
             }
         }
         "domain.added" | "domain.removed" | "license.activated" => {
@@ -98,6 +131,25 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
         }
     }
     v
+}
+
+/// An expiry a few days before or after the event (whole days, or mid-day).
+fn expiry(minute: u32, var: u8) -> String {
+    let secs = 1_790_000_000 + minute as i64 * 60 + (var as i64 * 2 - 5) * 86_400;
+    let secs = if var % 2 == 0 { secs - secs % 86_400 } else { secs };
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap()
+        .to_rfc3339()
+}
+
+/// The configuration of the property tests: the defaults, plus exclusions, and a
+/// lower sharing threshold so that `key_sharing` fires in short logs.
+fn config() -> CoreConfig {
+    let mut cfg = CoreConfig::default();
+    cfg.exclude.customer_prefixes = vec!["test-".into()];
+    cfg.exclude.customer_ids = vec!["c4".into()];
+    cfg.sharing.min_domains = 2;
+    cfg
 }
 
 /// Per-customer logs: mostly in time order, with some events left late.
@@ -195,7 +247,7 @@ proptest! {
 
     #[test]
     fn any_interleaving_gives_the_same_report(logs in customer_logs(), picks in proptest::collection::vec(0usize..64, 0..400)) {
-        let cfg = CoreConfig::default();
+        let cfg = config();
         let groups = anonymous_first(&logs);
         let sequential: Vec<Value> = groups.concat();
         let mixed = interleave(&groups, &picks);
@@ -207,7 +259,7 @@ proptest! {
 
     #[test]
     fn disjoint_groups_fold_apart_and_merge_to_one_fold(logs in customer_logs(), split in 1usize..5) {
-        let cfg = CoreConfig::default();
+        let cfg = config();
         let groups = anonymous_first(&logs);
         let whole = fold(&groups.concat(), &cfg);
         let as_of = whole.watermark();
