@@ -1,6 +1,7 @@
 //! The Kafka adapter: the group consumer, the fold workers and the dead-letter producer.
 //!
 //! Owns everything that talks to Kafka. Layout:
+//! - [`client`]: the one librdkafka configuration builder of every client;
 //! - [`consumer`]: the poll thread, the group's assignment and revocation, offsets;
 //! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
 //!   of the partitions routed to it, where messages are decoded and folded;
@@ -15,6 +16,7 @@
 //! state is dropped. Decisions made while a partition is rebuilt are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
+pub mod client;
 pub mod consumer;
 pub mod dlq;
 pub mod events;
