@@ -12,50 +12,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::codes::MovementKind;
 use super::time::Day;
-
-/// The kind of an MRR movement, in the report's order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[repr(u8)]
-pub enum MovementKind {
-    New,
-    Expansion,
-    Contraction,
-    Churn,
-    Reactivation,
-}
-
-impl MovementKind {
-    /// Every kind, in the report's (and the metric labels') order.
-    pub const ALL: [MovementKind; 5] = [
-        Self::New,
-        Self::Expansion,
-        Self::Contraction,
-        Self::Churn,
-        Self::Reactivation,
-    ];
-
-    /// The name as the spec writes it (`counts` key; `<name>_cents` in the sums).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::New => "new",
-            Self::Expansion => "expansion",
-            Self::Contraction => "contraction",
-            Self::Churn => "churn",
-            Self::Reactivation => "reactivation",
-        }
-    }
-
-    /// Position in [`Self::ALL`].
-    pub const fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Whether the movement adds to MRR (`new`, `expansion`, `reactivation`).
-    pub const fn is_gain(self) -> bool {
-        matches!(self, Self::New | Self::Expansion | Self::Reactivation)
-    }
-}
 
 /// One classified change of a customer's MRR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,27 +48,6 @@ pub fn classify(m0: i128, m1: i128, ever_positive: bool) -> Option<Movement> {
         (false, false) => return None,
     };
     Some(Movement { kind, amount })
-}
-
-/// The same classification from what the fold knows cheaply: whether the customer had a
-/// positive MRR before and after, and the change `delta = m1 − m0`.
-pub fn classify_delta(
-    was_positive: bool,
-    is_positive: bool,
-    delta: i128,
-    ever_positive: bool,
-) -> Option<Movement> {
-    let m0 = if was_positive {
-        if is_positive {
-            // Both positive: only the difference matters; pick m0 so that m1 stays > 0.
-            delta.unsigned_abs().min(i128::MAX as u128 - 1) as i128 + 1
-        } else {
-            -delta
-        }
-    } else {
-        0
-    };
-    classify(m0, m0 + delta, ever_positive)
 }
 
 /// Movement sums and counts of one day (or of a range of days).
@@ -240,21 +177,6 @@ mod tests {
             let m = classify(m0, m1, ever).unwrap();
             assert_eq!(m.signed(), m1 - m0, "{m0} -> {m1}");
             assert!(m.amount > 0);
-        }
-    }
-
-    #[test]
-    fn classify_delta_agrees_with_the_table() {
-        for m0 in [0i128, 1, 5, 100] {
-            for m1 in [0i128, 1, 5, 100] {
-                for ever in [false, true] {
-                    assert_eq!(
-                        classify_delta(m0 > 0, m1 > 0, m1 - m0, ever),
-                        classify(m0, m1, ever),
-                        "{m0} -> {m1} ever {ever}"
-                    );
-                }
-            }
         }
     }
 

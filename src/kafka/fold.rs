@@ -213,7 +213,7 @@ struct Tally {
     /// Duplicates.
     duplicates: u64,
     /// Decisions by kind, in [`NotificationKind::ALL`] order.
-    decided: [u64; 3],
+    decided: [u64; NotificationKind::ALL.len()],
     /// Validations by country label.
     countries: HashMap<String, u64>,
 }
@@ -424,6 +424,8 @@ impl Worker {
                             t.duplicates += 1;
                         }
                     }
+                    // Committed like any other message (SPEC §8.1); not a dead letter.
+                    Applied::Excluded => {}
                 },
                 Err(why) => {
                     h.state.record_rejected();

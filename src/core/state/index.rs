@@ -156,6 +156,7 @@ impl PartitionState {
             validated_days: DayBitmap::default(),
             domains: SmallVec::new(),
             side: 0,
+            spec8: None,
         });
         let h = license_hash(&self.index.hasher, customer, key);
         let hasher = &self.index.hasher;

@@ -38,6 +38,7 @@ impl PartitionState {
             .map(|l| {
                 size_of::<License>()
                     + l.text_bytes()
+                    + l.spec8.as_ref().map_or(0, |r| r.bytes())
                     + if l.domains.spilled() {
                         l.domains.capacity() * 8
                     } else {

@@ -39,6 +39,9 @@ pub(crate) struct Customer {
     pub(super) extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
     pub(super) last_churn_at: Micros,
+    /// Whether its MRR was ever above 0 after an event (SPEC §8.2: a later rise from 0 is
+    /// a reactivation, not new); it outlives the customer's last license.
+    pub(super) ever_paid: bool,
 }
 
 /// The parts of a customer that most customers never use.
@@ -63,6 +66,7 @@ struct CustomerWireRef<'a> {
     extras: Option<ExtrasWireRef<'a>>,
     payment_failed: bool,
     last_churn_at: Micros,
+    ever_paid: bool,
 }
 
 #[derive(Serialize)]
@@ -85,6 +89,7 @@ struct CustomerWire {
     extras: Option<ExtrasWire>,
     payment_failed: bool,
     last_churn_at: Micros,
+    ever_paid: bool,
 }
 
 #[derive(Deserialize)]
@@ -114,6 +119,7 @@ impl Serialize for Customer {
             extras,
             payment_failed: self.payment_failed,
             last_churn_at: self.last_churn_at,
+            ever_paid: self.ever_paid,
         }
         .serialize(s)
     }
@@ -145,6 +151,7 @@ impl<'de> Deserialize<'de> for Customer {
             extras,
             payment_failed: w.payment_failed,
             last_churn_at: w.last_churn_at,
+            ever_paid: w.ever_paid,
         })
     }
 }
@@ -162,6 +169,7 @@ impl Customer {
             extras: None,
             payment_failed: false,
             last_churn_at: NEVER,
+            ever_paid: false,
         }
     }
 
@@ -215,6 +223,9 @@ pub(crate) struct License {
     /// rebuilt with the index.
     #[serde(skip)]
     pub(super) side: u8,
+    /// SPEC §8: mismatched domains, §8 cooldowns, the expiry last reminded (boxed: most
+    /// licenses never need it).
+    pub(crate) spec8: Option<Box<super::spec8::License8>>,
 }
 
 /// [`License::side`]: the license has an entry in `rate_limited`.
