@@ -14,19 +14,13 @@ fn v2_config() -> std::path::PathBuf {
     common::fixtures_dir().join("v2/keypulse.toml")
 }
 
-fn v2_report(name: &str) -> serde_json::Value {
-    let path = common::fixtures_dir().join(format!("v2/{name}.report.json"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-#[test]
-fn replay_prints_the_report_and_summarises_rejections() {
-    let path = common::fixtures_dir().join("edge.events.jsonl");
+/// `keypulse --config v2/keypulse.toml replay PATH`, which must succeed.
+fn replay_v2(path: &std::path::Path) -> std::process::Output {
     let out = keypulse()
         .arg("--config")
         .arg(v2_config())
         .arg("replay")
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap();
     assert!(
@@ -34,6 +28,17 @@ fn replay_prints_the_report_and_summarises_rejections() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+fn v2_report(name: &str) -> serde_json::Value {
+    let path = common::fixtures_dir().join(format!("v2/{name}.report.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn replay_prints_the_report_and_summarises_rejections() {
+    let out = replay_v2(&common::fixtures_dir().join("edge.events.jsonl"));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     common::assert_same_report("edge (cli)", &v2_report("edge"), &report);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -79,18 +84,7 @@ fn replay_reads_stdin() {
 #[test]
 fn replay_with_config_excludes_accounts_and_reports_spec8() {
     let path = common::fixtures_dir().join("v2/edge2.events.jsonl");
-    let with = keypulse()
-        .arg("--config")
-        .arg(v2_config())
-        .arg("replay")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        with.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with.stderr)
-    );
+    let with = replay_v2(&path);
     let report: serde_json::Value = serde_json::from_slice(&with.stdout).unwrap();
     common::assert_same_report("edge2 (cli)", &v2_report("edge2"), &report);
     // Without the configuration nothing is excluded: the test accounts count.

@@ -105,14 +105,9 @@ impl PartitionState {
                 }
             })
             .collect::<Vec<_>>();
-        let mrr_cents: i128 = c
-            .licenses
-            .iter()
-            .map(|&li| &self.licenses[li as usize])
-            .filter(|l| l.status == Status::Active)
-            .map(|l| l.mrr_cents as i128)
-            .sum();
-        let mrr_cents = mrr_cents.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let mrr_cents = self
+            .active_mrr(ci)
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         let n = Notification {
             kind: NotificationKind::ChurnWarning,
             to: cfg.notify.team_address.clone(),

@@ -17,16 +17,9 @@ impl PartitionState {
     /// `delta` (≠ 0). Its MRR after the event is summed over its active licenses: only
     /// events that change MRR (rare next to validations) pay for that walk.
     pub(super) fn book_movement(&mut self, ci: u32, day: Day, delta: i128, cfg: &CoreConfig) {
-        let c = &self.customers[ci as usize];
-        let m1: i128 = c
-            .licenses
-            .iter()
-            .map(|&li| &self.licenses[li as usize])
-            .filter(|l| l.status == Status::Active)
-            .map(|l| l.mrr_cents as i128)
-            .sum();
+        let m1 = self.active_mrr(ci);
         let m0 = m1 - delta;
-        let movement = classify(m0, m1, c.ever_paid);
+        let movement = classify(m0, m1, self.customers[ci as usize].ever_paid);
         self.customers[ci as usize].ever_paid |= m1 > 0;
         // A day older than the per-day figures kept is before the month-ago day: its
         // change is in `month_ago_cents`, and no movement window reaches it.
@@ -36,5 +29,16 @@ impl PartitionState {
         if let (Some(m), true) = (movement, kept) {
             self.movements.book(day, m);
         }
+    }
+
+    /// Customer `ci`'s MRR: Σ `mrr_cents` over its active licenses.
+    pub(super) fn active_mrr(&self, ci: u32) -> i128 {
+        self.customers[ci as usize]
+            .licenses
+            .iter()
+            .map(|&li| &self.licenses[li as usize])
+            .filter(|l| l.status == Status::Active)
+            .map(|l| l.mrr_cents as i128)
+            .sum()
     }
 }
