@@ -21,7 +21,7 @@ impl PartitionState {
             rejected: self.counts.rejected,
             duplicates: self.counts.duplicates,
             excluded: self.counts.excluded,
-            notifications: self.notifications.clone(),
+            notifications: self.notifications().cloned().collect(),
             ..Default::default()
         };
         for l in &self.licenses {

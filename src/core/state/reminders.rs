@@ -38,7 +38,7 @@ impl PartitionState {
             let Some(email) = l.email() else {
                 continue;
             };
-            let reminded = l.spec8.as_deref().map_or(NEVER, |r| r.reminded_expiry);
+            let reminded = l.license8().map_or(NEVER, |r| r.reminded_expiry);
             if reminded == l.expires_at {
                 continue; // once per license and expiry
             }
@@ -60,7 +60,7 @@ impl PartitionState {
             };
             let expiry = l.expires_at;
             self.license8_mut(li).reminded_expiry = expiry;
-            self.push_decision(n, out);
+            self.push_decision(ci, n, out);
         }
     }
 }

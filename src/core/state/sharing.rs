@@ -49,7 +49,7 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let l = &self.licenses[li as usize];
-        let Some(rec) = l.spec8.as_deref() else {
+        let Some(rec) = l.license8() else {
             return;
         };
         if l.status != Status::Active {
@@ -83,8 +83,9 @@ impl PartitionState {
                 window_days: cfg.sharing.window_days,
             }),
         };
+        let ci = l.customer;
         self.license8_mut(li).key_sharing_at = at;
-        self.push_decision(n, out);
+        self.push_decision(ci, n, out);
     }
 
     /// A `revoked` validation of license `li`: `revoked_use`, whatever its status.
@@ -120,8 +121,9 @@ impl PartitionState {
                 payment_failed: c.payment_failed,
             }),
         };
+        let ci = l.customer;
         self.license8_mut(li).revoked_use_at = at;
-        self.push_decision(n, out);
+        self.push_decision(ci, n, out);
     }
 
     /// The `sharing_suspects` entry of license `li` for a report on `today`, if it is one:
@@ -133,7 +135,7 @@ impl PartitionState {
         cfg: &CoreConfig,
     ) -> Option<SharingSuspect> {
         let l = &self.licenses[li as usize];
-        let rec = l.spec8.as_deref()?;
+        let rec = l.license8()?;
         if l.status != Status::Active {
             return None;
         }
