@@ -553,7 +553,7 @@ fn the_model_reaches_every_part_of_spec8() {
     assert!(differences(&lines).is_empty());
     // The comparison notices a change: a revoked validation moved to a customer without
     // one, an event of a kept customer moved to an excluded one.
-    let at = |pred: &dyn Fn(&Value) -> bool| lines.iter().rposition(|e| pred(e)).unwrap();
+    let at = |pred: &dyn Fn(&Value) -> bool| lines.iter().rposition(pred).unwrap();
     let edits: [(usize, &str, Value); 2] = [
         (
             at(&|e| e["result"] == "revoked" && e["customer_id"] == "c0"),
