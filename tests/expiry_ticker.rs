@@ -1,6 +1,7 @@
 //! Expiry reminders live on the wall clock (SPEC §8.5): through the service's own ticker
 //! (`keypulse run`, default `--clock wall`, real Kafka from `scripts/test`), a customer
-//! that never validated and one silent for 40 days both get their `expiring_soon`.
+//! that never validated and one silent for 40 days both get their `expiring_soon`; and an
+//! excluded test account is counted (report and `/metrics`) and reminded of nothing.
 
 mod common;
 
@@ -45,6 +46,8 @@ fn the_wall_clock_ticker_reminds_quiet_customers_of_their_expiry() {
         issued("gone", now - 30 * DAY, now - 25 * DAY),
         json!({"type":"license.validated","ts":ts(now - 20 * DAY),"customer_id":"gone",
                "license_key":"gone-K","result":"valid"}),
+        // An excluded test account with an expiry due: counted, never reminded.
+        issued("test-1", now - 20 * DAY, never_expiry),
     ];
     let text: Vec<String> = events.iter().map(Value::to_string).collect();
     let lines: Vec<&[u8]> = text.iter().map(|l| l.as_bytes()).collect();
@@ -56,7 +59,7 @@ fn the_wall_clock_ticker_reminds_quiet_customers_of_their_expiry() {
         &topic,
         &format!("{topic}-g"),
         &format!("{topic}.dlq"),
-        "",
+        "[core.exclude]\ncustomer_prefixes = [\"test-\"]\n",
     );
     let mut inst = Instance::start_with("wall clock", &config, &["--clock", "wall", "--dry-run"]);
     inst.wait_ready(Duration::from_secs(180));
@@ -102,5 +105,15 @@ fn the_wall_clock_ticker_reminds_quiet_customers_of_their_expiry() {
         assert_eq!(n["to"], format!("o@{c}.example"));
         assert_eq!(n["reasons"], json!(["expiring_soon"]));
     }
+    let (_, report) = inst.get("/api/v1/report");
+    assert_eq!(report["events"]["excluded"], 1);
+    assert_eq!(report["events"]["applied"], 5);
+    let (_, metrics) = inst.get_text("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "keypulse_events_excluded_total 1"),
+        "{metrics}"
+    );
     assert!(inst.terminate(Duration::from_secs(10)).success());
 }
