@@ -7,7 +7,8 @@
 //!   comparing instances at the same instant, not for polling);
 //! - `GET /api/v1/customers/{id}`: one customer's health score with reasons and points, its
 //!   licenses and its notifications (404 for an unknown customer);
-//! - `GET /api/v1/churn-risk` and `GET /api/v1/upgrade-pipeline`: those lists of the report;
+//! - `GET /api/v1/churn-risk`, `GET /api/v1/upgrade-pipeline` and
+//!   `GET /api/v1/sharing-suspects` (SPEC §8.3): those lists of the report;
 //! - `GET /healthz`: 200 while the process serves;
 //! - `GET /readyz`: 200 when every assigned partition has caught up with the high watermark
 //!   seen at its assignment, else 503; the body lists the partitions either way.
@@ -37,6 +38,7 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/v1/customers/{id}", get(customer))
         .route("/api/v1/churn-risk", get(churn_risk))
         .route("/api/v1/upgrade-pipeline", get(upgrade_pipeline))
+        .route("/api/v1/sharing-suspects", get(sharing_suspects))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(app)
@@ -114,6 +116,15 @@ async fn upgrade_pipeline(State(app): State<Arc<AppState>>) -> Response {
     Json(json!({
         "as_of": s.report.as_of.map(format_rfc3339),
         "upgrade_pipeline": s.report.upgrade_pipeline,
+    }))
+    .into_response()
+}
+
+async fn sharing_suspects(State(app): State<Arc<AppState>>) -> Response {
+    let s = app.snapshot();
+    Json(json!({
+        "as_of": s.report.as_of.map(format_rfc3339),
+        "sharing_suspects": s.report.sharing_suspects,
     }))
     .into_response()
 }
