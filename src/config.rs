@@ -437,6 +437,54 @@ mod tests {
     }
 
     #[test]
+    fn spec8_keys_have_their_defaults_and_are_named_when_bad() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.core.sharing.min_domains, 3);
+        assert_eq!(c.core.sharing.window_days, 30);
+        assert_eq!(c.core.notify.expiry_notice_days, 7);
+        assert_eq!(c.core.notify.key_sharing_cooldown_days, 30);
+        assert_eq!(c.core.notify.revoked_use_cooldown_days, 30);
+        assert!(c.core.exclude.customer_ids.is_empty());
+        assert!(c.core.exclude.customer_prefixes.is_empty());
+        for bad in ["0", "65", "1000"] {
+            let e = err(&format!("[core.sharing]\nmin_domains = {bad}\n"));
+            assert!(e.contains("core.sharing.min_domains"), "{e}");
+        }
+        for good in ["1", "64"] {
+            let c = Config::from_toml(&format!("[core.sharing]\nmin_domains = {good}\n")).unwrap();
+            assert_eq!(c.core.sharing.min_domains.to_string(), good);
+        }
+        let e = err("[core.sharing]\nmin_domains = -1\n");
+        assert!(e.contains("core.sharing.min_domains"), "{e}");
+        let e = err("[core.sharing]\nwindow_days = 0\n");
+        assert!(e.contains("core.sharing.window_days"), "{e}");
+        let e = err("[core.sharing]\nwindow_days = 36\n");
+        assert!(e.contains("core.window_days"), "{e}");
+        let e = err("[core.exclude]\ncustomer_prefixes = [\"test-\", \"\"]\n");
+        assert!(e.contains("core.exclude.customer_prefixes"), "{e}");
+        let e = err("[core.exclude]\ncustomer_ids = [\"\"]\n");
+        assert!(e.contains("core.exclude.customer_ids"), "{e}");
+        let e = err("[core.exclude]\ncustomer_id = [\"qa\"]\n");
+        assert!(e.contains("customer_id"), "{e}");
+        let e = err("[core.notify]\nexpiry_notice_days = \"week\"\n");
+        assert!(e.contains("core.notify.expiry_notice_days"), "{e}");
+    }
+
+    #[test]
+    fn the_v2_fixture_configuration_loads() {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/v2/keypulse.toml"),
+        )
+        .unwrap();
+        let c = Config::from_toml(&text).unwrap();
+        assert_eq!(c.core.exclude.customer_ids, ["qa"]);
+        assert_eq!(c.core.exclude.customer_prefixes, ["test-", "internal-"]);
+        assert!(c.core.exclude.excludes(Some("test-7")));
+        assert!(!c.core.exclude.excludes(Some("qa2")));
+    }
+
+    #[test]
     fn environment_overrides_the_file() {
         let env = vec![
             (

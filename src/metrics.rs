@@ -24,7 +24,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::core::codes::{HealthBand, Status, Trigger, TtfvBucket};
+use crate::core::codes::{HealthBand, MovementKind, Status, Trigger, TtfvBucket};
 use crate::core::event::{RejectReason, ValidationResult, EVENT_TYPES};
 use crate::core::report::UtilizationSums;
 use crate::core::{Aggregate, NotificationKind, Report};
@@ -107,6 +107,12 @@ pub struct Metrics {
     pub churn_risk_customers: IntGauge,
     /// `keypulse_upgrade_pipeline_licenses{trigger}`: licenses in the pipeline, by trigger.
     pub upgrade_pipeline_licenses: IntGaugeVec,
+    /// `keypulse_mrr_movement_cents{kind}`: the report's `mrr.movements`, by kind (SPEC §8.2).
+    pub mrr_movement_cents: GaugeVec,
+    /// `keypulse_mrr_movements{kind}`: how many movements of each kind (SPEC §8.2).
+    pub mrr_movements: IntGaugeVec,
+    /// `keypulse_sharing_suspects`: licenses in `sharing_suspects` (SPEC §8.3).
+    pub sharing_suspects: IntGauge,
 
     // --- counters, bumped by the fold workers ---
     /// `keypulse_validations_total{result}`.
@@ -121,6 +127,8 @@ pub struct Metrics {
     pub events_rejected_total: IntCounterVec,
     /// `keypulse_events_duplicate_total`.
     pub events_duplicate_total: IntCounter,
+    /// `keypulse_events_excluded_total`: events of excluded customers (SPEC §8.1).
+    pub events_excluded_total: IntCounter,
     /// `keypulse_messages_folded_total`: every message folded, partition rebuilds included.
     pub messages_folded_total: IntCounter,
     /// `keypulse_dead_letter_messages_total{outcome}`: copies to the dead-letter topic
@@ -383,6 +391,29 @@ impl Metrics {
                     &["trigger"]
                 )?
             ),
+            mrr_movement_cents: reg!(
+                r,
+                f(
+                    "mrr_movement_cents",
+                    "MRR movements over the days after the month-ago day, by kind, in cents.",
+                    &["kind"]
+                )?
+            ),
+            mrr_movements: reg!(
+                r,
+                g(
+                    "mrr_movements",
+                    "MRR movements over the days after the month-ago day, by kind.",
+                    &["kind"]
+                )?
+            ),
+            sharing_suspects: reg!(
+                r,
+                IntGauge::with_opts(opts(
+                    "sharing_suspects",
+                    "Active licenses with at least core.sharing.min_domains mismatched domains over 30 days."
+                ))?
+            ),
             validations_total: reg!(
                 r,
                 c(
@@ -428,6 +459,13 @@ impl Metrics {
                 IntCounter::with_opts(opts(
                     "events_duplicate_total",
                     "Events ignored for a repeated event_id."
+                ))?
+            ),
+            events_excluded_total: reg!(
+                r,
+                IntCounter::with_opts(opts(
+                    "events_excluded_total",
+                    "Events of customers excluded by core.exclude (counted, nothing else)."
                 ))?
             ),
             messages_folded_total: reg!(
@@ -543,6 +581,10 @@ impl Metrics {
         }
         for o in ["sent", "failed"] {
             m.dead_letter_messages_total.with_label_values(&[o]);
+        }
+        for k in MovementKind::ALL {
+            m.mrr_movement_cents.with_label_values(&[k.as_str()]);
+            m.mrr_movements.with_label_values(&[k.as_str()]);
         }
         for o in ["ok", "failed"] {
             m.offset_commits_total.with_label_values(&[o]);
@@ -729,6 +771,17 @@ impl Metrics {
                 .with_label_values(&[t.as_str()])
                 .set(n);
         }
+        let mv = &agg.movements;
+        for k in MovementKind::ALL {
+            self.mrr_movement_cents
+                .with_label_values(&[k.as_str()])
+                .set(mv.cents[k.index()] as f64);
+            self.mrr_movements
+                .with_label_values(&[k.as_str()])
+                .set(mv.counts[k.index()] as i64);
+        }
+        self.sharing_suspects
+            .set(report.sharing_suspects.len() as i64);
     }
 
     /// Sets the consumer lag of every assigned partition, removing the others.
@@ -822,5 +875,42 @@ mod tests {
         assert!(plans.contains("p29"));
         assert!(!plans.contains("p00"));
         assert!(!text.contains("NaN"));
+    }
+
+    #[test]
+    fn spec8_figures_are_exported() {
+        // The v2 edge log with its exclusions: movements by kind, one sharing suspect.
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/v2");
+        let text = std::fs::read_to_string(format!("{path}/edge2.events.jsonl")).unwrap();
+        let cfg = crate::config::Config::load(Some(std::path::Path::new(&format!(
+            "{path}/keypulse.toml"
+        ))))
+        .unwrap()
+        .core;
+        let mut replay = crate::replay::Replay::new();
+        replay.feed_reader(text.as_bytes(), &cfg, |_| {}).unwrap();
+        let agg = replay.state.aggregate(replay.state.watermark(), &cfg);
+        let report = agg.clone().finish(&cfg);
+        let m = Metrics::new().unwrap();
+        m.set_business_gauges(&agg, &report);
+        let text = m.encode();
+        let value = |series: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("{series} missing"))
+        };
+        assert_eq!(
+            value("keypulse_mrr_movement_cents{kind=\"expansion\"}"),
+            12800.0
+        );
+        assert_eq!(
+            value("keypulse_mrr_movement_cents{kind=\"reactivation\"}"),
+            2900.0
+        );
+        assert_eq!(value("keypulse_mrr_movements{kind=\"contraction\"}"), 3.0);
+        assert_eq!(value("keypulse_mrr_movements{kind=\"new\"}"), 1.0);
+        assert_eq!(value("keypulse_sharing_suspects"), 1.0);
+        // The excluded counter is the fold workers' (bumped per message); it starts at 0.
+        assert_eq!(value("keypulse_events_excluded_total"), 0.0);
     }
 }

@@ -1,44 +1,171 @@
-//! Every acceptance fixture replays to its report, every field (SPEC §3, fixtures/README).
+//! Every acceptance fixture replays to its report, every field (SPEC §3, §8, fixtures/README).
+//!
+//! - v2 (`fixtures/v2/*.report.json`): the whole spec, §8 included, replayed with
+//!   `v2/keypulse.toml`; the events are `v2/NAME.events.jsonl`, or the parent folder's
+//!   log of the same name (v2/README.md).
+//! - v1 (`fixtures/*.report.json`): computed before §8, with the default configuration.
+//!   Every field §8 did not change still holds; `notifications` holds for the kinds of §5
+//!   (§8 only adds kinds).
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
+use keypulse::config::Config;
 use keypulse::core::CoreConfig;
 use keypulse::replay::Replay;
+use serde_json::Value;
 
-fn replay_fixture(name: &str) -> serde_json::Value {
-    let cfg = CoreConfig::default();
+/// The kinds of notification §8 adds; v1 reports predate them.
+const SPEC8_KINDS: [&str; 3] = ["key_sharing", "revoked_use", "expiring_soon"];
+
+fn v2_dir() -> PathBuf {
+    common::fixtures_dir().join("v2")
+}
+
+fn replay_file(events: &Path, cfg: &CoreConfig) -> Value {
+    let bytes = std::fs::read(events).unwrap_or_else(|e| panic!("{}: {e}", events.display()));
     let mut replay = Replay::new();
-    replay
-        .feed_reader(&common::fixture_events(name)[..], &cfg, |_| {})
-        .unwrap();
-    serde_json::to_value(replay.report(&cfg)).unwrap()
+    replay.feed_reader(&bytes[..], cfg, |_| {}).unwrap();
+    serde_json::to_value(replay.report(cfg)).unwrap()
+}
+
+fn v2_config() -> CoreConfig {
+    Config::load(Some(&v2_dir().join("keypulse.toml")))
+        .expect("v2/keypulse.toml")
+        .core
+}
+
+/// The v2 fixture names (`NAME.report.json` in v2/).
+fn v2_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(v2_dir())
+        .expect("v2 fixtures folder")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".report.json")
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A v2 fixture's events: beside its report, or the parent folder's log.
+fn v2_events(name: &str) -> PathBuf {
+    let own = v2_dir().join(format!("{name}.events.jsonl"));
+    if own.exists() {
+        own
+    } else {
+        common::fixtures_dir().join(format!("{name}.events.jsonl"))
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).expect("report json")
 }
 
 #[test]
-fn every_fixture_replays_to_its_report() {
+fn every_v2_fixture_replays_to_its_report() {
+    let names = v2_names();
+    for expected in ["edge", "edge2", "mixed", "noisy", "small"] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "v2 fixture {expected} missing"
+        );
+    }
+    let cfg = v2_config();
+    let mut failures = Vec::new();
+    for name in &names {
+        let expected = read_json(&v2_dir().join(format!("{name}.report.json")));
+        let actual = replay_file(&v2_events(name), &cfg);
+        let d = common::diff(&expected, &actual);
+        if !d.is_empty() {
+            failures.push(format!(
+                "v2/{name}: {} differences:\n{}",
+                d.len(),
+                d.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// A v1 report with only what §8 did not change: the §5 kinds of notification.
+fn without_spec8(mut report: Value) -> Value {
+    if let Some(list) = report["notifications"].as_array_mut() {
+        list.retain(|n| !SPEC8_KINDS.contains(&n["kind"].as_str().unwrap_or_default()));
+    }
+    report
+}
+
+#[test]
+fn every_v1_fixture_still_holds_where_spec8_changed_nothing() {
+    let cfg = CoreConfig::default();
     for name in common::fixture_names() {
-        let actual = replay_fixture(&name);
-        common::assert_same_report(&name, &common::fixture_report(&name), &actual);
+        let expected = common::fixture_report_v1(&name);
+        let actual = replay_file(
+            &common::fixtures_dir().join(format!("{name}.events.jsonl")),
+            &cfg,
+        );
+        common::assert_same_report(&format!("v1/{name}"), &expected, &without_spec8(actual));
     }
 }
 
 #[test]
 fn the_comparison_can_fail() {
     // The comparison itself must notice a changed count, ratio, timestamp or list.
-    let expected = common::fixture_report("edge");
-    let mut changed = expected.clone();
-    changed["events"]["applied"] = serde_json::json!(89);
-    assert!(!common::diff(&expected, &changed).is_empty());
-    let mut changed = expected.clone();
-    changed["mrr"]["mom_change"] = serde_json::json!(0.1925);
-    assert!(!common::diff(&expected, &changed).is_empty());
-    let mut changed = expected.clone();
-    changed["notifications"].as_array_mut().unwrap().pop();
-    assert!(!common::diff(&expected, &changed).is_empty());
-    let mut changed = expected.clone();
-    changed["as_of"] = serde_json::json!("2026-11-07T10:00:01Z");
-    assert!(!common::diff(&expected, &changed).is_empty());
+    let expected = read_json(&v2_dir().join("edge2.report.json"));
+    type Change = (&'static str, fn(&mut Value));
+    let changes: [Change; 9] = [
+        ("applied", |r| {
+            r["events"]["applied"] = serde_json::json!(71)
+        }),
+        ("excluded", |r| {
+            r["events"]["excluded"] = serde_json::json!(6)
+        }),
+        ("mom_change", |r| {
+            r["mrr"]["mom_change"] = serde_json::json!(0.1525)
+        }),
+        ("net", |r| {
+            r["mrr"]["movements"]["net_cents"] = serde_json::json!(4801)
+        }),
+        ("counts", |r| {
+            r["mrr"]["movements"]["counts"]["reactivation"] = serde_json::json!(0)
+        }),
+        ("notification", |r| {
+            r["notifications"].as_array_mut().unwrap().pop();
+        }),
+        ("kind", |r| {
+            r["notifications"][0]["kind"] = serde_json::json!("upgrade")
+        }),
+        ("suspects", |r| {
+            r["sharing_suspects"][0]["domains"] = serde_json::json!(3)
+        }),
+        ("as_of", |r| {
+            r["as_of"] = serde_json::json!("2026-11-05T11:00:01Z")
+        }),
+    ];
+    for (what, change) in changes {
+        let mut changed = expected.clone();
+        change(&mut changed);
+        assert!(!common::diff(&expected, &changed).is_empty(), "{what}");
+    }
+    let mut missing = expected.clone();
+    missing["mrr"].as_object_mut().unwrap().remove("movements");
+    assert!(!common::diff(&expected, &missing).is_empty());
     let mut same = expected.clone();
-    same["as_of"] = serde_json::json!("2026-11-07T11:00:00+01:00");
+    same["as_of"] = serde_json::json!("2026-11-05T12:00:00+01:00");
     assert!(common::diff(&expected, &same).is_empty());
+    // Filtering the §8 kinds out of a v1 comparison leaves the §5 kinds compared.
+    let filtered = without_spec8(expected.clone());
+    let kinds: Vec<&str> = filtered["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["churn_warning"]);
 }

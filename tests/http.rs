@@ -178,6 +178,10 @@ fn metrics_pass_promtool_and_carry_no_identifiers_and_the_api_answers() {
     let (s, pipeline) = inst.get("/api/v1/upgrade-pipeline");
     assert_eq!(s, 200);
     assert_eq!(pipeline["upgrade_pipeline"], expected["upgrade_pipeline"]);
+    let (s, suspects) = inst.get("/api/v1/sharing-suspects");
+    assert_eq!(s, 200);
+    assert_eq!(suspects["sharing_suspects"], expected["sharing_suspects"]);
+    assert!(!suspects["sharing_suspects"].as_array().unwrap().is_empty());
     let (s, _) = inst.get("/api/v1/customers/no-such-customer");
     assert_eq!(s, 404);
     let at_risk = &expected["health"]["churn_risk"][0];

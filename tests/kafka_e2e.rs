@@ -140,6 +140,16 @@ fn sort_lists(r: &mut Value) {
             )
         });
     }
+    if let Some(a) = r["sharing_suspects"].as_array_mut() {
+        a.sort_by_key(|e| {
+            (
+                -e["domains"].as_i64().unwrap_or(0),
+                -e["mismatches"].as_i64().unwrap_or(0),
+                key_str(e, "license_key"),
+                key_str(e, "customer_id"),
+            )
+        });
+    }
     if let Some(a) = r["notifications"].as_array_mut() {
         a.sort_by_key(|e| {
             let at = chrono::DateTime::parse_from_rfc3339(e["at"].as_str().unwrap_or(""))

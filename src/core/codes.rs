@@ -61,13 +61,47 @@ codes! {
 }
 
 codes! {
-    /// The three kinds of email.
+    /// The kinds of email: SPEC §5's three, then §8.6's three.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
     #[serde(rename_all = "snake_case")]
     pub enum NotificationKind {
         ChurnWarning => "churn_warning",
         Renewal => "renewal",
         Upgrade => "upgrade",
+        KeySharing => "key_sharing",
+        RevokedUse => "revoked_use",
+        ExpiringSoon => "expiring_soon",
+    }
+}
+
+codes! {
+    /// Why a `key_sharing`, `revoked_use` or `expiring_soon` was decided (SPEC §8.3–§8.5).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Spec8Reason {
+        DomainMismatch => "domain_mismatch",
+        Revoked => "revoked",
+        PaymentFailed => "payment_failed",
+        ExpiringSoon => "expiring_soon",
+    }
+}
+
+codes! {
+    /// The kind of an MRR movement (SPEC §8.2), in the report's order.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+    #[repr(u8)]
+    pub enum MovementKind {
+        New => "new",
+        Expansion => "expansion",
+        Contraction => "contraction",
+        Churn => "churn",
+        Reactivation => "reactivation",
+    }
+}
+
+impl MovementKind {
+    /// Whether the movement adds to MRR (`new`, `expansion`, `reactivation`).
+    pub const fn is_gain(self) -> bool {
+        matches!(self, Self::New | Self::Expansion | Self::Reactivation)
     }
 }
 
@@ -175,6 +209,26 @@ mod tests {
         for c in ChurnSignal::ALL {
             assert_eq!(ChurnSignal::parse(c.as_str()), Some(c));
         }
+        for m in MovementKind::ALL {
+            assert_eq!(MovementKind::parse(m.as_str()), Some(m));
+            assert_eq!(MovementKind::ALL[m.index()], m);
+        }
+        for r in Spec8Reason::ALL {
+            assert_eq!(Spec8Reason::parse(r.as_str()), Some(r));
+        }
+        // §8's reasons are the same words as the validation results and health reasons.
+        assert_eq!(
+            Spec8Reason::DomainMismatch.as_str(),
+            ValidationResult::DomainMismatch.as_str()
+        );
+        assert_eq!(
+            Spec8Reason::Revoked.as_str(),
+            ValidationResult::Revoked.as_str()
+        );
+        assert_eq!(
+            Spec8Reason::PaymentFailed.as_str(),
+            HealthReason::PaymentFailed.as_str()
+        );
         assert_eq!(Trigger::parse("nope"), None);
     }
 

@@ -1,6 +1,6 @@
 //! Every threshold, weight, window and cooldown of the fold, in one struct.
 //!
-//! Owns the numbers of SPEC §2–§5. `CoreConfig::default()` is the spec; the
+//! Owns the numbers of SPEC §2–§5 and §8. `CoreConfig::default()` is the spec; the
 //! configuration file (`[core]` in `keypulse.toml`, see `crate::config`) may change any of
 //! them, and the report always reflects the values in force. Guarantees: `validate()`
 //! names the first key whose value cannot work.
@@ -43,6 +43,32 @@ pub struct CoreConfig {
     pub upgrade: UpgradeConfig,
     /// Notification rules and cooldowns.
     pub notify: NotifyConfig,
+    /// Test, QA and internal accounts left out of every figure (SPEC §8.1).
+    pub exclude: ExcludeConfig,
+    /// Key-sharing suspects (SPEC §8.3).
+    pub sharing: SharingConfig,
+}
+
+/// Excluded accounts (SPEC §8.1): an accepted event of a listed customer is counted as
+/// excluded and does nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExcludeConfig {
+    /// Exact customer ids.
+    pub customer_ids: Vec<String>,
+    /// Customer id prefixes.
+    pub customer_prefixes: Vec<String>,
+}
+
+/// Key-sharing suspects (SPEC §8.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharingConfig {
+    /// Distinct mismatched domains (over the window) that make a license a suspect and
+    /// decide a `key_sharing` notification; 1 to 64 (the domains kept per license).
+    pub min_domains: u32,
+    /// Whole UTC days in the window over which mismatched domains are counted.
+    pub window_days: u32,
 }
 
 /// The health score (SPEC §3 `health`).
@@ -95,6 +121,13 @@ pub struct NotifyConfig {
     pub decline_min_previous: u32,
     /// ... and the last 7 days at most this share of them.
     pub decline_at_most_ratio: f64,
+    /// Cooldown of `key_sharing` per license (SPEC §8.6).
+    pub key_sharing_cooldown_days: u32,
+    /// Cooldown of `revoked_use` per license (SPEC §8.6).
+    pub revoked_use_cooldown_days: u32,
+    /// `expiring_soon`: a license is reminded at the first daily check at most this many
+    /// days before its expiry (SPEC §8.5 N). 0 sends no reminder.
+    pub expiry_notice_days: u32,
 }
 
 impl Default for CoreConfig {
@@ -115,6 +148,17 @@ impl Default for CoreConfig {
             health: HealthConfig::default(),
             upgrade: UpgradeConfig::default(),
             notify: NotifyConfig::default(),
+            exclude: ExcludeConfig::default(),
+            sharing: SharingConfig::default(),
+        }
+    }
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        Self {
+            min_domains: 3,
+            window_days: 30,
         }
     }
 }
@@ -159,6 +203,9 @@ impl Default for NotifyConfig {
             team_address: "customer-success@example.com".into(),
             decline_min_previous: 10,
             decline_at_most_ratio: 0.5,
+            key_sharing_cooldown_days: 30,
+            revoked_use_cooldown_days: 30,
+            expiry_notice_days: 7,
         }
     }
 }
@@ -192,18 +239,22 @@ impl CoreConfig {
             self.countries_days,
             self.upgrade.window_days,
             self.health.inactive_short_days,
+            self.mrr_month_days,
+            self.sharing.window_days,
             15,
         ];
         if longest.iter().any(|d| *d > self.window_days) {
             return bad(
                 "window_days",
-                "must cover series_days × 2, countries_days and upgrade.window_days",
+                "must cover series_days × 2, countries_days, mrr_month_days, \
+                 upgrade.window_days and sharing.window_days",
             );
         }
         for (key, v) in [
             ("series_days", self.series_days),
             ("countries_days", self.countries_days),
             ("upgrade.window_days", self.upgrade.window_days),
+            ("sharing.window_days", self.sharing.window_days),
         ] {
             if v == 0 {
                 return bad(key, "must be at least 1");
@@ -245,6 +296,20 @@ impl CoreConfig {
                 "must be an email address on one line",
             );
         }
+        if !(1..=MAX_SHARING_DOMAINS).contains(&self.sharing.min_domains) {
+            return bad("sharing.min_domains", "must be between 1 and 64");
+        }
+        for (key, list) in [
+            ("exclude.customer_ids", &self.exclude.customer_ids),
+            ("exclude.customer_prefixes", &self.exclude.customer_prefixes),
+        ] {
+            if list.iter().any(String::is_empty) {
+                return bad(key, "must not contain an empty string");
+            }
+        }
         Ok(())
     }
 }
+
+/// The most mismatched domains kept (and counted) per license (SPEC §8.3).
+pub const MAX_SHARING_DOMAINS: u32 = 64;

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::codes::{HealthBand, Status, Trend, TtfvBucket};
+use super::codes::{HealthBand, MovementKind, Status, Trend, TtfvBucket};
 use super::config::CoreConfig;
 use super::event::ValidationResult;
+use super::movements::MovementSums;
 use super::signals::Notification;
 use super::time::{day_of, format_day, Day, Micros, SECOND};
 
@@ -61,6 +62,29 @@ pub struct UpgradeEntry {
     pub triggers: Vec<String>,
 }
 
+/// A license suspected of key sharing (SPEC §8.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharingSuspect {
+    pub license_key: String,
+    pub customer_id: String,
+    /// Distinct mismatched domains over the window (at most 64).
+    pub domains: u32,
+    /// `domain_mismatch` validations over the window, those without a domain included.
+    pub mismatches: u64,
+}
+
+impl SharingSuspect {
+    /// The report's order: `domains` descending, `mismatches` descending, then
+    /// `license_key`, then `customer_id`.
+    pub fn report_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        b.domains
+            .cmp(&a.domains)
+            .then_with(|| b.mismatches.cmp(&a.mismatches))
+            .then_with(|| a.license_key.cmp(&b.license_key))
+            .then_with(|| a.customer_id.cmp(&b.customer_id))
+    }
+}
+
 /// Per-state sums that add up across states.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
@@ -68,6 +92,7 @@ pub struct Aggregate {
     pub applied: u64,
     pub rejected: u64,
     pub duplicates: u64,
+    pub excluded: u64,
     pub by_status: [u64; 4],
     /// Licenses by current plan and status (for the Prometheus gauges).
     pub by_plan_status: BTreeMap<String, [u64; 4]>,
@@ -84,6 +109,8 @@ pub struct Aggregate {
     pub ttfv_measured: Vec<Micros>,
     pub mrr_current: i128,
     pub mrr_month_ago: i128,
+    /// MRR movements over the days after the month-ago day (SPEC §8.2).
+    pub movements: MovementSums,
     pub countries: BTreeMap<String, u64>,
     pub health_customers: u64,
     /// Customers by [`HealthBand`], in [`HealthBand::ALL`] order.
@@ -91,6 +118,7 @@ pub struct Aggregate {
     pub churn_risk: Vec<ChurnRiskEntry>,
     pub upgrade_pipeline: Vec<UpgradeEntry>,
     pub notifications: Vec<Notification>,
+    pub sharing_suspects: Vec<SharingSuspect>,
 }
 
 impl Aggregate {
@@ -100,6 +128,7 @@ impl Aggregate {
         self.applied += o.applied;
         self.rejected += o.rejected;
         self.duplicates += o.duplicates;
+        self.excluded += o.excluded;
         for i in 0..4 {
             self.by_status[i] += o.by_status[i];
             self.health_bands[i] += o.health_bands[i];
@@ -138,6 +167,7 @@ impl Aggregate {
         self.ttfv_measured.extend(o.ttfv_measured);
         self.mrr_current += o.mrr_current;
         self.mrr_month_ago += o.mrr_month_ago;
+        self.movements.add(&o.movements);
         for (c, n) in o.countries {
             *self.countries.entry(c).or_default() += n;
         }
@@ -145,6 +175,7 @@ impl Aggregate {
         self.churn_risk.extend(o.churn_risk);
         self.upgrade_pipeline.extend(o.upgrade_pipeline);
         self.notifications.extend(o.notifications);
+        self.sharing_suspects.extend(o.sharing_suspects);
     }
 }
 
@@ -175,6 +206,8 @@ pub struct Report {
     pub health: HealthSection,
     pub upgrade_pipeline: Vec<UpgradeEntry>,
     pub notifications: Vec<NotificationEntry>,
+    /// SPEC §8.3.
+    pub sharing_suspects: Vec<SharingSuspect>,
 }
 
 /// A notification as the report lists it (the email's figures left out).
@@ -231,6 +264,7 @@ pub struct Events {
     pub applied: u64,
     pub rejected: u64,
     pub duplicates: u64,
+    pub excluded: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,6 +357,38 @@ pub struct Mrr {
     pub current_cents: i128,
     pub month_ago_cents: i128,
     pub mom_change: Option<f64>,
+    pub movements: Movements,
+}
+
+/// The MRR movements of the report (SPEC §8.2): `current = month_ago + net` exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Movements {
+    pub new_cents: i128,
+    pub expansion_cents: i128,
+    pub contraction_cents: i128,
+    pub churn_cents: i128,
+    pub reactivation_cents: i128,
+    pub net_cents: i128,
+    /// Movements by kind.
+    pub counts: BTreeMap<String, u64>,
+}
+
+impl From<&MovementSums> for Movements {
+    fn from(s: &MovementSums) -> Self {
+        let c = |k: MovementKind| s.cents[k.index()];
+        Self {
+            new_cents: c(MovementKind::New),
+            expansion_cents: c(MovementKind::Expansion),
+            contraction_cents: c(MovementKind::Contraction),
+            churn_cents: c(MovementKind::Churn),
+            reactivation_cents: c(MovementKind::Reactivation),
+            net_cents: s.net(),
+            counts: MovementKind::ALL
+                .iter()
+                .map(|k| (k.as_str().to_string(), s.counts[k.index()]))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -466,7 +532,9 @@ impl Aggregate {
                 (self.mrr_current - self.mrr_month_ago) as f64,
                 self.mrr_month_ago as f64,
             ),
+            movements: Movements::from(&self.movements),
         };
+        self.sharing_suspects.sort_by(SharingSuspect::report_order);
         self.churn_risk.sort_by(|a, b| {
             a.score
                 .cmp(&b.score)
@@ -491,6 +559,7 @@ impl Aggregate {
                 applied: self.applied,
                 rejected: self.rejected,
                 duplicates: self.duplicates,
+                excluded: self.excluded,
             },
             licenses,
             activation,
@@ -508,6 +577,7 @@ impl Aggregate {
             },
             upgrade_pipeline: self.upgrade_pipeline,
             notifications: self.notifications.into_iter().map(Into::into).collect(),
+            sharing_suspects: self.sharing_suspects,
         }
     }
 }

@@ -36,6 +36,27 @@ pub enum Facts {
         /// Σ MRR of its active licenses (saturated to the `i64` range).
         mrr_cents: i64,
     },
+    /// SPEC §8.6: what a `key_sharing` email names.
+    KeySharing {
+        plan: String,
+        /// The first 10 (sorted) mismatched domains of the window that decided it.
+        domains: Vec<String>,
+        /// Distinct mismatched domains over that window (at most 64).
+        distinct_domains: u32,
+        /// `domain_mismatch` validations over that window.
+        mismatches: u64,
+        /// Days in that window.
+        window_days: u32,
+    },
+    /// SPEC §8.6: what a `revoked_use` email names.
+    RevokedUse {
+        plan: String,
+        status: String,
+        /// Whether the customer's latest payment event is `payment.failed`.
+        payment_failed: bool,
+    },
+    /// SPEC §8.6: what an `expiring_soon` email names.
+    ExpiringSoon { plan: String, expires_at: String },
 }
 
 /// One license as named in a churn warning.

@@ -37,7 +37,7 @@ use crate::core::time::format_rfc3339;
 use crate::core::{Notification, NotificationKind};
 
 /// The template files, by kind: `(subject, text, html)`.
-pub const TEMPLATE_NAMES: [(NotificationKind, [&str; 3]); 3] = [
+pub const TEMPLATE_NAMES: [(NotificationKind, [&str; 3]); 6] = [
     (
         NotificationKind::Upgrade,
         ["upgrade.subject.txt", "upgrade.txt", "upgrade.html"],
@@ -54,9 +54,33 @@ pub const TEMPLATE_NAMES: [(NotificationKind, [&str; 3]); 3] = [
             "churn_warning.html",
         ],
     ),
+    (
+        NotificationKind::KeySharing,
+        [
+            "key_sharing.subject.txt",
+            "key_sharing.txt",
+            "key_sharing.html",
+        ],
+    ),
+    (
+        NotificationKind::RevokedUse,
+        [
+            "revoked_use.subject.txt",
+            "revoked_use.txt",
+            "revoked_use.html",
+        ],
+    ),
+    (
+        NotificationKind::ExpiringSoon,
+        [
+            "expiring_soon.subject.txt",
+            "expiring_soon.txt",
+            "expiring_soon.html",
+        ],
+    ),
 ];
 
-const BUILT_IN: [(&str, &str); 9] = [
+const BUILT_IN: [(&str, &str); 18] = [
     (
         "upgrade.subject.txt",
         include_str!("templates/upgrade.subject.txt"),
@@ -80,6 +104,36 @@ const BUILT_IN: [(&str, &str); 9] = [
     (
         "churn_warning.html",
         include_str!("templates/churn_warning.html"),
+    ),
+    (
+        "key_sharing.subject.txt",
+        include_str!("templates/key_sharing.subject.txt"),
+    ),
+    ("key_sharing.txt", include_str!("templates/key_sharing.txt")),
+    (
+        "key_sharing.html",
+        include_str!("templates/key_sharing.html"),
+    ),
+    (
+        "revoked_use.subject.txt",
+        include_str!("templates/revoked_use.subject.txt"),
+    ),
+    ("revoked_use.txt", include_str!("templates/revoked_use.txt")),
+    (
+        "revoked_use.html",
+        include_str!("templates/revoked_use.html"),
+    ),
+    (
+        "expiring_soon.subject.txt",
+        include_str!("templates/expiring_soon.subject.txt"),
+    ),
+    (
+        "expiring_soon.txt",
+        include_str!("templates/expiring_soon.txt"),
+    ),
+    (
+        "expiring_soon.html",
+        include_str!("templates/expiring_soon.html"),
     ),
 ];
 
@@ -415,6 +469,42 @@ impl Renderer {
                     "signal_text": signal_text(signal),
                 })
             }
+            (
+                NotificationKind::KeySharing,
+                Facts::KeySharing {
+                    plan,
+                    domains,
+                    distinct_domains,
+                    mismatches,
+                    window_days,
+                },
+            ) => json!({
+                "plan": cut.cap(plan),
+                "domains": domains.iter().map(|d| cut.cap(d)).collect::<Vec<_>>(),
+                "distinct_domains": distinct_domains,
+                "more_domains": (*distinct_domains as usize).saturating_sub(domains.len()),
+                "mismatches": mismatches,
+                "window_days": window_days,
+            }),
+            (
+                NotificationKind::RevokedUse,
+                Facts::RevokedUse {
+                    plan,
+                    status,
+                    payment_failed,
+                },
+            ) => json!({
+                "plan": cut.cap(plan),
+                "status": cut.cap(status),
+                "payment_failed": payment_failed,
+                "payment_state": if *payment_failed { "latest payment failed" } else { "no failed payment" },
+            }),
+            (NotificationKind::ExpiringSoon, Facts::ExpiringSoon { plan, expires_at }) => json!({
+                "plan": cut.cap(plan),
+                "expires_at": expires_at,
+                "expires_on": expires_at.get(..10).unwrap_or_default(),
+                "renew_link": license_link(&self.renew_url).unwrap_or_else(|| self.renew_url.clone()),
+            }),
             _ => {
                 return Err(RenderError::NoFacts {
                     kind: n.kind.as_str(),
@@ -568,6 +658,34 @@ pub(super) fn samples() -> Vec<Notification> {
                     mrr_cents: 4900,
                 }],
                 mrr_cents: 4900,
+            },
+        ),
+        base(
+            NotificationKind::KeySharing,
+            Some("LK-SAMPLE"),
+            Facts::KeySharing {
+                plan: "starter".into(),
+                domains: vec!["a.example".into(), "b.example".into(), "c.example".into()],
+                distinct_domains: 12,
+                mismatches: 30,
+                window_days: 30,
+            },
+        ),
+        base(
+            NotificationKind::RevokedUse,
+            Some("LK-SAMPLE"),
+            Facts::RevokedUse {
+                plan: "starter".into(),
+                status: "revoked".into(),
+                payment_failed: true,
+            },
+        ),
+        base(
+            NotificationKind::ExpiringSoon,
+            Some("LK-SAMPLE"),
+            Facts::ExpiringSoon {
+                plan: "starter".into(),
+                expires_at: "2026-01-01T00:00:00Z".into(),
             },
         ),
     ]
@@ -834,6 +952,135 @@ mod tests {
             text.contains("https://example.com/renew?license=K9"),
             "{text}"
         );
+    }
+
+    fn spec8(kind: NotificationKind, to: &str, reasons: &[&str], facts: Facts) -> Notification {
+        Notification {
+            kind,
+            to: to.into(),
+            customer_id: "cus_8".into(),
+            license_key: Some("LK-8".into()),
+            at: parse_rfc3339("2026-10-13T10:00:00Z").unwrap(),
+            reasons: reasons.iter().map(|r| r.to_string()).collect(),
+            facts: Some(facts),
+        }
+    }
+
+    #[test]
+    fn key_sharing_names_license_customer_domains_and_counts() {
+        let r = Renderer::new(&cfg()).unwrap();
+        let domains: Vec<String> = (0..10).map(|i| format!("d{i}.<x>.example")).collect();
+        let n = spec8(
+            NotificationKind::KeySharing,
+            "customer-success@example.com",
+            &["domain_mismatch"],
+            Facts::KeySharing {
+                plan: "pro".into(),
+                domains,
+                distinct_domains: 14,
+                mismatches: 37,
+                window_days: 30,
+            },
+        );
+        let (subject, text, html) = parts(&r.render(&n).unwrap());
+        assert!(
+            subject.contains("LK-8") && subject.contains("cus_8"),
+            "{subject}"
+        );
+        assert!(subject.contains("14"), "{subject}");
+        for s in [&text, &html] {
+            assert!(s.contains("14") && s.contains("37"), "{s}");
+            assert!(s.contains("the first 10 of 14"), "{s}");
+        }
+        assert!(text.contains("d0.<x>.example") && text.contains("d9.<x>.example"));
+        assert!(html.contains("d0.&lt;x&gt;.example"), "{html}");
+    }
+
+    #[test]
+    fn revoked_use_names_the_payment_state() {
+        let r = Renderer::new(&cfg()).unwrap();
+        let n = |failed| {
+            spec8(
+                NotificationKind::RevokedUse,
+                "customer-success@example.com",
+                &["revoked"],
+                Facts::RevokedUse {
+                    plan: "pro".into(),
+                    status: "revoked".into(),
+                    payment_failed: failed,
+                },
+            )
+        };
+        let (subject, text, html) = parts(&r.render(&n(true)).unwrap());
+        assert!(
+            subject.contains("LK-8") && subject.contains("payment failed"),
+            "{subject}"
+        );
+        for s in [&text, &html] {
+            assert!(
+                s.contains("cus_8") && s.contains("latest payment failed"),
+                "{s}"
+            );
+        }
+        let (subject, text, _) = parts(&r.render(&n(false)).unwrap());
+        assert!(!subject.contains("payment failed"), "{subject}");
+        assert!(text.contains("no failed payment"), "{text}");
+    }
+
+    #[test]
+    fn expiring_soon_names_plan_expiry_and_renewal_link() {
+        let r = Renderer::new(&cfg()).unwrap();
+        let n = spec8(
+            NotificationKind::ExpiringSoon,
+            "owner@customer.example",
+            &["expiring_soon"],
+            Facts::ExpiringSoon {
+                plan: "team".into(),
+                expires_at: "2026-10-20T12:00:00Z".into(),
+            },
+        );
+        let (subject, text, html) = parts(&r.render(&n).unwrap());
+        assert_eq!(
+            subject,
+            "Your team license expires on 2026-10-20: renew to keep it working"
+        );
+        for s in [&text, &html] {
+            assert!(
+                s.contains("LK-8") && s.contains("2026-10-20T12:00:00Z"),
+                "{s}"
+            );
+        }
+        assert!(
+            text.contains("https://example.com/renew?license=LK-8"),
+            "{text}"
+        );
+        assert!(html.contains("<a href="), "{html}");
+    }
+
+    #[test]
+    fn every_kind_has_templates_and_renders_from_the_fold() {
+        // Every decision the fold makes on the v2 edge log renders (none is refused).
+        let r = Renderer::new(&cfg()).unwrap();
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/fixtures/v2/edge2.events.jsonl"),
+        )
+        .unwrap();
+        let cfg = crate::core::CoreConfig::default();
+        let mut replay = crate::replay::Replay::new();
+        replay.feed_reader(text.as_bytes(), &cfg, |_| {}).unwrap();
+        let mut kinds = std::collections::BTreeSet::new();
+        for n in &replay.decisions {
+            r.render(n)
+                .unwrap_or_else(|e| panic!("{}: {e}", n.kind.as_str()));
+            kinds.insert(n.kind.as_str());
+        }
+        for k in ["key_sharing", "revoked_use", "expiring_soon"] {
+            assert!(kinds.contains(k), "{kinds:?}");
+        }
+        for k in NotificationKind::ALL {
+            assert_eq!(names_of(k)[0], format!("{}.subject.txt", k.as_str()));
+        }
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub async fn upgrade_pipeline(State(app): App, Params(q): Params<PageQuery>) -> 
     list_page(&app, &q, "upgrade_pipeline", |r| &r.upgrade_pipeline)
 }
 
+pub async fn sharing_suspects(State(app): App, Params(q): Params<PageQuery>) -> Response {
+    list_page(&app, &q, "sharing_suspects", |r| &r.sharing_suspects)
+}
+
 pub async fn notifications(State(app): App, Params(q): Params<PageQuery>) -> Response {
     list_page(&app, &q, "notifications", |r| &r.notifications)
 }

@@ -7,7 +7,7 @@
 //! - `GET /api/v1/summary?top=N`: the dashboard's bounded summary ([`summary`]);
 //! - `GET /api/v1/customers/{id}`: one customer (health with reasons and points, licenses
 //!   with their upgrade triggers, notifications), licenses paged by `limit`/`offset`;
-//! - `GET /api/v1/churn-risk`, `/api/v1/upgrade-pipeline`, `/api/v1/notifications`: the
+//! - `GET /api/v1/churn-risk`, `/api/v1/upgrade-pipeline`, `/api/v1/sharing-suspects` (SPEC §8.3), `/api/v1/notifications`: the
 //!   report's lists, paged ([`paging`]);
 //! - `GET /metrics`, `/healthz`, `/readyz`; and the dashboard's pages ([`crate::dashboard`]).
 //!
@@ -56,6 +56,7 @@ fn api_routes() -> Router<Arc<AppState>> {
         .route("/api/v1/customers/{id}", get(api::customer))
         .route("/api/v1/churn-risk", get(api::churn_risk))
         .route("/api/v1/upgrade-pipeline", get(api::upgrade_pipeline))
+        .route("/api/v1/sharing-suspects", get(api::sharing_suspects))
         .route("/api/v1/notifications", get(api::notifications))
 }
 

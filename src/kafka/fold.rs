@@ -212,8 +212,10 @@ struct Tally {
     rejected: [u64; RejectReason::ALL.len()],
     /// Duplicates.
     duplicates: u64,
+    /// Events of excluded customers.
+    excluded: u64,
     /// Decisions by kind, in [`NotificationKind::ALL`] order.
-    decided: [u64; 3],
+    decided: [u64; NotificationKind::ALL.len()],
     /// Validations by country label.
     countries: HashMap<String, u64>,
 }
@@ -245,6 +247,9 @@ impl Tally {
         }
         if self.duplicates > 0 {
             m.events_duplicate_total.inc_by(self.duplicates);
+        }
+        if self.excluded > 0 {
+            m.events_excluded_total.inc_by(self.excluded);
         }
         for (i, n) in self.decided.iter().enumerate() {
             if *n > 0 {
@@ -433,6 +438,12 @@ impl Worker {
                     Applied::Duplicate => {
                         if counted {
                             t.duplicates += 1;
+                        }
+                    }
+                    // Committed like any other message (SPEC §8.1); not a dead letter.
+                    Applied::Excluded => {
+                        if counted {
+                            t.excluded += 1;
                         }
                     }
                 },

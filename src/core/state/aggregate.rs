@@ -20,6 +20,7 @@ impl PartitionState {
             applied: self.counts.applied,
             rejected: self.counts.rejected,
             duplicates: self.counts.duplicates,
+            excluded: self.counts.excluded,
             notifications: self.notifications().cloned().collect(),
             ..Default::default()
         };
@@ -93,6 +94,8 @@ impl PartitionState {
                 s.at_limit += (used >= l.domain_limit) as u64;
                 s.over_provisioned += (u < cfg.over_provisioned_ratio) as u64;
             }
+            a.sharing_suspects
+                .extend(self.sharing_suspect(li as u32, today, cfg));
             let triggers = self.triggers(li as u32, today, cfg);
             if !triggers.is_empty() {
                 a.upgrade_pipeline.push(UpgradeEntry {
@@ -117,6 +120,7 @@ impl PartitionState {
         }
         a.mrr_current = self.mrr.current;
         a.mrr_month_ago = self.mrr.through(today - cfg.mrr_month_days as i32);
+        a.movements = self.movements.after(today - cfg.mrr_month_days as i32);
         for (ci, c) in self.customers.iter().enumerate() {
             if c.active_licenses == 0 {
                 continue;

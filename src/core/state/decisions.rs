@@ -10,6 +10,7 @@
 use super::PartitionState;
 use crate::codes::{ChurnSignal, RenewalReason, Status};
 use crate::config::CoreConfig;
+use crate::expiry::CheckRun;
 use crate::health::{self, Health, HealthInputs};
 use crate::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
 use crate::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER};
@@ -84,14 +85,9 @@ impl PartitionState {
                 }
             })
             .collect::<Vec<_>>();
-        let mrr_cents: i128 = c
-            .licenses
-            .iter()
-            .map(|&li| &self.licenses[li as usize])
-            .filter(|l| l.status == Status::Active)
-            .map(|l| l.mrr_cents as i128)
-            .sum();
-        let mrr_cents = mrr_cents.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let mrr_cents = self
+            .active_mrr(ci)
+            .clamp(i64::MIN as i128, i64::MAX as i128) as i64;
         let n = Notification {
             kind: NotificationKind::ChurnWarning,
             to: cfg.notify.team_address.clone(),
@@ -123,15 +119,19 @@ impl PartitionState {
             .push(n);
     }
 
-    /// Runs the daily check of customer `ci` at each midnight from `first` to `last`.
+    /// Runs the daily check of customer `ci` at each midnight from `first` to `last`:
+    /// the expiry reminders (SPEC §8.5), then the `validation_decline` signal.
     pub(super) fn run_midnights(
         &mut self,
         ci: u32,
         first: Day,
         last: Day,
+        run: CheckRun,
         cfg: &CoreConfig,
         out: &mut Vec<Notification>,
     ) {
+        // Reminders are computed for the whole range at once, with or without validations.
+        self.remind_expiries(ci, first, last, run, cfg, out);
         // With no validation in the 14 days before a midnight the check cannot fire, so the
         // loop stops there however far the clock jumps.
         let Some(last_validation_day) = self.customers[ci as usize].validations.last_day() else {
@@ -162,7 +162,7 @@ impl PartitionState {
             if clock == NEVER || day_of(clock) >= today {
                 continue;
             }
-            self.run_midnights(ci, day_of(clock) + 1, today, cfg, out);
+            self.run_midnights(ci, day_of(clock) + 1, today, CheckRun::Tick, cfg, out);
             self.customers[ci as usize].clock = midnight(today);
         }
         self.advance_max_day(today, cfg);

@@ -45,9 +45,8 @@ impl PartitionState {
                     l.issued_at = ts;
                 }
                 l.set_email(email.as_deref());
-                if let Some(e) = expires_at {
-                    l.expires_at = *e;
-                }
+                // An issue without `expires_at` clears the expiry (SPEC §8.5).
+                l.expires_at = expires_at.unwrap_or(NEVER);
                 self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
                 self.set_status(li, Status::Active, day);
                 self.note_upgrade_candidate(li);
@@ -69,7 +68,7 @@ impl PartitionState {
                 license_key,
                 result,
                 country,
-                ..
+                domain,
             } => {
                 if in_window {
                     if let Some(stats) = self.day_stats(day, cfg) {
@@ -114,8 +113,14 @@ impl PartitionState {
                             self.note_upgrade_candidate(li);
                         }
                     }
-                    if *result == ValidationResult::Expired {
-                        self.decide_renewal(li, ts, cfg, out);
+                    match result {
+                        ValidationResult::Expired => self.decide_renewal(li, ts, cfg, out),
+                        ValidationResult::Revoked => self.on_revoked_validation(li, ts, cfg, out),
+                        ValidationResult::DomainMismatch => {
+                            let d = domain.as_deref();
+                            self.on_domain_mismatch(li, day, d, floor, in_window, ts, cfg, out);
+                        }
+                        _ => {}
                     }
                 }
             }

@@ -39,6 +39,7 @@ impl PartitionState {
             .map(|l| {
                 size_of::<License>()
                     + l.text_bytes()
+                    + l.license8().map_or(0, |r| r.bytes())
                     + if l.domains.spilled() {
                         l.domains.capacity() * 8
                     } else {

@@ -58,6 +58,8 @@ impl PartitionState {
         self.counts.applied += other.counts.applied;
         self.counts.rejected += other.counts.rejected;
         self.counts.duplicates += other.counts.duplicates;
+        self.counts.excluded += other.counts.excluded;
+        self.movements.merge(other.movements);
         self.max_day = self.max_day.max(other.max_day);
         self.rebuild_index();
     }

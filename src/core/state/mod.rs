@@ -11,7 +11,9 @@
 //! The parts, one idea each: `records` (customer and license), `index` (lookups),
 //! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
 //! health inputs), `upgrade` (triggers), `mrr` (the MRR book), `merge`, `aggregate`
-//! (the report's sums), `codec` (bytes) and `memory` (byte accounting).
+//! (the report's sums), `codec` (bytes) and `memory` (byte accounting); and SPEC §8's:
+//! `spec8` (the per-license record), `movements` (MRR movements), `sharing` (key sharing
+//! and revoked use) and `reminders` (expiry reminders).
 //!
 //! Guarantees:
 //! - every decision for a customer depends only on that customer's own events in their
@@ -27,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::CoreConfig;
 use crate::event::Event;
+use crate::expiry::CheckRun;
+use crate::movements::MovementBook;
 use crate::signals::Notification;
 use crate::time::{day_of, Day, Micros, NEVER, SECOND};
 
@@ -37,8 +41,12 @@ mod effects;
 mod index;
 mod memory;
 mod merge;
+mod movements;
 mod mrr;
 mod records;
+mod reminders;
+mod sharing;
+mod spec8;
 mod upgrade;
 
 pub use crate::codes::Status;
@@ -60,6 +68,8 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, FastHasher>;
 pub enum Applied {
     Applied,
     Duplicate,
+    /// Its customer is excluded by `core.exclude` (SPEC §8.1): counted, nothing else.
+    Excluded,
 }
 
 /// Event counts of the report's `events` section.
@@ -68,6 +78,8 @@ pub struct EventCounts {
     pub applied: u64,
     pub rejected: u64,
     pub duplicates: u64,
+    /// Accepted events of excluded customers (SPEC §8.1).
+    pub excluded: u64,
 }
 
 /// One day's figures, over every customer of the partition.
@@ -88,6 +100,8 @@ pub struct PartitionState {
     pub(crate) plans: Vec<Box<str>>,
     pub(crate) days: BTreeMap<Day, DayStats>,
     pub(crate) mrr: MrrBook,
+    /// MRR movements by day (SPEC §8.2), kept for the same days as `days`.
+    pub(crate) movements: MovementBook,
     pub(crate) counts: EventCounts,
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
@@ -136,13 +150,20 @@ impl PartitionState {
     }
 
     /// Folds one decoded event. Decisions it makes are pushed to `out` (and kept for the
-    /// report). Returns whether it was applied or ignored as a duplicate.
+    /// report). Returns whether it was applied, ignored as a duplicate, or excluded.
+    /// Checks run in SPEC §8.1's order: the decoder rejected first, then exclusion (which
+    /// leaves no trace but its count: no customer record, clock or remembered id), then
+    /// the duplicate check.
     pub fn apply(
         &mut self,
         ev: &Event<'_>,
         cfg: &CoreConfig,
         out: &mut Vec<Notification>,
     ) -> Applied {
+        if cfg.exclude.excludes(ev.customer_id.as_deref()) {
+            self.counts.excluded += 1;
+            return Applied::Excluded;
+        }
         let horizon = cfg.dedup_horizon_secs as i64 * SECOND;
         let cid = ev.customer_id.as_deref().unwrap_or("");
         let ci = self.customer_index(cid);
@@ -155,7 +176,8 @@ impl PartitionState {
         let day = day_of(ev.ts);
         let clock = self.customers[ci as usize].clock;
         if clock != NEVER && day > day_of(clock) {
-            self.run_midnights(ci, day_of(clock) + 1, day, cfg, out);
+            let run = CheckRun::Event(ev.ts);
+            self.run_midnights(ci, day_of(clock) + 1, day, run, cfg, out);
         }
         let c = &mut self.customers[ci as usize];
         c.clock = c.clock.max(ev.ts);
@@ -167,7 +189,12 @@ impl PartitionState {
         self.advance_max_day(clock_day, cfg);
         let floor = clock_day - cfg.window_days as i32 + 1;
         let in_window = day >= floor;
+        let mrr_before = self.mrr.current;
         self.fold_effect(ci, ev, day, floor, in_window, cfg, out);
+        let delta = self.mrr.current - mrr_before;
+        if delta != 0 {
+            self.book_movement(ci, day, delta, cfg);
+        }
         Applied::Applied
     }
 
@@ -188,6 +215,7 @@ impl PartitionState {
         {
             self.mrr.collapse_before(floor);
         }
+        self.movements.prune(floor);
     }
 
     /// The per-day figures of `day`, unless the day is older than the partition keeps.

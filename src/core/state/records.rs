@@ -43,6 +43,9 @@ pub(crate) struct Customer {
     pub(super) extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
     pub(super) last_churn_at: Micros,
+    /// Whether its MRR was ever above 0 after an event (SPEC §8.2: a later rise from 0 is
+    /// a reactivation, not new); it outlives the customer's last license.
+    pub(super) ever_paid: bool,
 }
 
 /// The parts of a customer that most customers never use.
@@ -69,6 +72,7 @@ struct CustomerWireRef<'a> {
     extras: Option<ExtrasWireRef<'a>>,
     payment_failed: bool,
     last_churn_at: Micros,
+    ever_paid: bool,
 }
 
 #[derive(Serialize)]
@@ -92,6 +96,7 @@ struct CustomerWire {
     extras: Option<ExtrasWire>,
     payment_failed: bool,
     last_churn_at: Micros,
+    ever_paid: bool,
 }
 
 #[derive(Deserialize)]
@@ -123,6 +128,7 @@ impl Serialize for Customer {
             extras,
             payment_failed: self.payment_failed,
             last_churn_at: self.last_churn_at,
+            ever_paid: self.ever_paid,
         }
         .serialize(s)
     }
@@ -158,6 +164,7 @@ impl<'de> Deserialize<'de> for Customer {
             extras,
             payment_failed: w.payment_failed,
             last_churn_at: w.last_churn_at,
+            ever_paid: w.ever_paid,
         })
     }
 }
@@ -175,6 +182,7 @@ impl Customer {
             extras: None,
             payment_failed: false,
             last_churn_at: NEVER,
+            ever_paid: false,
         }
     }
 
@@ -241,6 +249,9 @@ pub(crate) struct LicenseExtras {
     pub(super) features_denied: DayCounts,
     /// The latest upgrade and renewal decisions, for the cooldowns.
     pub(super) cooldowns: LicenseCooldowns,
+    /// SPEC §8: mismatched domains, the §8 cooldowns, the expiry last reminded (boxed
+    /// again: most licenses with extras never need it).
+    pub(super) spec8: Option<Box<super::spec8::License8>>,
 }
 
 /// The latest decision instants of one license, for the cooldowns.

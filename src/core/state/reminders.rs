@@ -1,0 +1,66 @@
+//! Expiry reminders in the fold (SPEC §8.5): the `expiring_soon` part of the daily check.
+//!
+//! Owns [`PartitionState::remind_expiries`], run for every range of midnights a
+//! customer's daily check covers (the midnights its events pass, and the wall-clock
+//! ticks). Guarantees: nothing changes between the midnights of one range, so each
+//! license's first firing midnight is computed directly (`expiry::first_reminder_day`):
+//! the cost is one look at each of the customer's licenses, however many midnights pass;
+//! it runs whether or not the customer ever validated.
+
+use super::PartitionState;
+use crate::codes::{NotificationKind, Spec8Reason, Status};
+use crate::config::CoreConfig;
+use crate::expiry::{first_reminder_day, CheckRun};
+use crate::signals::{Facts, Notification};
+use crate::time::{format_rfc3339, midnight, Day, NEVER};
+
+impl PartitionState {
+    /// Decides the `expiring_soon` of customer `ci` over the midnights `first..=last`.
+    pub(super) fn remind_expiries(
+        &mut self,
+        ci: u32,
+        first: Day,
+        last: Day,
+        run: CheckRun,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let c = &self.customers[ci as usize];
+        if c.active_licenses == 0 {
+            return;
+        }
+        for i in 0..c.licenses.len() {
+            let li = self.customers[ci as usize].licenses[i];
+            let l = &self.licenses[li as usize];
+            if l.expires_at == NEVER || l.status != Status::Active {
+                continue;
+            }
+            let Some(email) = l.email() else {
+                continue;
+            };
+            let reminded = l.license8().map_or(NEVER, |r| r.reminded_expiry);
+            if reminded == l.expires_at {
+                continue; // once per license and expiry
+            }
+            let notice = cfg.notify.expiry_notice_days;
+            let Some(day) = first_reminder_day(l.expires_at, notice, first, last, run) else {
+                continue;
+            };
+            let n = Notification {
+                kind: NotificationKind::ExpiringSoon,
+                to: email.to_string(),
+                customer_id: self.customers[ci as usize].id.to_string(),
+                license_key: Some(l.key().to_string()),
+                at: midnight(day),
+                reasons: vec![Spec8Reason::ExpiringSoon.as_str().to_string()],
+                facts: Some(Facts::ExpiringSoon {
+                    plan: self.plans[l.plan as usize].to_string(),
+                    expires_at: format_rfc3339(l.expires_at),
+                }),
+            };
+            let expiry = l.expires_at;
+            self.license8_mut(li).reminded_expiry = expiry;
+            self.push_decision(ci, n, out);
+        }
+    }
+}
