@@ -9,58 +9,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use keypulse::config::Config;
 use keypulse::core::CoreConfig;
-use keypulse::replay::Replay;
 use serde_json::Value;
+
+use common::{replay_file, v2_config, v2_dir, v2_events, v2_names};
 
 /// The kinds of notification §8 adds; v1 reports predate them.
 const SPEC8_KINDS: [&str; 3] = ["key_sharing", "revoked_use", "expiring_soon"];
-
-fn v2_dir() -> PathBuf {
-    common::fixtures_dir().join("v2")
-}
-
-fn replay_file(events: &Path, cfg: &CoreConfig) -> Value {
-    let bytes = std::fs::read(events).unwrap_or_else(|e| panic!("{}: {e}", events.display()));
-    let mut replay = Replay::new();
-    replay.feed_reader(&bytes[..], cfg, |_| {}).unwrap();
-    serde_json::to_value(replay.report(cfg)).unwrap()
-}
-
-fn v2_config() -> CoreConfig {
-    Config::load(Some(&v2_dir().join("keypulse.toml")))
-        .expect("v2/keypulse.toml")
-        .core
-}
-
-/// The v2 fixture names (`NAME.report.json` in v2/).
-fn v2_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(v2_dir())
-        .expect("v2 fixtures folder")
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".report.json")
-                .map(String::from)
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-/// A v2 fixture's events: beside its report, or the parent folder's log.
-fn v2_events(name: &str) -> PathBuf {
-    let own = v2_dir().join(format!("{name}.events.jsonl"));
-    if own.exists() {
-        own
-    } else {
-        common::fixtures_dir().join(format!("{name}.events.jsonl"))
-    }
-}
 
 fn read_json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

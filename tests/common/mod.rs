@@ -131,3 +131,48 @@ pub fn assert_same_report(name: &str, expected: &Value, actual: &Value) {
         d.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// The folder of the fixtures with SPEC §8 (`v2/`), computed with its `keypulse.toml`.
+pub fn v2_dir() -> PathBuf {
+    fixtures_dir().join("v2")
+}
+
+/// The report of a log replayed under `cfg`.
+pub fn replay_file(events: &std::path::Path, cfg: &keypulse::core::CoreConfig) -> Value {
+    let bytes = std::fs::read(events).unwrap_or_else(|e| panic!("{}: {e}", events.display()));
+    let mut replay = keypulse::replay::Replay::new();
+    replay.feed_reader(&bytes[..], cfg, |_| {}).unwrap();
+    serde_json::to_value(replay.report(cfg)).unwrap()
+}
+
+pub fn v2_config() -> keypulse::core::CoreConfig {
+    keypulse::config::Config::load(Some(&v2_dir().join("keypulse.toml")))
+        .expect("v2/keypulse.toml")
+        .core
+}
+
+/// The v2 fixture names (`NAME.report.json` in v2/).
+pub fn v2_names() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(v2_dir())
+        .expect("v2 fixtures folder")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".report.json")
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// A v2 fixture's events: beside its report, or the parent folder's log.
+pub fn v2_events(name: &str) -> PathBuf {
+    let own = v2_dir().join(format!("{name}.events.jsonl"));
+    if own.exists() {
+        own
+    } else {
+        fixtures_dir().join(format!("{name}.events.jsonl"))
+    }
+}

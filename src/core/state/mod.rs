@@ -11,15 +11,17 @@
 //! The parts, one idea each: `records` (customer and license), `index` (lookups),
 //! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
 //! health inputs), `upgrade` (triggers), `mrr` (the MRR book), `merge`, `aggregate`
-//! (the report's sums), `codec` (bytes) and `memory` (byte accounting); and SPEC §8's:
-//! `spec8` (the per-license record), `movements` (MRR movements), `sharing` (key sharing
-//! and revoked use) and `reminders` (expiry reminders).
+//! (the report's sums), `codec` (versioned records and bytes), `wire` (the records' V1
+//! form) and `memory` (byte accounting); and SPEC §8's: `spec8` (the per-license
+//! record), `movements` (MRR movements), `sharing` (key sharing and revoked use) and
+//! `reminders` (expiry reminders).
 //!
 //! Guarantees:
 //! - every decision for a customer depends only on that customer's own events in their
 //!   own arrival order, so any interleaving of customers and any split of customers over
 //!   states gives the same decisions;
-//! - the state serializes with serde (see [`PartitionState::to_bytes`]) and two states
+//! - the state serializes as versioned records, one per customer plus one for the
+//!   partition (see [`PartitionState::to_bytes`]), and two states
 //!   over disjoint customers merge into one ([`PartitionState::merge`]);
 //! - nothing here panics on any decoded event.
 
@@ -48,9 +50,10 @@ mod reminders;
 mod sharing;
 mod spec8;
 mod upgrade;
+mod wire;
 
 pub use crate::codes::Status;
-pub use codec::StateError;
+pub use codec::{StateError, FORMAT_VERSION};
 pub(crate) use mrr::MrrBook;
 pub(crate) use records::{Customer, License};
 
@@ -92,8 +95,9 @@ pub(crate) struct DayStats {
     pub(crate) countries: BTreeMap<String, u64>,
 }
 
-/// The state of one partition: its customers, licenses and per-day figures.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// The state of one partition: its customers, licenses and per-day figures. Its binary
+/// form is the codec's (`codec.rs`), not a serde derive of this struct.
+#[derive(Debug, Clone, Default)]
 pub struct PartitionState {
     pub(crate) customers: Vec<Customer>,
     pub(crate) licenses: Vec<License>,
@@ -105,7 +109,6 @@ pub struct PartitionState {
     pub(crate) counts: EventCounts,
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
-    #[serde(skip)]
     index: Index,
 }
 

@@ -1,12 +1,10 @@
 //! The records of a partition: [`Customer`] and [`License`], and their wire forms.
 //!
-//! Owns what one customer and one license hold, and how a customer serializes (the
-//! upgrade candidates inside the extras). A customer's record is self-contained: its
+//! Owns what one customer and one license hold. A customer's record is self-contained: its
 //! licenses' windowed counts and cooldowns sit in each license's own record, and the
 //! notifications decided for it in its own extras, so nothing about one customer is kept
 //! in a partition-wide table. Guarantees: the rarely used parts of a customer and of a
-//! license are boxed, so most pay one pointer for them; a customer serializes and
-//! deserializes to the same value.
+//! license are boxed, so most pay one pointer for them.
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -19,11 +17,9 @@ use crate::time::{Micros, NEVER};
 use crate::window::{DayBitmap, DayCounts};
 use compact_str::CompactString;
 
-/// One customer (or, with id `""`, the events that carry none).
-///
-/// Serializes as [`CustomerWire`], the form it has always had (the upgrade candidates
-/// inside the extras); in memory the candidates are inline, since every customer with a
-/// license has some.
+/// One customer (or, with id `""`, the events that carry none). Its licenses are records
+/// of their own in the partition's license vector; its binary form (with them) is the
+/// codec's customer record.
 #[derive(Debug, Clone)]
 pub(crate) struct Customer {
     /// Inline (serializes as a string): the lookup compares it without a pointer chase.
@@ -57,116 +53,6 @@ pub(crate) struct CustomerExtras {
     pub(super) open_tickets: Vec<Box<str>>,
     /// Every notification decided for this customer, in decision order.
     pub(super) notifications: Vec<Notification>,
-}
-
-/// The serialized form of a [`Customer`].
-#[derive(Serialize)]
-#[serde(rename = "Customer")]
-struct CustomerWireRef<'a> {
-    id: &'a CompactString,
-    clock: Micros,
-    seen_ids: &'a SeenIds,
-    licenses: &'a SmallVec<[u32; 4]>,
-    active_licenses: u32,
-    validations: &'a DayCounts,
-    extras: Option<ExtrasWireRef<'a>>,
-    payment_failed: bool,
-    last_churn_at: Micros,
-    ever_paid: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename = "CustomerExtras")]
-struct ExtrasWireRef<'a> {
-    upgrade_candidates: &'a [u32],
-    invites: &'a DayCounts,
-    open_tickets: &'a [Box<str>],
-    notifications: &'a [Notification],
-}
-
-#[derive(Deserialize)]
-#[serde(rename = "Customer")]
-struct CustomerWire {
-    id: CompactString,
-    clock: Micros,
-    seen_ids: SeenIds,
-    licenses: SmallVec<[u32; 4]>,
-    active_licenses: u32,
-    validations: DayCounts,
-    extras: Option<ExtrasWire>,
-    payment_failed: bool,
-    last_churn_at: Micros,
-    ever_paid: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(rename = "CustomerExtras")]
-struct ExtrasWire {
-    upgrade_candidates: SmallVec<[u32; 2]>,
-    invites: DayCounts,
-    open_tickets: Vec<Box<str>>,
-    notifications: Vec<Notification>,
-}
-
-impl Serialize for Customer {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        static NO_DAYS: DayCounts = DayCounts::new();
-        let extras =
-            (self.extras.is_some() || !self.upgrade_candidates.is_empty()).then(|| ExtrasWireRef {
-                upgrade_candidates: &self.upgrade_candidates,
-                invites: self.extras.as_ref().map_or(&NO_DAYS, |e| &e.invites),
-                open_tickets: self.open_tickets(),
-                notifications: self.notifications(),
-            });
-        CustomerWireRef {
-            id: &self.id,
-            clock: self.clock,
-            seen_ids: &self.seen_ids,
-            licenses: &self.licenses,
-            active_licenses: self.active_licenses,
-            validations: &self.validations,
-            extras,
-            payment_failed: self.payment_failed,
-            last_churn_at: self.last_churn_at,
-            ever_paid: self.ever_paid,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for Customer {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = CustomerWire::deserialize(d)?;
-        let (upgrade_candidates, extras) = match w.extras {
-            None => (SmallVec::new(), None),
-            Some(e) => {
-                let rest = (!e.invites.is_empty()
-                    || !e.open_tickets.is_empty()
-                    || !e.notifications.is_empty())
-                .then(|| {
-                    Box::new(CustomerExtras {
-                        invites: e.invites,
-                        open_tickets: e.open_tickets,
-                        notifications: e.notifications,
-                    })
-                });
-                (e.upgrade_candidates, rest)
-            }
-        };
-        Ok(Customer {
-            id: w.id,
-            clock: w.clock,
-            seen_ids: w.seen_ids,
-            licenses: w.licenses,
-            active_licenses: w.active_licenses,
-            validations: w.validations,
-            upgrade_candidates,
-            extras,
-            payment_failed: w.payment_failed,
-            last_churn_at: w.last_churn_at,
-            ever_paid: w.ever_paid,
-        })
-    }
 }
 
 impl Customer {
@@ -215,7 +101,7 @@ impl Customer {
 }
 
 /// One license.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub(crate) struct License {
     pub(crate) customer: u32,
     /// Inline (serializes as a string): the lookup compares it without a pointer chase.

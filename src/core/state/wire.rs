@@ -1,0 +1,246 @@
+//! The serialized forms of format version 1: one customer record, one partition record.
+//!
+//! Owns the V1 wire structs and their conversion from and to the in-memory records. A
+//! customer record is self-contained: the customer, its licenses in its own order, plan
+//! *names* (not the partition's plan positions), upgrade candidates as positions in its
+//! own license list, and the notifications decided for it. The partition record holds
+//! what is the partition's own: per-day figures, the MRR book, the event counts.
+//!
+//! Guarantees: converting a state's records back gives a state that folds on and reports
+//! exactly as the original; a record that does not hold together (a candidate position
+//! out of range, a license key twice) is an error, never a panic. Counters that can be
+//! derived (a customer's active licenses) are derived, not trusted.
+
+use std::collections::BTreeMap;
+
+use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use super::codec::StateError;
+use super::records::{Customer, CustomerExtras, License, LicenseExtras};
+use super::{DayStats, EventCounts, MrrBook, PartitionState};
+use crate::codes::{NotificationKind, Status};
+use crate::dedup::SeenIds;
+use crate::movements::MovementBook;
+use crate::signals::{Facts, Notification};
+use crate::time::{Day, Micros};
+use crate::window::{DayBitmap, DayCounts};
+
+/// A notification inside its customer's record (the customer id is the record's).
+#[derive(Serialize, Deserialize)]
+struct NotificationV1 {
+    kind: NotificationKind,
+    to: String,
+    license_key: Option<String>,
+    at: Micros,
+    reasons: Vec<String>,
+    facts: Option<Facts>,
+}
+
+/// One license, as written (owned: for decoding).
+#[derive(Serialize, Deserialize)]
+struct LicenseV1 {
+    key: CompactString,
+    status: Status,
+    plan: Box<str>,
+    domain_limit: u64,
+    mrr_cents: u64,
+    email: Option<Box<str>>,
+    issued_at: Micros,
+    first_sight: Micros,
+    expires_at: Micros,
+    first_activation: Micros,
+    first_valid: Micros,
+    last_validation: Micros,
+    validated_days: DayBitmap,
+    domains: SmallVec<[u64; 2]>,
+    extras: Option<LicenseExtras>,
+}
+
+/// One customer with its licenses: the record that the changelog keys by customer id.
+#[derive(Serialize, Deserialize)]
+pub(super) struct CustomerV1 {
+    id: CompactString,
+    clock: Micros,
+    seen_ids: SeenIds,
+    validations: DayCounts,
+    /// Positions in `licenses`.
+    upgrade_candidates: Vec<u32>,
+    invites: DayCounts,
+    open_tickets: Vec<Box<str>>,
+    notifications: Vec<NotificationV1>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+    /// Whether its MRR was ever above 0 (SPEC §8.2).
+    ever_paid: bool,
+    licenses: Vec<LicenseV1>,
+}
+
+/// What belongs to the partition as a whole.
+#[derive(Serialize, Deserialize)]
+pub(super) struct PartitionV1 {
+    days: BTreeMap<Day, DayStats>,
+    mrr: MrrBook,
+    /// MRR movements by day (SPEC §8.2).
+    movements: MovementBook,
+    counts: EventCounts,
+    max_day: Option<Day>,
+}
+
+impl PartitionState {
+    /// The V1 form of customer `ci`.
+    pub(super) fn customer_v1(&self, ci: u32) -> CustomerV1 {
+        let c = &self.customers[ci as usize];
+        let position = |li: &u32| c.licenses.iter().position(|x| x == li).map(|p| p as u32);
+        let licenses = c
+            .licenses
+            .iter()
+            .map(|&li| {
+                let l = &self.licenses[li as usize];
+                LicenseV1 {
+                    key: l.key.clone(),
+                    status: l.status,
+                    plan: self.plans[l.plan as usize].clone(),
+                    domain_limit: l.domain_limit,
+                    mrr_cents: l.mrr_cents,
+                    email: l.email.clone(),
+                    issued_at: l.issued_at,
+                    first_sight: l.first_sight,
+                    expires_at: l.expires_at,
+                    first_activation: l.first_activation,
+                    first_valid: l.first_valid,
+                    last_validation: l.last_validation,
+                    validated_days: l.validated_days,
+                    domains: l.domains.clone(),
+                    extras: l.extras.as_deref().cloned(),
+                }
+            })
+            .collect();
+        let notifications = c
+            .notifications()
+            .iter()
+            .map(|n| NotificationV1 {
+                kind: n.kind,
+                to: n.to.clone(),
+                license_key: n.license_key.clone(),
+                at: n.at,
+                reasons: n.reasons.clone(),
+                facts: n.facts.clone(),
+            })
+            .collect();
+        CustomerV1 {
+            id: c.id.clone(),
+            clock: c.clock,
+            seen_ids: c.seen_ids.clone(),
+            validations: c.validations.clone(),
+            upgrade_candidates: c.upgrade_candidates.iter().filter_map(position).collect(),
+            invites: c.invites().cloned().unwrap_or_default(),
+            open_tickets: c.open_tickets().to_vec(),
+            notifications,
+            payment_failed: c.payment_failed,
+            last_churn_at: c.last_churn_at,
+            ever_paid: c.ever_paid,
+            licenses,
+        }
+    }
+
+    /// The V1 form of the partition's own figures.
+    pub(super) fn partition_v1(&self) -> PartitionV1 {
+        PartitionV1 {
+            days: self.days.clone(),
+            mrr: self.mrr.clone(),
+            movements: self.movements.clone(),
+            counts: self.counts,
+            max_day: self.max_day,
+        }
+    }
+
+    /// Sets the partition's own figures (before or after its customers are added).
+    pub(super) fn set_partition_v1(&mut self, p: PartitionV1) {
+        self.days = p.days;
+        self.mrr = p.mrr;
+        self.movements = p.movements;
+        self.counts = p.counts;
+        self.max_day = p.max_day;
+    }
+
+    /// Adds one customer record. The index of customers is kept; the license index must be
+    /// rebuilt once all are added ([`Self::rebuild_index`]).
+    pub(super) fn add_customer_v1(&mut self, w: CustomerV1) -> Result<(), StateError> {
+        let bad = |why: &str| StateError::Decode(format!("customer `{}`: {why}", w.id));
+        if self.find_customer(&w.id).is_some() {
+            return Err(bad("present twice"));
+        }
+        let n = w.licenses.len() as u32;
+        if let Some(p) = w.upgrade_candidates.iter().find(|&&p| p >= n) {
+            return Err(bad(&format!("upgrade candidate {p} of {n} licenses")));
+        }
+        let mut keys: Vec<&str> = w.licenses.iter().map(|l| l.key.as_str()).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|k| k[0] == k[1]) {
+            return Err(bad("a license key twice"));
+        }
+        let ci = self.customers.len() as u32;
+        let first = self.licenses.len() as u32;
+        let mut active = 0;
+        for l in w.licenses {
+            let plan = self.plan_index(&l.plan);
+            active += (l.status == Status::Active) as u32;
+            self.licenses.push(License {
+                customer: ci,
+                key: l.key,
+                status: l.status,
+                plan,
+                domain_limit: l.domain_limit,
+                mrr_cents: l.mrr_cents,
+                email: l.email,
+                issued_at: l.issued_at,
+                first_sight: l.first_sight,
+                expires_at: l.expires_at,
+                first_activation: l.first_activation,
+                first_valid: l.first_valid,
+                last_validation: l.last_validation,
+                validated_days: l.validated_days,
+                domains: l.domains,
+                extras: l.extras.map(Box::new),
+            });
+        }
+        let id = w.id.to_string();
+        let notifications: Vec<Notification> = w
+            .notifications
+            .into_iter()
+            .map(|n| Notification {
+                kind: n.kind,
+                to: n.to,
+                customer_id: id.clone(),
+                license_key: n.license_key,
+                at: n.at,
+                reasons: n.reasons,
+                facts: n.facts,
+            })
+            .collect();
+        let extras =
+            (!w.invites.is_empty() || !w.open_tickets.is_empty() || !notifications.is_empty())
+                .then(|| {
+                    Box::new(CustomerExtras {
+                        invites: w.invites,
+                        open_tickets: w.open_tickets,
+                        notifications,
+                    })
+                });
+        let mut c = Customer::new(&w.id);
+        c.clock = w.clock;
+        c.seen_ids = w.seen_ids;
+        c.licenses = (first..first + n).collect();
+        c.active_licenses = active;
+        c.validations = w.validations;
+        c.upgrade_candidates = w.upgrade_candidates.iter().map(|p| first + p).collect();
+        c.extras = extras;
+        c.payment_failed = w.payment_failed;
+        c.last_churn_at = w.last_churn_at;
+        c.ever_paid = w.ever_paid;
+        self.insert_customer(c);
+        Ok(())
+    }
+}
