@@ -15,10 +15,15 @@
 //! state is dropped. Decisions made while a partition is rebuilt are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
+pub mod changelog;
 pub mod consumer;
 pub mod dlq;
 pub mod events;
 pub mod fold;
+pub mod instance;
+pub mod restore;
+pub mod txn;
+pub mod txn_producer;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
