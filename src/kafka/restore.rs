@@ -35,17 +35,22 @@ use super::changelog::chunk::{assemble, ChunkBook, Problem};
 use super::changelog::keys::StateKey;
 use super::TopicPartition;
 
-/// The settings of a changelog reader, from the connection settings `base`: no group,
-/// `read_committed`, end-of-partition events, large fetches.
+/// The settings of a changelog reader, from the connection settings `base`:
+/// `read_committed`, end-of-partition events, large fetches. Its `group.id` is a fresh one
+/// that never joins nor commits (librdkafka wants one to assign partitions).
 pub fn reader_config(base: &ClientConfig) -> ClientConfig {
     let mut c = base.clone();
-    c.set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .set("max.partition.fetch.bytes", "8388608")
-        .set("fetch.queue.backoff.ms", "10");
+    c.set(
+        "group.id",
+        format!("keypulse-restore-{}", uuid::Uuid::new_v4()),
+    )
+    .set("isolation.level", "read_committed")
+    .set("enable.auto.commit", "false")
+    .set("enable.auto.offset.store", "false")
+    .set("enable.partition.eof", "true")
+    .set("auto.offset.reset", "earliest")
+    .set("max.partition.fetch.bytes", "8388608")
+    .set("fetch.queue.backoff.ms", "10");
     c
 }
 

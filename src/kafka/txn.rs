@@ -459,6 +459,9 @@ impl Worker {
             let Some(p) = self.producer.as_ref() else {
                 break;
             };
+            // librdkafka's abort waits until every queued write is reported; with rdkafka's
+            // event API the reports are served only by polling, which `flush` does.
+            let _ = p.flush(self.settings.transaction_timeout);
             match p.abort_transaction(self.settings.transaction_timeout) {
                 Ok(()) => return CommitError::RolledBack(reason),
                 Err(e) => match classify(&e, p.client().fatal_error().map(|f| f.0)) {

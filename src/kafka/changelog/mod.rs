@@ -267,27 +267,23 @@ async fn create<C: ClientContext + 'static>(
         .create_topics([&new], &opts)
         .await
         .map_err(|e| admin_error(name, "CreateTopics", e))?;
-    for r in results {
-        match r {
-            Ok(_) => {
-                tracing::info!(
-                    topic = name,
-                    partitions,
-                    "created the compacted changelog topic"
-                );
-                return Ok(true);
-            }
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => return Ok(false),
-            Err((_, code)) => {
-                return Err(admin_error(
-                    name,
-                    "CreateTopics (check kafka.changelog_topic_config)",
-                    code,
-                ))
-            }
+    match results.into_iter().next() {
+        Some(Ok(_)) => {
+            tracing::info!(
+                topic = name,
+                partitions,
+                "created the compacted changelog topic"
+            );
+            Ok(true)
         }
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) => Ok(false),
+        Some(Err((_, code))) => Err(admin_error(
+            name,
+            "CreateTopics (check kafka.changelog_topic_config)",
+            code,
+        )),
+        None => Err(admin_error(name, "CreateTopics", "no answer")),
     }
-    Err(admin_error(name, "CreateTopics", "no answer"))
 }
 
 /// Waits until metadata shows the topic (just created) with its partitions.
