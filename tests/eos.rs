@@ -13,7 +13,9 @@ use keypulse::kafka::changelog::chunk::{encode, ChunkBook};
 use keypulse::kafka::changelog::keys::StateKey;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config, ChangelogError, ChangelogTopic};
 use keypulse::kafka::restore::{committed_then_changelog, read_partitions, reader_config};
-use keypulse::kafka::txn::{CommitBatch, CommitError, Committer, OutRecord, TxnSettings};
+use keypulse::kafka::txn::{
+    CommitBatch, CommitError, Committed, Committer, OutRecord, TxnSettings,
+};
 use keypulse::kafka::TopicPartition;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -60,6 +62,35 @@ fn setup(
     assert!(topic.created);
     assert_eq!(topic.partitions, partitions);
     (input, topic)
+}
+
+/// What most tests start from: the broker, an input topic with its changelog, a committer.
+struct Env {
+    brokers: String,
+    input: String,
+    topic: ChangelogTopic,
+    c: Committer,
+}
+
+/// The [`Env`] of test `name` (`None`: no broker, the test is skipped).
+fn env(name: &str, partitions: i32, overrides: &[(&str, &str)]) -> Option<Env> {
+    let brokers = brokers(name)?;
+    let (input, topic) = setup(&brokers, name, partitions, overrides);
+    let c = committer(&brokers, &unique("txn"), &topic);
+    Some(Env {
+        brokers,
+        input,
+        topic,
+        c,
+    })
+}
+
+/// Commits changelog records alone (no offsets).
+fn commit_records(c: &Committer, records: Vec<OutRecord>) -> Result<Committed, CommitError> {
+    c.commit(CommitBatch {
+        records,
+        ..CommitBatch::default()
+    })
 }
 
 /// A member of `group` subscribed to `input`, polled until it has partitions.
@@ -168,13 +199,16 @@ fn committed(c: &BaseConsumer, topic: &str, partition: i32) -> Offset {
 
 #[test]
 fn a_committed_transaction_is_visible_with_its_offsets() {
-    let Some(brokers) = brokers("eos commit") else {
+    let Some(Env {
+        brokers,
+        input,
+        topic,
+        c,
+    }) = env("eos-commit", 2, &[])
+    else {
         return;
     };
-    let (input, topic) = setup(&brokers, "eos-commit", 2, &[]);
-    let group = unique("eos-commit-g");
-    let m = member(&brokers, &group, &input);
-    let c = committer(&brokers, &unique("txn"), &topic);
+    let m = member(&brokers, &unique("eos-commit-g"), &input);
     let mut book = ChunkBook::default();
     let mut recs = records(
         &c,
@@ -233,13 +267,17 @@ fn a_committed_transaction_is_visible_with_its_offsets() {
 
 #[test]
 fn an_aborted_transaction_is_invisible_and_commits_no_offsets() {
-    let Some(brokers) = brokers("eos abort") else {
+    let Some(Env {
+        brokers,
+        input,
+        topic,
+        c,
+    }) = env("eos-abort", 1, &[])
+    else {
         return;
     };
-    let (input, topic) = setup(&brokers, "eos-abort", 1, &[]);
     let group = unique("eos-abort-g");
     let m = member(&brokers, &group, &input);
-    let c = committer(&brokers, &unique("txn"), &topic);
     let mut book = ChunkBook::default();
     let first = records(
         &c,
@@ -367,16 +405,34 @@ fn a_second_committer_with_the_same_id_fences_the_first() {
         vec![(b"c/live".to_vec(), Some(b"\0write".to_vec()))]
     );
     assert_eq!(committed(&m, &input, 0), Offset::Offset(6));
+
+    // The fenced committer builds a new producer at its next commit (a new
+    // init_transactions), which fences the other in turn: ids must not be shared.
+    first
+        .commit(CommitBatch::default())
+        .expect("a fenced committer rebuilds its producer");
+    // (An empty commit completes locally: only a commit that writes meets the fence.)
+    let recs = records(
+        &second,
+        &topic,
+        0,
+        &[(customer("live"), Some(b"fenced write".to_vec()))],
+        &mut ChunkBook::default(),
+    );
+    let r = commit_records(&second, recs);
+    assert!(matches!(r, Err(CommitError::Fenced(_))), "{r:?}");
+    assert_eq!(raw(&brokers, &topic.name, 0).len(), 1);
 }
 
 #[test]
 fn empty_commits_and_offset_only_commits_succeed() {
-    let Some(brokers) = brokers("eos empty") else {
+    let Some(Env {
+        brokers, input, c, ..
+    }) = env("eos-empty", 1, &[])
+    else {
         return;
     };
-    let (input, topic) = setup(&brokers, "eos-empty", 1, &[]);
     let m = member(&brokers, &unique("eos-empty-g"), &input);
-    let c = committer(&brokers, &unique("txn"), &topic);
     for _ in 0..2 {
         let done = c.commit(CommitBatch::default()).expect("empty commit");
         assert_eq!((done.records, done.offsets), (0, 0));
@@ -408,17 +464,13 @@ fn big(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
-    let Some(brokers) = brokers("eos chunks") else {
+    let Some(Env {
+        brokers, topic, c, ..
+    }) = env("eos-chunks", 1, &[("max.message.bytes", "262144")])
+    else {
         return;
     };
-    let (input, topic) = setup(
-        &brokers,
-        "eos-chunks",
-        1,
-        &[("max.message.bytes", "262144")],
-    );
     assert_eq!(topic.max_message_bytes, 262_144);
-    let c = committer(&brokers, &unique("txn"), &topic);
     let big_one = customer("whale");
     let value = big(5 * 1024 * 1024 + 123, 7);
 
@@ -451,11 +503,7 @@ fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
         &mut book,
     );
     assert!(book.get(&big_one) >= 20, "{}", book.get(&big_one));
-    c.commit(CommitBatch {
-        records: recs,
-        ..CommitBatch::default()
-    })
-    .expect("commit of a 5 MB customer");
+    commit_records(&c, recs).expect("commit of a 5 MB customer");
     let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
     let r = &r[0];
     assert!(r.problems.is_empty(), "{:?}", r.problems);
@@ -472,11 +520,7 @@ fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
         &[(big_one.clone(), Some(b"slim".to_vec()))],
         &mut book,
     );
-    c.commit(CommitBatch {
-        records: recs,
-        ..CommitBatch::default()
-    })
-    .expect("commit of the shrunk customer");
+    commit_records(&c, recs).expect("commit of the shrunk customer");
     let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
     assert!(r[0].problems.is_empty(), "{:?}", r[0].problems);
     assert_eq!(r[0].values[&big_one], b"slim");
@@ -490,25 +534,21 @@ fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
         .filter(|(k, v)| k.starts_with(b"x/") && v.is_some())
         .count();
     assert_eq!(live_chunks, 0);
-    drop(input);
 }
 
 #[test]
 fn compaction_removes_old_values_and_the_restore_stays_exact() {
-    let Some(brokers) = brokers("eos compaction") else {
+    let small_segments = [
+        ("segment.bytes", "1048576"),
+        ("min.cleanable.dirty.ratio", "0.01"),
+        ("delete.retention.ms", "1000"),
+    ];
+    let Some(Env {
+        brokers, topic, c, ..
+    }) = env("eos-compact", 1, &small_segments)
+    else {
         return;
     };
-    let (_input, topic) = setup(
-        &brokers,
-        "eos-compact",
-        1,
-        &[
-            ("segment.bytes", "1048576"),
-            ("min.cleanable.dirty.ratio", "0.01"),
-            ("delete.retention.ms", "1000"),
-        ],
-    );
-    let c = committer(&brokers, &unique("txn"), &topic);
     let keys: Vec<StateKey> = (0..10).map(|i| customer(&format!("k{i}"))).collect();
     let rounds = 40;
     let mut book = ChunkBook::default();
@@ -527,11 +567,7 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
             last.insert(k.clone(), v.clone().unwrap());
         }
         let recs = records(&c, &topic, 0, &values, &mut book);
-        c.commit(CommitBatch {
-            records: recs,
-            ..CommitBatch::default()
-        })
-        .expect("commit");
+        commit_records(&c, recs).expect("commit");
     }
     let written = keys.len() * rounds;
     let count_k0 = |recs: &[(Vec<u8>, Option<Vec<u8>>)]| {
@@ -568,11 +604,15 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
 
 #[test]
 fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
-    let Some(brokers) = brokers("eos open transaction") else {
+    let Some(Env {
+        brokers,
+        input,
+        topic,
+        c,
+    }) = env("eos-open", 1, &[])
+    else {
         return;
     };
-    let (input, topic) = setup(&brokers, "eos-open", 1, &[]);
-    let c = committer(&brokers, &unique("txn"), &topic);
     let mut book = ChunkBook::default();
     let recs = records(
         &c,
@@ -581,11 +621,7 @@ fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
         &[(customer("a"), Some(b"committed".to_vec()))],
         &mut book,
     );
-    c.commit(CommitBatch {
-        records: recs,
-        ..CommitBatch::default()
-    })
-    .expect("commit");
+    commit_records(&c, recs).expect("commit");
     // Another producer (a killed instance) leaves a transaction open, for a minute.
     let orphan: rdkafka::producer::BaseProducer = base(&brokers)
         .set("transactional.id", unique("txn-orphan"))

@@ -25,7 +25,8 @@
 //!   (fenced before `EndTxn`); the caller reloads its state from the changelog all the same;
 //! - an abort that itself fails also drops the producer and builds a new one at once, so
 //!   the open transaction is aborted by the new `init_transactions`;
-//! - an empty batch commits (librdkafka completes an empty transaction locally).
+//! - an empty batch commits (librdkafka completes an empty transaction locally, without
+//!   the broker: it does not notice a fence; the next commit that writes does).
 
 use std::collections::HashMap;
 use std::sync::mpsc;
