@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::kafka::*;
-use keypulse::kafka::changelog::chunk::{encode, ChunkBook};
+use keypulse::kafka::changelog::chunk::ChunkBook;
 use keypulse::kafka::changelog::keys::StateKey;
+use keypulse::kafka::changelog::writer::PartitionWriter;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config, ChangelogError, ChangelogTopic};
 use keypulse::kafka::restore::{committed_then_changelog, read_partitions, reader_config};
 use keypulse::kafka::txn::{
@@ -129,26 +130,21 @@ fn customer(id: &str) -> StateKey {
     StateKey::Customer(id.to_string())
 }
 
-/// The changelog records of `values` (none chunked before) for `partition`.
+/// A writer of partition `partition` of the changelog (nothing chunked yet).
+fn writer(topic: &ChangelogTopic, partition: i32) -> PartitionWriter {
+    PartitionWriter::new(&topic.name, partition, ChunkBook::default())
+}
+
+/// The changelog records of `values`, staged in `w` (then `w.committed()` once committed,
+/// `w.rolled_back()` if not).
 fn records(
     c: &Committer,
-    topic: &ChangelogTopic,
-    partition: i32,
+    w: &mut PartitionWriter,
     values: &[(StateKey, Option<Vec<u8>>)],
-    book: &mut ChunkBook,
 ) -> Vec<OutRecord> {
-    let limit = c.record_limit(&topic.name);
-    let mut out = Vec::new();
-    for (k, v) in values {
-        let enc = encode(k, v.as_deref(), book.get(k), limit).expect("encode");
-        book.set(k, enc.chunks);
-        out.extend(
-            enc.records
-                .into_iter()
-                .map(|r| OutRecord::changelog(&topic.name, partition, r)),
-        );
-    }
-    out
+    let limit = c.record_limit(w.topic());
+    w.stage(values.iter().map(|(k, v)| (k, v.as_deref())), limit)
+        .expect("stage")
 }
 
 fn tp(topic: &str, partition: i32) -> TopicPartition {
@@ -209,26 +205,22 @@ fn a_committed_transaction_is_visible_with_its_offsets() {
         return;
     };
     let m = member(&brokers, &unique("eos-commit-g"), &input);
-    let mut book = ChunkBook::default();
+    let (mut w0, mut w1) = (writer(&topic, 0), writer(&topic, 1));
     let mut recs = records(
         &c,
-        &topic,
-        0,
+        &mut w0,
         &[
             (customer("a"), Some(b"state of a".to_vec())),
             (customer("b"), Some(b"state of b".to_vec())),
         ],
-        &mut book,
     );
     recs.extend(records(
         &c,
-        &topic,
-        1,
+        &mut w1,
         &[(
             StateKey::Partition("days".into()),
             Some(b"buckets".to_vec()),
         )],
-        &mut book,
     ));
     let done = c
         .commit(CommitBatch {
@@ -237,6 +229,8 @@ fn a_committed_transaction_is_visible_with_its_offsets() {
             group: m.group_metadata(),
         })
         .expect("commit");
+    w0.committed();
+    w1.committed();
     assert_eq!((done.records, done.offsets), (3, 2));
 
     assert_eq!(committed(&m, &input, 0), Offset::Offset(7));
@@ -278,32 +272,25 @@ fn an_aborted_transaction_is_invisible_and_commits_no_offsets() {
     };
     let group = unique("eos-abort-g");
     let m = member(&brokers, &group, &input);
-    let mut book = ChunkBook::default();
-    let first = records(
-        &c,
-        &topic,
-        0,
-        &[(customer("a"), Some(b"v1".to_vec()))],
-        &mut book,
-    );
+    let mut w0 = writer(&topic, 0);
+    let first = records(&c, &mut w0, &[(customer("a"), Some(b"v1".to_vec()))]);
     c.commit(CommitBatch {
         records: first,
         offsets: vec![(tp(&input, 0), 5)],
         group: m.group_metadata(),
     })
     .expect("first commit");
+    w0.committed();
 
     // Valid records first, then one the broker cannot take (no partition 99): the
     // transaction is aborted, the valid records included.
     let mut second = records(
         &c,
-        &topic,
-        0,
+        &mut w0,
         &[
             (customer("a"), Some(b"v2".to_vec())),
             (customer("b"), Some(b"v2".to_vec())),
         ],
-        &mut book.clone(),
     );
     second.push(OutRecord {
         partition: Some(99),
@@ -317,6 +304,7 @@ fn an_aborted_transaction_is_invisible_and_commits_no_offsets() {
         })
         .unwrap_err();
     assert!(matches!(e, CommitError::RolledBack(_)), "{e}");
+    w0.rolled_back();
 
     assert_eq!(committed(&m, &input, 0), Offset::Offset(5));
     let seen = raw(&brokers, &topic.name, 0);
@@ -325,13 +313,7 @@ fn an_aborted_transaction_is_invisible_and_commits_no_offsets() {
     // A member that left: its group metadata is stale, the transaction rolls back.
     let stale = m.group_metadata();
     drop(m);
-    let third = records(
-        &c,
-        &topic,
-        0,
-        &[(customer("c"), Some(b"v3".to_vec()))],
-        &mut book.clone(),
-    );
+    let third = records(&c, &mut w0, &[(customer("c"), Some(b"v3".to_vec()))]);
     let _other = member(&brokers, &group, &input);
     let r = c.commit(CommitBatch {
         records: third,
@@ -339,22 +321,18 @@ fn an_aborted_transaction_is_invisible_and_commits_no_offsets() {
         group: stale,
     });
     assert!(matches!(r, Err(CommitError::RolledBack(_))), "{r:?}");
+    w0.rolled_back();
     assert_eq!(raw(&brokers, &topic.name, 0).len(), 1);
 
     // The producer is still usable after a rollback.
-    let fourth = records(
-        &c,
-        &topic,
-        0,
-        &[(customer("d"), Some(b"v4".to_vec()))],
-        &mut book,
-    );
+    let fourth = records(&c, &mut w0, &[(customer("d"), Some(b"v4".to_vec()))]);
     c.commit(CommitBatch {
         records: fourth,
         offsets: vec![],
         group: None,
     })
     .expect("commit after rollbacks");
+    w0.committed();
     assert_eq!(raw(&brokers, &topic.name, 0).len(), 2);
 }
 
@@ -369,13 +347,11 @@ fn a_second_committer_with_the_same_id_fences_the_first() {
     let id = unique("txn-shared");
     let first = committer(&brokers, &id, &topic);
     let second = committer(&brokers, &id, &topic);
-    let mut book = ChunkBook::default();
+    let mut w0 = writer(&topic, 0);
     let recs = records(
         &first,
-        &topic,
-        0,
+        &mut w0,
         &[(customer("zombie"), Some(b"late write".to_vec()))],
-        &mut book,
     );
     let r = first.commit(CommitBatch {
         records: recs,
@@ -383,15 +359,14 @@ fn a_second_committer_with_the_same_id_fences_the_first() {
         group: m.group_metadata(),
     });
     assert!(matches!(r, Err(CommitError::Fenced(_))), "{r:?}");
+    w0.rolled_back();
     assert_eq!(raw(&brokers, &topic.name, 0), vec![]);
     assert_eq!(committed(&m, &input, 0), Offset::Invalid);
 
     let recs = records(
         &second,
-        &topic,
-        0,
+        &mut w0,
         &[(customer("live"), Some(b"write".to_vec()))],
-        &mut ChunkBook::default(),
     );
     second
         .commit(CommitBatch {
@@ -400,6 +375,7 @@ fn a_second_committer_with_the_same_id_fences_the_first() {
             group: m.group_metadata(),
         })
         .expect("the new incarnation commits");
+    w0.committed();
     assert_eq!(
         raw(&brokers, &topic.name, 0),
         vec![(b"c/live".to_vec(), Some(b"\0write".to_vec()))]
@@ -414,10 +390,8 @@ fn a_second_committer_with_the_same_id_fences_the_first() {
     // (An empty commit completes locally: only a commit that writes meets the fence.)
     let recs = records(
         &second,
-        &topic,
-        0,
+        &mut w0,
         &[(customer("live"), Some(b"fenced write".to_vec()))],
-        &mut ChunkBook::default(),
     );
     let r = commit_records(&second, recs);
     assert!(matches!(r, Err(CommitError::Fenced(_))), "{r:?}");
@@ -491,36 +465,31 @@ fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
         .unwrap_err();
     assert!(matches!(e, CommitError::TooLarge { .. }), "{e}");
 
-    let mut book = ChunkBook::default();
+    let mut w0 = writer(&topic, 0);
     let recs = records(
         &c,
-        &topic,
-        0,
+        &mut w0,
         &[
             (big_one.clone(), Some(value.clone())),
             (customer("small"), Some(b"tiny".to_vec())),
         ],
-        &mut book,
     );
-    assert!(book.get(&big_one) >= 20, "{}", book.get(&big_one));
     commit_records(&c, recs).expect("commit of a 5 MB customer");
+    w0.committed();
+    let chunks = w0.book().get(&big_one);
+    assert!(chunks >= 20, "{chunks} chunks");
     let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
     let r = &r[0];
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert!(r.values[&big_one] == value, "the 5 MB record differs");
     assert_eq!(r.values[&customer("small")], b"tiny");
-    assert_eq!(r.chunks, book);
+    assert_eq!(&r.chunks, w0.book());
     assert!(r.bytes_read as usize > value.len());
 
     // It shrinks: its chunks are tombstoned in the same transaction.
-    let recs = records(
-        &c,
-        &topic,
-        0,
-        &[(big_one.clone(), Some(b"slim".to_vec()))],
-        &mut book,
-    );
+    let recs = records(&c, &mut w0, &[(big_one.clone(), Some(b"slim".to_vec()))]);
     commit_records(&c, recs).expect("commit of the shrunk customer");
+    w0.committed();
     let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
     assert!(r[0].problems.is_empty(), "{:?}", r[0].problems);
     assert_eq!(r[0].values[&big_one], b"slim");
@@ -551,7 +520,7 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
     };
     let keys: Vec<StateKey> = (0..10).map(|i| customer(&format!("k{i}"))).collect();
     let rounds = 40;
-    let mut book = ChunkBook::default();
+    let mut w0 = writer(&topic, 0);
     let mut last = HashMap::new();
     for round in 0..rounds {
         let values: Vec<(StateKey, Option<Vec<u8>>)> = keys
@@ -566,8 +535,9 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
         for (k, v) in &values {
             last.insert(k.clone(), v.clone().unwrap());
         }
-        let recs = records(&c, &topic, 0, &values, &mut book);
+        let recs = records(&c, &mut w0, &values);
         commit_records(&c, recs).expect("commit");
+        w0.committed();
     }
     let written = keys.len() * rounds;
     let count_k0 = |recs: &[(Vec<u8>, Option<Vec<u8>>)]| {
@@ -613,14 +583,8 @@ fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
     else {
         return;
     };
-    let mut book = ChunkBook::default();
-    let recs = records(
-        &c,
-        &topic,
-        0,
-        &[(customer("a"), Some(b"committed".to_vec()))],
-        &mut book,
-    );
+    let mut w0 = writer(&topic, 0);
+    let recs = records(&c, &mut w0, &[(customer("a"), Some(b"committed".to_vec()))]);
     commit_records(&c, recs).expect("commit");
     // Another producer (a killed instance) leaves a transaction open, for a minute.
     let orphan: rdkafka::producer::BaseProducer = base(&brokers)

@@ -2,8 +2,9 @@
 //!
 //! Owns the changelog topic itself: its name, its creation and the checks made on it at
 //! start. The record keys are in [`keys`], the splitting of records too large for one
-//! Kafka record in [`chunk`]; reading a partition back is `kafka/restore.rs`, writing it is
-//! the transactional committer (`kafka/txn.rs`).
+//! Kafka record in [`chunk`], a partition's chunk counts between commits in [`writer`];
+//! reading a partition back is `kafka/restore.rs`, committing writes is the transactional
+//! committer (`kafka/txn.rs`).
 //!
 //! Guarantees of [`ensure_changelog`]:
 //! - the changelog of an input topic is named from it (`kafka.changelog_topic`, default
@@ -19,6 +20,7 @@
 
 pub mod chunk;
 pub mod keys;
+pub mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
