@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use keypulse::kafka::changelog::chunk::encode;
 use keypulse::kafka::changelog::keys::StateKey;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config};
+use keypulse::kafka::client::ClientSettings;
 use keypulse::kafka::restore::{read_partitions, reader_config};
 use keypulse::kafka::txn::{CommitBatch, Committer, OutRecord, TxnSettings};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::ClientConfig;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -31,9 +31,8 @@ fn main() {
     let n: usize = args[2].parse().expect("N");
     let size: usize = args.get(3).map_or(300, |s| s.parse().expect("S"));
     let rounds: usize = args.get(4).map_or(3, |s| s.parse().expect("ROUNDS"));
-    let mut base = ClientConfig::new();
-    base.set("bootstrap.servers", brokers);
-    let admin: AdminClient<DefaultClientContext> = base.create().expect("admin");
+    let client = ClientSettings::new(brokers, "keypulse-bench", &[]);
+    let admin: AdminClient<DefaultClientContext> = client.admin().create().expect("admin");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -53,7 +52,7 @@ fn main() {
         ))
         .expect("changelog");
     let committer = Committer::start(
-        &base,
+        &client,
         TxnSettings {
             transactional_id: format!("bench-restore-{}", std::process::id()),
             transaction_timeout: Duration::from_secs(60),
@@ -94,7 +93,7 @@ fn main() {
     let write_s = t0.elapsed().as_secs_f64();
     let mut secs = Vec::new();
     for _ in 0..rounds {
-        let reader: BaseConsumer = reader_config(&base).create().expect("reader");
+        let reader: BaseConsumer = reader_config(&client).create().expect("reader");
         let r = read_partitions(&reader, &topic.name, &[0], Duration::from_secs(600))
             .expect("restore")
             .remove(0);

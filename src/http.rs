@@ -26,8 +26,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::app_state::AppState;
 use crate::core::time::{format_rfc3339, parse_rfc3339};
-use crate::service::AppState;
 
 /// The routes over the shared state.
 pub fn router(app: Arc<AppState>) -> Router {

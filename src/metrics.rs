@@ -24,6 +24,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::core::codes::{HealthBand, Status, Trigger, TtfvBucket};
 use crate::core::event::{RejectReason, ValidationResult, EVENT_TYPES};
 use crate::core::report::UtilizationSums;
 use crate::core::{Aggregate, NotificationKind, Report};
@@ -164,16 +165,6 @@ macro_rules! reg {
         m
     }};
 }
-
-const TTFV_BUCKETS: [&str; 5] = ["under_1h", "1h_to_24h", "1d_to_7d", "over_7d", "pending"];
-const BANDS: [&str; 4] = ["0-24", "25-49", "50-74", "75-100"];
-const TRIGGERS: [&str; 4] = [
-    "domain_limit_approaching",
-    "rate_limit_frequent",
-    "feature_interest",
-    "team_growth",
-];
-const STATUSES: [&str; 4] = ["active", "expired", "revoked", "canceled"];
 
 impl Metrics {
     /// Creates every family in a fresh registry.
@@ -578,8 +569,10 @@ impl Metrics {
             }
         }
         for (p, v) in &by_plan_status {
-            for (i, s) in STATUSES.iter().enumerate() {
-                self.licenses.with_label_values(&[p, s]).set(v[i] as i64);
+            for s in Status::ALL {
+                self.licenses
+                    .with_label_values(&[p, s.as_str()])
+                    .set(v[s.index()] as i64);
             }
         }
 
@@ -634,7 +627,7 @@ impl Metrics {
 
         let today = &report.validations.today;
         self.validations_today
-            .with_label_values(&["valid"])
+            .with_label_values(&[ValidationResult::Valid.as_str()])
             .set((today.total - today.failed) as i64);
         for r in ValidationResult::FAILURES {
             let n = today.by_type.get(r.as_str()).copied().unwrap_or(0);
@@ -682,12 +675,17 @@ impl Metrics {
         }
 
         let t = &report.ttfv;
-        for (b, n) in
-            TTFV_BUCKETS
-                .iter()
-                .zip([t.under_1h, t.h1_to_24h, t.d1_to_7d, t.over_7d, t.pending])
-        {
-            self.ttfv_licenses.with_label_values(&[b]).set(n as i64);
+        for b in TtfvBucket::ALL {
+            let n = match b {
+                TtfvBucket::Under1h => t.under_1h,
+                TtfvBucket::H1To24h => t.h1_to_24h,
+                TtfvBucket::D1To7d => t.d1_to_7d,
+                TtfvBucket::Over7d => t.over_7d,
+                TtfvBucket::Pending => t.pending,
+            };
+            self.ttfv_licenses
+                .with_label_values(&[b.as_str()])
+                .set(n as i64);
         }
         set_opt(
             &self.ttfv_median_seconds,
@@ -699,23 +697,25 @@ impl Metrics {
             .set(report.mrr.month_ago_cents as f64);
         set_opt(&self.mrr_mom_change_ratio, report.mrr.mom_change);
 
-        for b in BANDS {
-            let n = report.health.bands.get(b).copied().unwrap_or(0);
-            self.health_customers.with_label_values(&[b]).set(n as i64);
+        for b in HealthBand::ALL {
+            let n = report.health.bands.get(b.as_str()).copied().unwrap_or(0);
+            self.health_customers
+                .with_label_values(&[b.as_str()])
+                .set(n as i64);
         }
         self.churn_risk_customers
             .set(report.health.churn_risk.len() as i64);
-        let mut per_trigger = [0i64; 4];
+        let mut per_trigger = [0i64; Trigger::ALL.len()];
         for e in &report.upgrade_pipeline {
             for t in &e.triggers {
-                if let Some(i) = TRIGGERS.iter().position(|x| x == t) {
-                    per_trigger[i] += 1;
+                if let Some(t) = Trigger::parse(t) {
+                    per_trigger[t.index()] += 1;
                 }
             }
         }
-        for (t, n) in TRIGGERS.iter().zip(per_trigger) {
+        for (t, n) in Trigger::ALL.into_iter().zip(per_trigger) {
             self.upgrade_pipeline_licenses
-                .with_label_values(&[t])
+                .with_label_values(&[t.as_str()])
                 .set(n);
         }
     }

@@ -7,7 +7,7 @@
 //! 3. the consumer checks that a broker answers (else fails within
 //!    `kafka.connect_timeout_ms`, naming `kafka.brokers`), subscribes, and its poll thread
 //!    starts;
-//! 4. the refresher recomputes the served [`Snapshot`] every `http.refresh_ms`: in wall-clock
+//! 4. the refresher recomputes the served [`Snapshot`](crate::app_state::Snapshot) every `http.refresh_ms`: in wall-clock
 //!    mode it first moves every caught-up partition's clock to now (so midnights pass with
 //!    no event), then merges the workers' aggregates into the report and the gauges;
 //! 5. HTTP serves the snapshot.
@@ -18,23 +18,22 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, RwLock};
+use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::app_state::{AppState, PartitionStatus, Snapshot};
 use crate::config::Config;
 use crate::core::time::Micros;
-use crate::core::{Aggregate, CoreConfig, CustomerView, Report};
+use crate::core::Aggregate;
+use crate::kafka::client::ClientSettings;
 use crate::kafka::consumer::{self, PollEnd, PollSettings, Router};
 use crate::kafka::dlq::DeadLetter;
-use crate::kafka::fold::{ClockMode, Worker, WorkerMsg, WorkerShared};
+use crate::kafka::fold::{ClockMode, Worker, WorkerShared};
 use crate::metrics::Metrics;
 use crate::sink::DecisionSink;
-
-/// How long a query waits for the fold workers.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Options of `keypulse run` that are not configuration.
 #[derive(Debug, Clone, Copy)]
@@ -48,117 +47,6 @@ impl Default for RunOptions {
         Self {
             clock: ClockMode::Wall,
         }
-    }
-}
-
-/// One assigned partition, as `/readyz` shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PartitionStatus {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Whether it has caught up with its target since its assignment.
-    pub caught_up: bool,
-    /// The next offset to fold.
-    pub position: i64,
-    /// The high watermark at assignment (−1 while unknown).
-    pub target: i64,
-}
-
-/// What HTTP serves, recomputed every `http.refresh_ms`.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The report at `as_of` (SPEC §3).
-    pub report: Arc<Report>,
-    /// Whether every assigned partition had caught up when this snapshot was taken (the
-    /// report then includes everything up to the catch-up targets).
-    pub ready: bool,
-    /// The assigned partitions.
-    pub partitions: Vec<PartitionStatus>,
-}
-
-/// The state shared by the HTTP handlers and the refresher.
-pub struct AppState {
-    /// The latest snapshot.
-    snapshot: RwLock<Arc<Snapshot>>,
-    /// The metrics registry and families.
-    pub metrics: Arc<Metrics>,
-    /// The fold workers (for `?as_of=` and per-customer queries).
-    workers: Vec<SyncSender<WorkerMsg>>,
-    /// The fold's configuration.
-    pub core: Arc<CoreConfig>,
-    /// Wall or event clock.
-    pub clock: ClockMode,
-}
-
-impl AppState {
-    /// The latest snapshot.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The merged aggregate of every worker at `as_of`, with state sizes (blocking).
-    fn aggregate(&self, as_of: Option<Micros>) -> anyhow::Result<(Aggregate, [usize; 3])> {
-        let mut replies = Vec::new();
-        for w in &self.workers {
-            let (reply, rx) = mpsc::channel();
-            w.send(WorkerMsg::Aggregate { as_of, reply })
-                .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
-            replies.push(rx);
-        }
-        let mut agg = Aggregate {
-            as_of,
-            ..Default::default()
-        };
-        let mut sizes = [0usize; 3];
-        for rx in replies {
-            let w = rx
-                .recv_timeout(QUERY_TIMEOUT)
-                .map_err(|_| anyhow::anyhow!("a fold worker did not answer"))?;
-            agg.merge(w.aggregate);
-            sizes[0] += w.customers;
-            sizes[1] += w.licenses;
-            sizes[2] += w.bytes;
-        }
-        Ok((agg, sizes))
-    }
-
-    /// The report at a chosen instant (walks the state once; blocking).
-    pub fn report_at(&self, as_of: Micros) -> anyhow::Result<Report> {
-        Ok(self.aggregate(Some(as_of))?.0.finish(&self.core))
-    }
-
-    /// The view of one customer at the snapshot's `as_of` (blocking).
-    pub fn customer(&self, id: &str) -> anyhow::Result<Option<CustomerView>> {
-        let Some(as_of) = self.snapshot().report.as_of else {
-            return Ok(None);
-        };
-        let id: Arc<str> = id.into();
-        let mut replies = Vec::new();
-        for w in &self.workers {
-            let (reply, rx) = mpsc::channel();
-            w.send(WorkerMsg::Customer {
-                id: id.clone(),
-                as_of,
-                reply,
-            })
-            .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
-            replies.push(rx);
-        }
-        let mut found = None;
-        for rx in replies {
-            if let Some(v) = rx
-                .recv_timeout(QUERY_TIMEOUT)
-                .map_err(|_| anyhow::anyhow!("a fold worker did not answer"))?
-            {
-                found = Some(v);
-            }
-        }
-        Ok(found)
     }
 }
 
@@ -204,9 +92,9 @@ impl Service {
         let k = config.kafka.clone();
         let core = Arc::new(config.core.clone());
 
-        let (_, producer_cfg) = consumer::client_config(&k);
+        let clients = ClientSettings::from_config(&k);
         let dlq = Arc::new(
-            DeadLetter::new(&producer_cfg, &k.dead_letter_topic, metrics.clone())
+            DeadLetter::new(&clients, &k.dead_letter_topic, metrics.clone())
                 .context("cannot create the dead-letter producer (check kafka.properties)")?,
         );
         let shared = WorkerShared {
@@ -260,23 +148,24 @@ impl Service {
                 }
             })?;
 
-        let app = Arc::new(AppState {
-            snapshot: RwLock::new(Arc::new(Snapshot {
-                report: Arc::new(
-                    Aggregate {
-                        as_of: (opts.clock == ClockMode::Wall).then(wall_now),
-                        ..Default::default()
-                    }
-                    .finish(&core),
-                ),
-                ready: false,
-                partitions: Vec::new(),
-            })),
-            metrics: metrics.clone(),
-            workers: senders,
+        let first = Snapshot {
+            report: Arc::new(
+                Aggregate {
+                    as_of: (opts.clock == ClockMode::Wall).then(wall_now),
+                    ..Default::default()
+                }
+                .finish(&core),
+            ),
+            ready: false,
+            partitions: Vec::new(),
+        };
+        let app = Arc::new(AppState::new(
+            first,
+            metrics.clone(),
+            senders,
             core,
-            clock: opts.clock,
-        });
+            opts.clock,
+        ));
         let refresh = Duration::from_millis(config.http.refresh_ms);
         let (ra, rr, rs) = (app.clone(), router.clone(), stop.clone());
         let refresher = std::thread::Builder::new()
@@ -396,10 +285,7 @@ fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
     let ready = router.ready();
     let parts = router.partitions();
     if app.clock == ClockMode::Wall {
-        for w in &app.workers {
-            w.send(WorkerMsg::Advance { now })
-                .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
-        }
+        app.advance_workers(now)?;
     }
     let newest_ts = || {
         parts
@@ -456,6 +342,6 @@ fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
         ready,
         partitions,
     });
-    *app.snapshot.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+    app.set_snapshot(snapshot);
     Ok(())
 }

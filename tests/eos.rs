@@ -13,6 +13,7 @@ use keypulse::kafka::changelog::chunk::ChunkBook;
 use keypulse::kafka::changelog::keys::StateKey;
 use keypulse::kafka::changelog::writer::PartitionWriter;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config, ChangelogError, ChangelogTopic};
+use keypulse::kafka::client::{ClientSettings, Role};
 use keypulse::kafka::restore::{committed_then_changelog, read_partitions, reader_config};
 use keypulse::kafka::txn::{
     CommitBatch, CommitError, Committed, Committer, OutRecord, TxnSettings,
@@ -23,18 +24,17 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 const T: Duration = Duration::from_secs(30);
 
-fn base(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers);
-    c
+/// The clients' settings, as the service builds them (`kafka/client.rs`).
+fn client(brokers: &str) -> ClientSettings {
+    ClientSettings::new(brokers, "keypulse-test", &[])
 }
 
 fn admin(brokers: &str) -> AdminClient<DefaultClientContext> {
-    base(brokers).create().expect("admin client")
+    client(brokers).admin().create().expect("admin client")
 }
 
 /// An input topic and its changelog (created by `ensure_changelog` with `overrides`).
@@ -96,11 +96,8 @@ fn commit_records(c: &Committer, records: Vec<OutRecord>) -> Result<Committed, C
 
 /// A member of `group` subscribed to `input`, polled until it has partitions.
 fn member(brokers: &str, group: &str, input: &str) -> BaseConsumer {
-    let c: BaseConsumer = base(brokers)
-        .set("group.id", group)
-        .set("group.protocol", "consumer")
-        .set("isolation.level", "read_committed")
-        .set("enable.auto.commit", "false")
+    let c: BaseConsumer = client(brokers)
+        .group_consumer(group)
         .create()
         .expect("consumer");
     c.subscribe(&[input]).expect("subscribe");
@@ -113,7 +110,7 @@ fn member(brokers: &str, group: &str, input: &str) -> BaseConsumer {
 }
 
 fn reader(brokers: &str) -> BaseConsumer {
-    reader_config(&base(brokers)).create().expect("reader")
+    reader_config(&client(brokers)).create().expect("reader")
 }
 
 fn committer(brokers: &str, id: &str, topic: &ChangelogTopic) -> Committer {
@@ -123,7 +120,7 @@ fn committer(brokers: &str, id: &str, topic: &ChangelogTopic) -> Committer {
         init_timeout: Duration::from_secs(60),
     };
     let limits = HashMap::from([(topic.name.clone(), topic.max_message_bytes)]);
-    Committer::start(&base(brokers), settings, limits).expect("committer")
+    Committer::start(&client(brokers), settings, limits).expect("committer")
 }
 
 fn customer(id: &str) -> StateKey {
@@ -156,7 +153,7 @@ fn tp(topic: &str, partition: i32) -> TopicPartition {
 
 /// Every record of a partition (read_committed), key and value, in order.
 fn raw(brokers: &str, topic: &str, partition: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let c: BaseConsumer = reader_config(&base(brokers)).create().unwrap();
+    let c: BaseConsumer = reader_config(&client(brokers)).create().unwrap();
     let (_, end) = c.fetch_watermarks(topic, partition, T).unwrap();
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
@@ -587,9 +584,16 @@ fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
     let recs = records(&c, &mut w0, &[(customer("a"), Some(b"committed".to_vec()))]);
     commit_records(&c, recs).expect("commit");
     // Another producer (a killed instance) leaves a transaction open, for a minute.
-    let orphan: rdkafka::producer::BaseProducer = base(&brokers)
-        .set("transactional.id", unique("txn-orphan"))
-        .set("transaction.timeout.ms", "60000")
+    let orphan_id = unique("txn-orphan");
+    let orphan: rdkafka::producer::BaseProducer = client(&brokers)
+        .build(
+            Role::Producer,
+            &[],
+            &[
+                ("transactional.id", &orphan_id),
+                ("transaction.timeout.ms", "60000"),
+            ],
+        )
         .create()
         .unwrap();
     use rdkafka::producer::Producer;

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::codes::{HealthBand, HealthReason};
 use super::config::HealthConfig;
 use super::time::{Micros, DAY};
 
@@ -44,27 +45,33 @@ pub fn score(inputs: &HealthInputs, as_of: Micros, cfg: &HealthConfig) -> Health
     let mut penalties = Vec::new();
     let idle = as_of.saturating_sub(inputs.last_activity);
     if idle > cfg.inactive_short_days as i64 * DAY {
-        penalties.push(("inactive_7d", cfg.inactive_short_points));
+        penalties.push((HealthReason::Inactive7d.as_str(), cfg.inactive_short_points));
     }
     if idle > cfg.inactive_long_days as i64 * DAY {
-        penalties.push(("inactive_30d", cfg.inactive_long_points));
+        penalties.push((HealthReason::Inactive30d.as_str(), cfg.inactive_long_points));
     }
     if inputs.domain_limits > 0
         && (inputs.domains_used as f64 / inputs.domain_limits as f64) < cfg.low_utilization_below
     {
-        penalties.push(("low_domain_utilization", cfg.low_utilization_points));
+        penalties.push((
+            HealthReason::LowDomainUtilization.as_str(),
+            cfg.low_utilization_points,
+        ));
     }
     if inputs.validations_prev_7d > 0
         && (inputs.validations_last_7d as f64)
             < cfg.decline_below_ratio * inputs.validations_prev_7d as f64
     {
-        penalties.push(("validation_decline", cfg.decline_points));
+        penalties.push((HealthReason::ValidationDecline.as_str(), cfg.decline_points));
     }
     if inputs.open_ticket {
-        penalties.push(("open_ticket", cfg.open_ticket_points));
+        penalties.push((HealthReason::OpenTicket.as_str(), cfg.open_ticket_points));
     }
     if inputs.payment_failed {
-        penalties.push(("payment_failed", cfg.payment_failed_points));
+        penalties.push((
+            HealthReason::PaymentFailed.as_str(),
+            cfg.payment_failed_points,
+        ));
     }
     let lost: u32 = penalties.iter().map(|(_, p)| *p).sum();
     Health {
@@ -75,7 +82,7 @@ pub fn score(inputs: &HealthInputs, as_of: Micros, cfg: &HealthConfig) -> Health
 
 /// The band a score falls in: 0 for 0–24, 1 for 25–49, 2 for 50–74, 3 for 75–100.
 pub fn band(score: u32) -> usize {
-    (score.min(100) / 25).min(3) as usize
+    HealthBand::of(score).index()
 }
 
 #[cfg(test)]

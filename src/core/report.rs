@@ -11,12 +11,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::codes::{HealthBand, Status, Trend, TtfvBucket};
 use super::config::CoreConfig;
 use super::event::ValidationResult;
-use super::health;
 use super::signals::Notification;
-use super::state::{PartitionState, Status};
-use super::time::{day_of, format_day, Day, Micros, DAY, HOUR, NEVER, SECOND};
+use super::time::{day_of, format_day, Day, Micros, SECOND};
 
 /// Activation counts over licenses with a `license.issued`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -28,7 +27,7 @@ pub struct ActivationCounts {
 }
 
 impl ActivationCounts {
-    fn add(&mut self, o: &Self) {
+    pub(crate) fn add(&mut self, o: &Self) {
         self.issued += o.issued;
         self.activated += o.activated;
         self.cohort_7d += o.cohort_7d;
@@ -79,7 +78,7 @@ pub struct Aggregate {
     pub validations: BTreeMap<Day, [u64; 6]>,
     pub at_risk: u64,
     pub utilization: BTreeMap<String, UtilizationSums>,
-    /// `under_1h`, `1h_to_24h`, `1d_to_7d`, `over_7d`, `pending`.
+    /// Licenses by [`TtfvBucket`], in [`TtfvBucket::ALL`] order.
     pub ttfv_buckets: [u64; 5],
     /// Measured times to first validation, in microseconds.
     pub ttfv_measured: Vec<Micros>,
@@ -87,6 +86,7 @@ pub struct Aggregate {
     pub mrr_month_ago: i128,
     pub countries: BTreeMap<String, u64>,
     pub health_customers: u64,
+    /// Customers by [`HealthBand`], in [`HealthBand::ALL`] order.
     pub health_bands: [u64; 4],
     pub churn_risk: Vec<ChurnRiskEntry>,
     pub upgrade_pipeline: Vec<UpgradeEntry>,
@@ -148,135 +148,6 @@ impl Aggregate {
     }
 }
 
-impl PartitionState {
-    /// The mergeable sums of this state at `as_of` (`None`: before any event).
-    pub fn aggregate(&self, as_of: Option<Micros>, cfg: &CoreConfig) -> Aggregate {
-        let mut a = Aggregate {
-            as_of,
-            applied: self.counts.applied,
-            rejected: self.counts.rejected,
-            duplicates: self.counts.duplicates,
-            notifications: self.notifications.clone(),
-            ..Default::default()
-        };
-        for l in &self.licenses {
-            a.by_status[l.status as usize] += 1;
-            a.by_plan_status
-                .entry(self.plans[l.plan as usize].to_string())
-                .or_default()[l.status as usize] += 1;
-        }
-        let Some(as_of) = as_of else { return a };
-        let today = day_of(as_of);
-        let week = cfg.activation_window_days as i64 * DAY;
-        for (li, l) in self.licenses.iter().enumerate() {
-            let plan = &*self.plans[l.plan as usize];
-            let active = l.status == Status::Active;
-            if l.issued_at != NEVER {
-                let mut c = ActivationCounts {
-                    issued: 1,
-                    ..Default::default()
-                };
-                c.activated = (l.first_activation != NEVER) as u64;
-                if as_of.saturating_sub(l.issued_at) >= week {
-                    c.cohort_7d = 1;
-                    c.activated_within_7d = (l.first_activation != NEVER
-                        && l.first_activation.saturating_sub(l.issued_at) <= week)
-                        as u64;
-                }
-                a.activation.add(&c);
-                a.activation_by_plan
-                    .entry(plan.to_string())
-                    .or_default()
-                    .add(&c);
-                // time to first validation
-                if l.first_valid != NEVER {
-                    let t = l.first_valid.saturating_sub(l.issued_at).max(0);
-                    let bucket = if t < HOUR {
-                        0
-                    } else if t < 24 * HOUR {
-                        1
-                    } else if t < 7 * DAY {
-                        2
-                    } else {
-                        3
-                    };
-                    a.ttfv_buckets[bucket] += 1;
-                    a.ttfv_measured.push(t);
-                } else if as_of.saturating_sub(l.issued_at) >= 7 * DAY {
-                    a.ttfv_buckets[3] += 1;
-                } else {
-                    a.ttfv_buckets[4] += 1;
-                }
-            }
-            if !active {
-                continue;
-            }
-            let risk_since = if l.last_validation != NEVER {
-                l.last_validation
-            } else {
-                l.issued_or_seen()
-            };
-            if as_of.saturating_sub(risk_since) > cfg.at_risk_days as i64 * DAY {
-                a.at_risk += 1;
-            }
-            if l.domain_limit > 0 {
-                let used = l.domains.len() as u64;
-                let u = used as f64 / l.domain_limit as f64;
-                let s = a.utilization.entry(plan.to_string()).or_default();
-                s.licenses += 1;
-                s.sum += u;
-                s.near_limit += (u >= cfg.near_limit_ratio) as u64;
-                s.at_limit += (used >= l.domain_limit) as u64;
-                s.over_provisioned += (u < cfg.over_provisioned_ratio) as u64;
-            }
-            let triggers = self.triggers(li as u32, today, cfg);
-            if !triggers.is_empty() {
-                a.upgrade_pipeline.push(UpgradeEntry {
-                    license_key: l.key().to_string(),
-                    customer_id: self.customers[l.customer as usize].id.to_string(),
-                    triggers: triggers.to_strings(),
-                });
-            }
-        }
-        let first_day = today - 2 * cfg.series_days as i32;
-        let countries_from = today - cfg.countries_days as i32 + 1;
-        for (&d, s) in self.days.range(first_day.min(countries_from)..=today) {
-            if d >= first_day {
-                a.dav.insert(d, s.dav);
-                a.validations.insert(d, s.by_result);
-            }
-            if d >= countries_from {
-                for (c, n) in &s.countries {
-                    *a.countries.entry(c.clone()).or_default() += n;
-                }
-            }
-        }
-        a.mrr_current = self.mrr.current;
-        a.mrr_month_ago = self.mrr.through(today - cfg.mrr_month_days as i32);
-        for (ci, c) in self.customers.iter().enumerate() {
-            if c.active_licenses == 0 {
-                continue;
-            }
-            let h = self.customer_health(ci as u32, as_of, cfg);
-            a.health_customers += 1;
-            a.health_bands[health::band(h.score)] += 1;
-            if h.score < cfg.health.churn_risk_below {
-                a.churn_risk.push(ChurnRiskEntry {
-                    customer_id: c.id.to_string(),
-                    score: h.score,
-                    reasons: h.reasons().iter().map(|r| r.to_string()).collect(),
-                });
-            }
-        }
-        a
-    }
-
-    /// The report of this state alone.
-    pub fn report(&self, as_of: Option<Micros>, cfg: &CoreConfig) -> Report {
-        self.aggregate(as_of, cfg).finish(cfg)
-    }
-}
-
 /// Rounds a ratio to 4 decimals; `None` when the denominator is 0.
 fn ratio(num: f64, den: f64) -> Option<f64> {
     (den != 0.0).then(|| round4(num / den))
@@ -335,12 +206,11 @@ mod ts {
     use super::*;
     use serde::{Deserializer, Serializer};
     pub fn serialize<S: Serializer>(t: &Micros, s: S) -> Result<S::Ok, S::Error> {
-        crate::core::time::serde_ts::serialize(t, s)
+        crate::time::serde_ts::serialize(t, s)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Micros, D::Error> {
         let s = String::deserialize(d)?;
-        crate::core::time::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom("bad timestamp"))
+        crate::time::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("bad timestamp"))
     }
 }
 
@@ -348,11 +218,11 @@ mod opt_ts {
     use super::*;
     use serde::{Deserializer, Serializer};
     pub fn serialize<S: Serializer>(t: &Option<Micros>, s: S) -> Result<S::Ok, S::Error> {
-        crate::core::time::serde_ts::option::serialize(t, s)
+        crate::time::serde_ts::option::serialize(t, s)
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Micros>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        Ok(s.and_then(|s| crate::core::time::parse_rfc3339(&s)))
+        Ok(s.and_then(|s| crate::time::parse_rfc3339(&s)))
     }
 }
 
@@ -520,10 +390,10 @@ impl Aggregate {
         };
         let trend_ratio = (prev_7d > 0).then(|| last_7d as f64 / prev_7d as f64);
         let trend = match trend_ratio {
-            None => "unknown",
-            Some(r) if r >= cfg.trend_growing_at => "growing",
-            Some(r) if r <= cfg.trend_declining_at => "declining",
-            Some(_) => "flat",
+            None => Trend::Unknown,
+            Some(r) if r >= cfg.trend_growing_at => Trend::Growing,
+            Some(r) if r <= cfg.trend_declining_at => Trend::Declining,
+            Some(_) => Trend::Flat,
         };
         let dav = Dav {
             today: today.map_or(0, dav_on),
@@ -537,7 +407,7 @@ impl Aggregate {
             last_7d,
             prev_7d,
             trend_ratio: trend_ratio.map(round4),
-            trend: trend.to_string(),
+            trend: trend.as_str().to_string(),
         };
         let vals_on = |d: Day| self.validations.get(&d).copied().unwrap_or_default();
         let failed = |v: &[u64; 6]| v.iter().sum::<u64>() - v[ValidationResult::Valid.index()];
@@ -582,11 +452,11 @@ impl Aggregate {
         let median = (!self.ttfv_measured.is_empty())
             .then(|| self.ttfv_measured[(self.ttfv_measured.len() - 1) / 2].div_euclid(SECOND));
         let ttfv = Ttfv {
-            under_1h: self.ttfv_buckets[0],
-            h1_to_24h: self.ttfv_buckets[1],
-            d1_to_7d: self.ttfv_buckets[2],
-            over_7d: self.ttfv_buckets[3],
-            pending: self.ttfv_buckets[4],
+            under_1h: self.ttfv_buckets[TtfvBucket::Under1h.index()],
+            h1_to_24h: self.ttfv_buckets[TtfvBucket::H1To24h.index()],
+            d1_to_7d: self.ttfv_buckets[TtfvBucket::D1To7d.index()],
+            over_7d: self.ttfv_buckets[TtfvBucket::Over7d.index()],
+            pending: self.ttfv_buckets[TtfvBucket::Pending.index()],
             median_seconds: median,
         };
         let mrr = Mrr {
@@ -610,10 +480,10 @@ impl Aggregate {
                 .then_with(|| a.customer_id.cmp(&b.customer_id))
         });
         self.notifications.sort_by(Notification::report_order);
-        let bands = ["0-24", "25-49", "50-74", "75-100"]
+        let bands = HealthBand::ALL
             .iter()
             .zip(self.health_bands)
-            .map(|(k, v)| (k.to_string(), v))
+            .map(|(k, v)| (k.as_str().to_string(), v))
             .collect();
         Report {
             as_of: self.as_of,

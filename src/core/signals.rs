@@ -10,26 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::time::{format_rfc3339, Micros, NEVER};
 
-/// The three kinds of email.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationKind {
-    ChurnWarning,
-    Renewal,
-    Upgrade,
-}
-
-impl NotificationKind {
-    pub const ALL: [NotificationKind; 3] = [Self::ChurnWarning, Self::Renewal, Self::Upgrade];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ChurnWarning => "churn_warning",
-            Self::Renewal => "renewal",
-            Self::Upgrade => "upgrade",
-        }
-    }
-}
+pub use super::codes::NotificationKind;
 
 /// The figures behind a decision, for the email that names them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,8 +73,7 @@ mod at_format {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Micros, D::Error> {
         let s = String::deserialize(d)?;
-        crate::core::time::parse_rfc3339(&s)
-            .ok_or_else(|| serde::de::Error::custom("bad timestamp"))
+        crate::time::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("bad timestamp"))
     }
 }
 
@@ -128,7 +108,7 @@ pub fn cooldown_allows(last: Micros, at: Micros, cooldown: Micros) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::time::DAY;
+    use crate::time::DAY;
 
     #[test]
     fn cooldown_blocks_inside_and_before() {

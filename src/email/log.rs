@@ -25,11 +25,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::config::KafkaConfig;
 use crate::core::Notification;
+use crate::kafka::client::{ClientSettings, Role};
 
 /// A boxed, sendable future (the log trait is used as `Arc<dyn DecisionLog>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -165,29 +166,33 @@ impl KafkaLog {
     /// partitions and the brokers' default replication factor).
     pub async fn connect(cfg: &KafkaConfig, partitions: i32) -> anyhow::Result<Self> {
         let topic = cfg.notifications_topic.clone();
-        let mut base = ClientConfig::new();
-        base.set("bootstrap.servers", &cfg.brokers);
-        for (k, v) in &cfg.properties {
-            base.set(k, v);
-        }
-        ensure_topic(&base, &topic, partitions).await?;
-        let mut pc = base.clone();
-        pc.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "1");
+        let clients = ClientSettings::from_config(cfg);
+        ensure_topic(&clients, &topic, partitions).await?;
+        let pc = clients.build(
+            Role::Producer,
+            &[],
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("linger.ms", "1"),
+            ],
+        );
         let producer: FutureProducer = pc
             .create()
             .context("cannot create the notifications producer")?;
-        let mut cc = base.clone();
-        cc.set(
-            "group.id",
-            format!("keypulse-outbox-{}", uuid::Uuid::new_v4()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "100");
+        let group = format!("keypulse-outbox-{}", uuid::Uuid::new_v4());
+        let cc = clients.build(
+            Role::Consumer,
+            &[],
+            &[
+                ("group.id", &group),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("enable.partition.eof", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("fetch.wait.max.ms", "100"),
+            ],
+        );
         let consumer: StreamConsumer = cc
             .create()
             .context("cannot create the notifications consumer")?;
@@ -296,8 +301,13 @@ impl KafkaLog {
     }
 }
 
-async fn ensure_topic(base: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = base
+async fn ensure_topic(
+    clients: &ClientSettings,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = clients
+        .admin()
         .create()
         .context("cannot create the Kafka admin client")?;
     let new = NewTopic::new(topic, partitions.max(1), TopicReplication::Fixed(-1))

@@ -29,6 +29,7 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 use crate::config::EmailConfig;
+use crate::core::codes::{ChurnSignal, HealthReason, Status, Trigger};
 use crate::core::signals::{Facts, LicenseFacts};
 use crate::core::time::format_rfc3339;
 use crate::core::{Notification, NotificationKind};
@@ -483,26 +484,30 @@ pub fn format_money(cents: i128) -> String {
 }
 
 fn trigger_text(code: &str, used: u64, limit: u64, rl: u64, fd: u64, inv: u64) -> String {
-    match code {
-        "domain_limit_approaching" => {
+    match Trigger::parse(code) {
+        Some(Trigger::DomainLimitApproaching) => {
             format!("{used} of your {limit} domains are in use")
         }
-        "rate_limit_frequent" => format!("validations hit the rate limit {rl} times"),
-        "feature_interest" => format!("features outside your plan were tried {fd} times"),
-        "team_growth" => format!("{inv} team members were invited"),
-        other => other.to_string(),
+        Some(Trigger::RateLimitFrequent) => format!("validations hit the rate limit {rl} times"),
+        Some(Trigger::FeatureInterest) => {
+            format!("features outside your plan were tried {fd} times")
+        }
+        Some(Trigger::TeamGrowth) => format!("{inv} team members were invited"),
+        None => code.to_string(),
     }
 }
 
 fn signal_text(signal: &str) -> &'static str {
-    match signal {
-        "domain_deactivation" => "a domain was removed",
-        "api_key_deletion" => "an API key was deleted",
-        "downgrade_inquiry" => "the customer asked about downgrading",
-        "cancellation_ticket" => "a support ticket about cancellation was opened",
-        "payment_failed" => "a payment failed",
-        "validation_decline" => "validations fell to half or less of the week before",
-        _ => "churn signal",
+    match ChurnSignal::parse(signal) {
+        Some(ChurnSignal::DomainDeactivation) => "a domain was removed",
+        Some(ChurnSignal::ApiKeyDeletion) => "an API key was deleted",
+        Some(ChurnSignal::DowngradeInquiry) => "the customer asked about downgrading",
+        Some(ChurnSignal::CancellationTicket) => "a support ticket about cancellation was opened",
+        Some(ChurnSignal::PaymentFailed) => "a payment failed",
+        Some(ChurnSignal::ValidationDecline) => {
+            "validations fell to half or less of the week before"
+        }
+        None => "churn signal",
     }
 }
 
@@ -514,7 +519,10 @@ fn samples() -> Vec<Notification> {
         customer_id: "cus_sample".into(),
         license_key: license.map(String::from),
         at: 0,
-        reasons: vec!["domain_limit_approaching".into(), "team_growth".into()],
+        reasons: vec![
+            Trigger::DomainLimitApproaching.as_str().into(),
+            Trigger::TeamGrowth.as_str().into(),
+        ],
         facts: Some(facts),
     };
     vec![
@@ -551,11 +559,14 @@ fn samples() -> Vec<Notification> {
             None,
             Facts::ChurnWarning {
                 score: 35,
-                penalties: vec![("inactive_7d".into(), 20), ("open_ticket".into(), 10)],
+                penalties: vec![
+                    (HealthReason::Inactive7d.as_str().into(), 20),
+                    (HealthReason::OpenTicket.as_str().into(), 10),
+                ],
                 licenses: vec![LicenseFacts {
                     license_key: "LK-SAMPLE".into(),
                     plan: "starter".into(),
-                    status: "active".into(),
+                    status: Status::Active.as_str().into(),
                     mrr_cents: 4900,
                 }],
                 mrr_cents: 4900,

@@ -27,7 +27,7 @@ use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -37,6 +37,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 
+use super::client::ClientSettings;
 use super::dlq::DeadLetter;
 use super::fold::{Batch, WorkerMsg};
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
@@ -48,44 +49,6 @@ const BATCH_MESSAGES: usize = 1024;
 const BATCH_BYTES: usize = 512 * 1024;
 /// How long a revocation or a shutdown waits for a worker to answer.
 const WORKER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The librdkafka settings of the consumer (and, less the group keys, of the dead-letter
-/// producer): our defaults, then `kafka.properties` on top.
-pub fn client_config(k: &KafkaConfig) -> (ClientConfig, ClientConfig) {
-    let mut base = ClientConfig::new();
-    base.set("bootstrap.servers", &k.brokers);
-    base.set("client.id", "keypulse");
-    let mut consumer = base.clone();
-    consumer
-        .set("group.id", &k.group_id)
-        .set("group.protocol", "consumer")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false")
-        // KAFKA-NOTES: the 1 s default pauses fetching whenever the fold is behind.
-        .set("fetch.queue.backoff.ms", "10");
-    for (key, value) in &k.properties {
-        // Consumer-only and group settings do not belong to the producer.
-        let consumer_only = key.starts_with("group.")
-            || key.starts_with("fetch.")
-            || key.starts_with("session.")
-            || key.starts_with("heartbeat.")
-            || key.starts_with("max.poll")
-            || key.starts_with("auto.")
-            || key.starts_with("enable.auto")
-            || key.starts_with("queued.")
-            || key.starts_with("partition.assignment")
-            || key.starts_with("isolation.")
-            || key == "enable.partition.eof"
-            || key == "check.crcs";
-        consumer.set(key, value);
-        if !consumer_only {
-            base.set(key, value);
-        }
-    }
-    (consumer, base)
-}
 
 /// The shared side of the consumer: assignment table, partial batches, worker channels.
 pub struct Router {
@@ -740,7 +703,7 @@ pub fn connect(
     router: Arc<Router>,
     timeout: Duration,
 ) -> anyhow::Result<BaseConsumer<Ctx>> {
-    let (cfg, _) = client_config(k);
+    let cfg = ClientSettings::from_config(k).group_consumer(&k.group_id);
     let consumer: BaseConsumer<Ctx> = cfg.create_with_context(Ctx::new(router)).map_err(|e| {
         anyhow::anyhow!("cannot create the Kafka consumer (check kafka.properties): {e}")
     })?;

@@ -16,12 +16,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
+use super::client::{ClientSettings, Role};
 use crate::core::Rejection;
 use crate::metrics::Metrics;
 
@@ -80,15 +80,17 @@ pub struct Origin<'a> {
 }
 
 impl DeadLetter {
-    /// Creates the producer from the consumer's connection settings.
+    /// Creates the producer from the service's connection settings.
     pub fn new(
-        base: &ClientConfig,
+        clients: &ClientSettings,
         topic: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, KafkaError> {
-        let mut cfg = base.clone();
-        cfg.set("enable.idempotence", "true");
-        cfg.set("linger.ms", "20");
+        let cfg = clients.build(
+            Role::Producer,
+            &[],
+            &[("enable.idempotence", "true"), ("linger.ms", "20")],
+        );
         let producer = cfg.create_with_context(DlqContext {
             metrics,
             last_error_log: std::sync::Mutex::new(None),

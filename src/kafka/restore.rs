@@ -33,25 +33,29 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog::chunk::{assemble, ChunkBook, Problem};
 use super::changelog::keys::StateKey;
+use super::client::{ClientSettings, Role};
 use super::TopicPartition;
 
-/// The settings of a changelog reader, from the connection settings `base`:
-/// `read_committed`, end-of-partition events, large fetches. Its `group.id` is a fresh one
-/// that never joins nor commits (librdkafka wants one to assign partitions).
-pub fn reader_config(base: &ClientConfig) -> ClientConfig {
-    let mut c = base.clone();
-    c.set(
-        "group.id",
-        format!("keypulse-restore-{}", uuid::Uuid::new_v4()),
+/// The settings of a changelog reader: `read_committed`, end-of-partition events, large
+/// fetches. Its `group.id` is a fresh one that never joins nor commits (librdkafka wants
+/// one to assign partitions).
+pub fn reader_config(client: &ClientSettings) -> ClientConfig {
+    let group = format!("keypulse-restore-{}", uuid::Uuid::new_v4());
+    client.build(
+        Role::Consumer,
+        &[
+            ("max.partition.fetch.bytes", "8388608"),
+            ("fetch.queue.backoff.ms", "10"),
+        ],
+        &[
+            ("group.id", &group),
+            ("isolation.level", "read_committed"),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "true"),
+            ("auto.offset.reset", "earliest"),
+        ],
     )
-    .set("isolation.level", "read_committed")
-    .set("enable.auto.commit", "false")
-    .set("enable.auto.offset.store", "false")
-    .set("enable.partition.eof", "true")
-    .set("auto.offset.reset", "earliest")
-    .set("max.partition.fetch.bytes", "8388608")
-    .set("fetch.queue.backoff.ms", "10");
-    c
 }
 
 /// One changelog partition, read back.
@@ -260,8 +264,8 @@ pub struct PartitionRestore {
 }
 
 /// The first two steps of taking over `inputs`: fetch the group's committed offsets of
-/// them with `group` (the group's consumer, which must use `isolation.level=read_committed`
-/// so that the offsets fetched are stable), then read each one's changelog partition (same
+/// them with `group` (the group's consumer, which must use `isolation.level=read_committed`,
+/// librdkafka's default, so that the offsets fetched are stable), then read each one's changelog partition (same
 /// number, topic from `changelog_of`: input topic → changelog topic) to its end with
 /// `reader`. The caller then resumes the input at the committed offsets.
 pub fn committed_then_changelog<G: ConsumerContext, R: ConsumerContext>(

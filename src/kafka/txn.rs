@@ -40,6 +40,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog::chunk::RECORD_OVERHEAD;
+use super::client::{ClientSettings, Role};
 use super::txn_producer::{classify, Next, TxnContext};
 use super::TopicPartition;
 
@@ -204,16 +205,17 @@ impl Limits {
 }
 
 impl Committer {
-    /// Starts the thread, creates the producer from `base` (the connection settings) and
+    /// Starts the thread, creates the producer from `client` (the connection settings) and
     /// calls `init_transactions`, waiting for it (up to `settings.init_timeout`).
     /// `max_message_bytes` gives each topic the committer writes to its
     /// `max.message.bytes` (see `changelog::max_message_bytes`).
     pub fn start(
-        base: &ClientConfig,
+        client: &ClientSettings,
         settings: TxnSettings,
         max_message_bytes: HashMap<String, usize>,
     ) -> Result<Committer, CommitError> {
-        let producer_max = base
+        let producer_max = client
+            .build(Role::Producer, &[], &[])
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(PRODUCER_MAX_DEFAULT);
@@ -229,22 +231,23 @@ impl Committer {
             .min()
             .unwrap_or(producer_max);
         let txn_ms = settings.transaction_timeout.as_millis().max(1000) as u64;
-        let mut cfg = base.clone();
-        cfg.set("transactional.id", &settings.transactional_id)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("transaction.timeout.ms", txn_ms.to_string())
-            // below the transaction timeout: a message is given up before its transaction is
-            .set(
-                "message.timeout.ms",
-                (txn_ms - (txn_ms / 10).max(500)).to_string(),
-            )
-            .set("linger.ms", "5")
-            // no batch larger than the smallest topic limit (with room for framing)
-            .set(
-                "batch.size",
-                smallest.saturating_sub(128).max(1).to_string(),
-            );
+        // below the transaction timeout: a message is given up before its transaction is
+        let message_ms = (txn_ms - (txn_ms / 10).max(500)).to_string();
+        // no batch larger than the smallest topic limit (with room for framing)
+        let batch = smallest.saturating_sub(128).max(1).to_string();
+        let txn_ms = txn_ms.to_string();
+        let cfg = client.build(
+            Role::Producer,
+            &[("linger.ms", "5")],
+            &[
+                ("transactional.id", &settings.transactional_id),
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("transaction.timeout.ms", &txn_ms),
+                ("message.timeout.ms", &message_ms),
+                ("batch.size", &batch),
+            ],
+        );
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (jobs, rx) = mpsc::channel::<(CommitBatch, mpsc::SyncSender<Reply>)>();
         let transactional_id = settings.transactional_id.clone();

@@ -13,6 +13,7 @@ use super::rng::Rng;
 use super::wire::Fields;
 use super::Draft;
 use crate::core::time::{Micros, DAY, HOUR, SECOND};
+use crate::core::ValidationResult;
 
 const MINUTE: Micros = 60 * SECOND;
 const FEATURES: [&str; 5] = [
@@ -558,7 +559,7 @@ impl Customer {
                     self.push(out, at, f);
                     self.licenses[i].activated_day = Some(d);
                     let tv = at + self.rng.range(30 * SECOND, 20 * MINUTE);
-                    self.validation(i, tv, "valid", Some(domain), out);
+                    self.validation(i, tv, ValidationResult::Valid.as_str(), Some(domain), out);
                     from = at;
                 }
                 _ => return,
@@ -609,20 +610,20 @@ impl Customer {
         for _ in 0..n {
             let t = self.rng.range(from, end);
             let result = match self.licenses[i].status {
-                Status::Expired => "expired",
-                Status::Revoked => "revoked",
+                Status::Expired => ValidationResult::Expired.as_str(),
+                Status::Revoked => ValidationResult::Revoked.as_str(),
                 _ => {
                     let x = self.rng.f64();
                     if x < rl_p {
-                        "rate_limited"
+                        ValidationResult::RateLimited.as_str()
                     } else if x < rl_p + mm_p {
-                        "domain_mismatch"
+                        ValidationResult::DomainMismatch.as_str()
                     } else {
-                        "valid"
+                        ValidationResult::Valid.as_str()
                     }
                 }
             };
-            let domain = if result == "domain_mismatch" {
+            let domain = if result == ValidationResult::DomainMismatch.as_str() {
                 Some(format!(
                     "site{}.shared{}.example",
                     self.rng.range(0, 40),
@@ -644,7 +645,7 @@ impl Customer {
             for _ in 0..self.rng.poisson(0.9) {
                 let t = self.rng.range(from, end);
                 let domain = self.licenses[i].domains.first().cloned();
-                self.validation(i, t, "rate_limited", domain, out);
+                self.validation(i, t, ValidationResult::RateLimited.as_str(), domain, out);
             }
         }
     }

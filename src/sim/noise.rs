@@ -13,6 +13,7 @@ use super::rng::Rng;
 use super::wire::{Body, Fields};
 use super::Draft;
 use crate::core::time::{format_rfc3339, Micros, DAY};
+use crate::core::ValidationResult;
 
 /// Noise rates, each per generated event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,7 +83,7 @@ pub(crate) fn add_strays(
             .str("event_id", &format!("inv-{day}-{seq}"))
             .opt_str("customer_id", customer)
             .str("license_key", &key)
-            .str("result", "invalid_format")
+            .str("result", ValidationResult::InvalidFormat.as_str())
             .str("country", super::archetype::draw_country(rng));
         drafts.push(Draft {
             ts: t,

@@ -12,12 +12,12 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use crate::kafka::client::{ClientSettings, Role};
 use anyhow::{bail, Context};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::ClientConfig;
 
 use super::{NoiseConfig, SimConfig, Simulator};
 use crate::core::time::{parse_rfc3339, Micros};
@@ -138,28 +138,29 @@ pub fn wall_micros() -> Micros {
 
 /// A producer tuned for bulk sends (batching, lz4, idempotence), plus `extra` settings.
 pub fn producer(brokers: &str, extra: &[(String, String)]) -> anyhow::Result<FutureProducer> {
-    let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", brokers)
-        .set("client.id", "keypulse-simulate")
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("batch.size", "1000000")
-        .set("compression.type", "lz4")
-        .set("enable.idempotence", "true")
-        .set("queue.buffering.max.messages", "200000")
-        .set("message.timeout.ms", "60000");
-    for (k, v) in extra {
-        cc.set(k, v);
-    }
+    let cc = ClientSettings::new(brokers, "keypulse-simulate", extra).build(
+        Role::Producer,
+        &[
+            ("linger.ms", "20"),
+            ("batch.num.messages", "10000"),
+            ("batch.size", "1000000"),
+            ("compression.type", "lz4"),
+            ("enable.idempotence", "true"),
+            ("queue.buffering.max.messages", "200000"),
+            ("message.timeout.ms", "60000"),
+        ],
+        &[],
+    );
     cc.create().context("cannot create the Kafka producer")
 }
 
 /// Creates `topic` with `partitions` partitions (replication 1) unless it exists.
 pub async fn ensure_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .context("cannot create the Kafka admin client")?;
+    let admin: AdminClient<DefaultClientContext> =
+        ClientSettings::new(brokers, "keypulse-simulate", &[])
+            .admin()
+            .create()
+            .context("cannot create the Kafka admin client")?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
     let results = admin

@@ -1,0 +1,142 @@
+//! The report's sums of one state: [`PartitionState::aggregate`] and [`PartitionState::report`].
+//!
+//! Owns the walk over a state's licenses, days and customers that fills an [`Aggregate`]
+//! at `as_of` (SPEC §3); the report types and the finishing step stay in `report`.
+//! Guarantees: the aggregate only reads the state; aggregates of states over disjoint
+//! customers merge into the aggregate of one state holding them all.
+
+use super::PartitionState;
+use crate::codes::{Status, TtfvBucket};
+use crate::config::CoreConfig;
+use crate::health;
+use crate::report::{ActivationCounts, Aggregate, ChurnRiskEntry, Report, UpgradeEntry};
+use crate::time::{day_of, Micros, DAY, HOUR, NEVER};
+
+impl PartitionState {
+    /// The mergeable sums of this state at `as_of` (`None`: before any event).
+    pub fn aggregate(&self, as_of: Option<Micros>, cfg: &CoreConfig) -> Aggregate {
+        let mut a = Aggregate {
+            as_of,
+            applied: self.counts.applied,
+            rejected: self.counts.rejected,
+            duplicates: self.counts.duplicates,
+            notifications: self.notifications.clone(),
+            ..Default::default()
+        };
+        for l in &self.licenses {
+            a.by_status[l.status as usize] += 1;
+            a.by_plan_status
+                .entry(self.plans[l.plan as usize].to_string())
+                .or_default()[l.status as usize] += 1;
+        }
+        let Some(as_of) = as_of else { return a };
+        let today = day_of(as_of);
+        let week = cfg.activation_window_days as i64 * DAY;
+        for (li, l) in self.licenses.iter().enumerate() {
+            let plan = &*self.plans[l.plan as usize];
+            let active = l.status == Status::Active;
+            if l.issued_at != NEVER {
+                let mut c = ActivationCounts {
+                    issued: 1,
+                    ..Default::default()
+                };
+                c.activated = (l.first_activation != NEVER) as u64;
+                if as_of.saturating_sub(l.issued_at) >= week {
+                    c.cohort_7d = 1;
+                    c.activated_within_7d = (l.first_activation != NEVER
+                        && l.first_activation.saturating_sub(l.issued_at) <= week)
+                        as u64;
+                }
+                a.activation.add(&c);
+                a.activation_by_plan
+                    .entry(plan.to_string())
+                    .or_default()
+                    .add(&c);
+                // time to first validation
+                if l.first_valid != NEVER {
+                    let t = l.first_valid.saturating_sub(l.issued_at).max(0);
+                    let bucket = if t < HOUR {
+                        TtfvBucket::Under1h
+                    } else if t < 24 * HOUR {
+                        TtfvBucket::H1To24h
+                    } else if t < 7 * DAY {
+                        TtfvBucket::D1To7d
+                    } else {
+                        TtfvBucket::Over7d
+                    };
+                    a.ttfv_buckets[bucket.index()] += 1;
+                    a.ttfv_measured.push(t);
+                } else if as_of.saturating_sub(l.issued_at) >= 7 * DAY {
+                    a.ttfv_buckets[TtfvBucket::Over7d.index()] += 1;
+                } else {
+                    a.ttfv_buckets[TtfvBucket::Pending.index()] += 1;
+                }
+            }
+            if !active {
+                continue;
+            }
+            let risk_since = if l.last_validation != NEVER {
+                l.last_validation
+            } else {
+                l.issued_or_seen()
+            };
+            if as_of.saturating_sub(risk_since) > cfg.at_risk_days as i64 * DAY {
+                a.at_risk += 1;
+            }
+            if l.domain_limit > 0 {
+                let used = l.domains.len() as u64;
+                let u = used as f64 / l.domain_limit as f64;
+                let s = a.utilization.entry(plan.to_string()).or_default();
+                s.licenses += 1;
+                s.sum += u;
+                s.near_limit += (u >= cfg.near_limit_ratio) as u64;
+                s.at_limit += (used >= l.domain_limit) as u64;
+                s.over_provisioned += (u < cfg.over_provisioned_ratio) as u64;
+            }
+            let triggers = self.triggers(li as u32, today, cfg);
+            if !triggers.is_empty() {
+                a.upgrade_pipeline.push(UpgradeEntry {
+                    license_key: l.key().to_string(),
+                    customer_id: self.customers[l.customer as usize].id.to_string(),
+                    triggers: triggers.to_strings(),
+                });
+            }
+        }
+        let first_day = today - 2 * cfg.series_days as i32;
+        let countries_from = today - cfg.countries_days as i32 + 1;
+        for (&d, s) in self.days.range(first_day.min(countries_from)..=today) {
+            if d >= first_day {
+                a.dav.insert(d, s.dav);
+                a.validations.insert(d, s.by_result);
+            }
+            if d >= countries_from {
+                for (c, n) in &s.countries {
+                    *a.countries.entry(c.clone()).or_default() += n;
+                }
+            }
+        }
+        a.mrr_current = self.mrr.current;
+        a.mrr_month_ago = self.mrr.through(today - cfg.mrr_month_days as i32);
+        for (ci, c) in self.customers.iter().enumerate() {
+            if c.active_licenses == 0 {
+                continue;
+            }
+            let h = self.customer_health(ci as u32, as_of, cfg);
+            a.health_customers += 1;
+            a.health_bands[health::band(h.score)] += 1;
+            if h.score < cfg.health.churn_risk_below {
+                a.churn_risk.push(ChurnRiskEntry {
+                    customer_id: c.id.to_string(),
+                    score: h.score,
+                    reasons: h.reasons().iter().map(|r| r.to_string()).collect(),
+                });
+            }
+        }
+        a
+    }
+
+    /// The report of this state alone.
+    pub fn report(&self, as_of: Option<Micros>, cfg: &CoreConfig) -> Report {
+        self.aggregate(as_of, cfg).finish(cfg)
+    }
+}

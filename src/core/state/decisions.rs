@@ -1,0 +1,218 @@
+//! Renewal and churn decisions, the daily check at each midnight, cooldowns and health.
+//!
+//! Owns when a renewal or churn warning is decided (SPEC §5), the midnights a customer's
+//! clock passes (by its own events, or by the wall clock in live mode), the per-license
+//! cooldown instants, and the gathering of a customer's health inputs. Guarantees: every
+//! decision is pushed both to the caller's list and to the state's own, in decision
+//! order; a clock jump runs at most the midnights that can still fire.
+
+use serde::{Deserialize, Serialize};
+
+use super::PartitionState;
+use crate::codes::{ChurnSignal, RenewalReason, Status};
+use crate::config::CoreConfig;
+use crate::health::{self, Health, HealthInputs};
+use crate::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
+use crate::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER};
+
+/// The latest decision instants of one license, for the cooldowns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LicenseCooldowns {
+    pub(super) upgrade: Micros,
+    pub(super) renewal: Micros,
+}
+
+impl Default for LicenseCooldowns {
+    fn default() -> Self {
+        Self {
+            upgrade: NEVER,
+            renewal: NEVER,
+        }
+    }
+}
+
+impl PartitionState {
+    pub(super) fn cooldowns_of(&self, li: u32) -> LicenseCooldowns {
+        self.license_cooldowns.get(&li).copied().unwrap_or_default()
+    }
+
+    pub(super) fn decide_renewal(
+        &mut self,
+        li: u32,
+        at: Micros,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let l = &self.licenses[li as usize];
+        let Some(email) = l.email() else {
+            return;
+        };
+        if !cooldown_allows(
+            self.cooldowns_of(li).renewal,
+            at,
+            cfg.notify.renewal_cooldown_days as i64 * DAY,
+        ) {
+            return;
+        }
+        let n = Notification {
+            kind: NotificationKind::Renewal,
+            to: email.to_string(),
+            customer_id: self.customers[l.customer as usize].id.to_string(),
+            license_key: Some(l.key().to_string()),
+            at,
+            reasons: vec![RenewalReason::Expired.as_str().to_string()],
+            facts: Some(Facts::Renewal {
+                plan: self.plans[l.plan as usize].to_string(),
+                expires_at: (l.expires_at != NEVER).then(|| format_rfc3339(l.expires_at)),
+            }),
+        };
+        self.license_cooldowns.entry(li).or_default().renewal = at;
+        self.push_decision(n, out);
+    }
+
+    pub(super) fn decide_churn(
+        &mut self,
+        ci: u32,
+        signal: ChurnSignal,
+        at: Micros,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let c = &self.customers[ci as usize];
+        if c.active_licenses == 0 {
+            return;
+        }
+        if !cooldown_allows(
+            c.last_churn_at,
+            at,
+            cfg.notify.churn_cooldown_days as i64 * DAY,
+        ) {
+            return;
+        }
+        let health = self.customer_health(ci, at, cfg);
+        let c = &self.customers[ci as usize];
+        let licenses = c
+            .licenses
+            .iter()
+            .map(|&li| {
+                let l = &self.licenses[li as usize];
+                LicenseFacts {
+                    license_key: l.key().to_string(),
+                    plan: self.plans[l.plan as usize].to_string(),
+                    status: l.status.as_str().to_string(),
+                    mrr_cents: l.mrr_cents,
+                }
+            })
+            .collect::<Vec<_>>();
+        let mrr_cents: i128 = c
+            .licenses
+            .iter()
+            .map(|&li| &self.licenses[li as usize])
+            .filter(|l| l.status == Status::Active)
+            .map(|l| l.mrr_cents as i128)
+            .sum();
+        let mrr_cents = mrr_cents.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        let n = Notification {
+            kind: NotificationKind::ChurnWarning,
+            to: cfg.notify.team_address.clone(),
+            customer_id: c.id.to_string(),
+            license_key: None,
+            at,
+            reasons: vec![signal.as_str().to_string()],
+            facts: Some(Facts::ChurnWarning {
+                score: health.score,
+                penalties: health
+                    .penalties
+                    .iter()
+                    .map(|(r, p)| (r.to_string(), *p))
+                    .collect(),
+                licenses,
+                mrr_cents,
+            }),
+        };
+        self.customers[ci as usize].last_churn_at = at;
+        self.push_decision(n, out);
+    }
+
+    pub(super) fn push_decision(&mut self, n: Notification, out: &mut Vec<Notification>) {
+        out.push(n.clone());
+        self.notifications.push(n);
+    }
+
+    /// Runs the daily check of customer `ci` at each midnight from `first` to `last`.
+    pub(super) fn run_midnights(
+        &mut self,
+        ci: u32,
+        first: Day,
+        last: Day,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        // With no validation in the 14 days before a midnight the check cannot fire, so the
+        // loop stops there however far the clock jumps.
+        let Some(last_validation_day) = self.customers[ci as usize].validations.last_day() else {
+            return;
+        };
+        let last = last.min(last_validation_day.saturating_add(15));
+        for d in first..=last {
+            let c = &self.customers[ci as usize];
+            if c.active_licenses == 0 {
+                continue;
+            }
+            let last7 = c.validations.sum(d - 7, d - 1);
+            let prev7 = c.validations.sum(d - 14, d - 8);
+            if prev7 >= cfg.notify.decline_min_previous as u64
+                && (last7 as f64) <= cfg.notify.decline_at_most_ratio * prev7 as f64
+            {
+                self.decide_churn(ci, ChurnSignal::ValidationDecline, midnight(d), cfg, out);
+            }
+        }
+    }
+
+    /// Moves every customer's clock to the latest wall-clock midnight at or before `now`,
+    /// running the daily checks it passes (SPEC §5, live mode only).
+    pub fn advance_to(&mut self, now: Micros, cfg: &CoreConfig, out: &mut Vec<Notification>) {
+        let today = day_of(now);
+        for ci in 0..self.customers.len() as u32 {
+            let clock = self.customers[ci as usize].clock;
+            if clock == NEVER || day_of(clock) >= today {
+                continue;
+            }
+            self.run_midnights(ci, day_of(clock) + 1, today, cfg, out);
+            self.customers[ci as usize].clock = midnight(today);
+        }
+        self.advance_max_day(today, cfg);
+    }
+
+    /// The health of customer `ci` at `as_of`, or `None` without an active license.
+    pub(crate) fn customer_health(&self, ci: u32, as_of: Micros, cfg: &CoreConfig) -> Health {
+        let c = &self.customers[ci as usize];
+        let mut last_validation = NEVER;
+        let mut earliest_seen = i64::MAX;
+        let (mut used, mut limits) = (0u64, 0u64);
+        for &li in &c.licenses {
+            let l = &self.licenses[li as usize];
+            last_validation = last_validation.max(l.last_validation);
+            earliest_seen = earliest_seen.min(l.issued_or_seen());
+            if l.status == Status::Active && l.domain_limit > 0 {
+                used = used.saturating_add(l.domains.len() as u64);
+                limits = limits.saturating_add(l.domain_limit);
+            }
+        }
+        let today = day_of(as_of);
+        let inputs = HealthInputs {
+            last_activity: if last_validation != NEVER {
+                last_validation
+            } else {
+                earliest_seen
+            },
+            domains_used: used,
+            domain_limits: limits,
+            validations_last_7d: c.validations.sum(today - 6, today),
+            validations_prev_7d: c.validations.sum(today - 13, today - 7),
+            open_ticket: !c.open_tickets().is_empty(),
+            payment_failed: c.payment_failed,
+        };
+        health::score(&inputs, as_of, &cfg.health)
+    }
+}

@@ -1,0 +1,278 @@
+//! The per-event effects: how each event type changes customers, licenses and figures.
+//!
+//! Owns [`PartitionState::fold_effect`] (SPEC §1's table of effects) and the license
+//! changes it shares: domains, status and MRR, plan changes. Guarantees: a status change
+//! away from `active` books the license's MRR out, a return books it in, and a plan change
+//! on an active license books the difference; events older than the window change state
+//! but no windowed figure.
+
+use super::index::domain_hash;
+use super::records::{IN_FEATURES_DENIED, IN_RATE_LIMITED};
+use super::PartitionState;
+use crate::codes::{ChurnSignal, Status};
+use crate::config::CoreConfig;
+use crate::event::{Event, EventKind, TicketCategory, ValidationResult};
+use crate::signals::Notification;
+use crate::time::{Day, Micros, NEVER};
+
+impl PartitionState {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn fold_effect(
+        &mut self,
+        ci: u32,
+        ev: &Event<'_>,
+        day: Day,
+        floor: Day,
+        in_window: bool,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) {
+        let ts = ev.ts;
+        let mut churn_signal: Option<ChurnSignal> = None;
+        let mut check_upgrade = true;
+        match &ev.kind {
+            EventKind::Issued {
+                license_key,
+                plan,
+                domain_limit,
+                mrr_cents,
+                email,
+                expires_at,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let plan = self.plan_index(plan);
+                let l = &mut self.licenses[li as usize];
+                if l.issued_at == NEVER {
+                    l.issued_at = ts;
+                }
+                l.set_email(email.as_deref());
+                if let Some(e) = expires_at {
+                    l.expires_at = *e;
+                }
+                self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
+                self.set_status(li, Status::Active, day);
+                self.note_upgrade_candidate(li);
+            }
+            EventKind::Activated {
+                license_key,
+                domain,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let l = &mut self.licenses[li as usize];
+                if l.first_activation == NEVER || ts < l.first_activation {
+                    l.first_activation = ts;
+                }
+                if let Some(d) = domain {
+                    self.add_domain(li, d);
+                }
+            }
+            EventKind::Validated {
+                license_key,
+                result,
+                country,
+                ..
+            } => {
+                if in_window {
+                    if let Some(stats) = self.day_stats(day, cfg) {
+                        stats.by_result[result.index()] += 1;
+                        if let Some(country) = country {
+                            // Look up by `&str` first: a country is allocated once per day.
+                            match stats.countries.get_mut(&**country) {
+                                Some(n) => *n += 1,
+                                None => {
+                                    stats.countries.insert(country.to_string(), 1);
+                                }
+                            }
+                        }
+                    }
+                }
+                if *result == ValidationResult::InvalidFormat {
+                    check_upgrade = false;
+                } else {
+                    let (li, _) = self.license_index(ci, license_key, ts);
+                    let l = &mut self.licenses[li as usize];
+                    if l.last_validation == NEVER || ts > l.last_validation {
+                        l.last_validation = ts;
+                    }
+                    if *result == ValidationResult::Valid
+                        && (l.first_valid == NEVER || ts < l.first_valid)
+                    {
+                        l.first_valid = ts;
+                    }
+                    if in_window {
+                        let fresh = l.validated_days.mark(day);
+                        if fresh {
+                            if let Some(stats) = self.day_stats(day, cfg) {
+                                stats.dav += 1;
+                            }
+                        }
+                        self.customers[ci as usize].validations.add(day, 1, floor);
+                        if *result == ValidationResult::RateLimited {
+                            self.rate_limited.entry(li).or_default().add(day, 1, floor);
+                            self.licenses[li as usize].side |= IN_RATE_LIMITED;
+                            self.note_upgrade_candidate(li);
+                        }
+                    }
+                    if *result == ValidationResult::Expired {
+                        self.decide_renewal(li, ts, cfg, out);
+                    }
+                }
+            }
+            EventKind::Renewed {
+                license_key,
+                expires_at,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                if let Some(e) = expires_at {
+                    self.licenses[li as usize].expires_at = *e;
+                }
+                self.set_status(li, Status::Active, day);
+                self.note_upgrade_candidate(li);
+            }
+            EventKind::Expired { license_key } => {
+                self.end_license(ci, license_key, ts, Status::Expired, day)
+            }
+            EventKind::Revoked { license_key } => {
+                self.end_license(ci, license_key, ts, Status::Revoked, day)
+            }
+            EventKind::SubscriptionCanceled { license_key } => {
+                self.end_license(ci, license_key, ts, Status::Canceled, day)
+            }
+            EventKind::SubscriptionChanged {
+                license_key,
+                plan,
+                domain_limit,
+                mrr_cents,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let plan = self.plan_index(plan);
+                self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
+                self.note_upgrade_candidate(li);
+            }
+            EventKind::DomainAdded {
+                license_key,
+                domain,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                self.add_domain(li, domain);
+            }
+            EventKind::DomainRemoved {
+                license_key,
+                domain,
+            } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                let h = domain_hash(domain);
+                let domains = &mut self.licenses[li as usize].domains;
+                if let Ok(pos) = domains.binary_search(&h) {
+                    domains.remove(pos);
+                }
+                churn_signal = Some(ChurnSignal::DomainDeactivation);
+            }
+            EventKind::ApiKeyCreated { .. } => {}
+            EventKind::ApiKeyDeleted { .. } => churn_signal = Some(ChurnSignal::ApiKeyDeletion),
+            EventKind::DowngradeInquiry => churn_signal = Some(ChurnSignal::DowngradeInquiry),
+            EventKind::TicketOpened {
+                ticket_id,
+                category,
+            } => {
+                let tickets = &mut self.customers[ci as usize].extras_mut().open_tickets;
+                if !tickets.iter().any(|t| **t == **ticket_id) {
+                    tickets.push((**ticket_id).into());
+                }
+                if *category == TicketCategory::Cancellation {
+                    churn_signal = Some(ChurnSignal::CancellationTicket);
+                }
+            }
+            EventKind::TicketClosed { ticket_id } => {
+                self.customers[ci as usize]
+                    .extras_mut()
+                    .open_tickets
+                    .retain(|t| **t != **ticket_id);
+            }
+            EventKind::PaymentFailed => {
+                self.customers[ci as usize].payment_failed = true;
+                churn_signal = Some(ChurnSignal::PaymentFailed);
+            }
+            EventKind::PaymentSucceeded => self.customers[ci as usize].payment_failed = false,
+            EventKind::MemberInvited => {
+                if in_window {
+                    self.customers[ci as usize]
+                        .extras_mut()
+                        .invites
+                        .add(day, 1, floor);
+                }
+            }
+            EventKind::FeatureDenied { license_key, .. } => {
+                let (li, _) = self.license_index(ci, license_key, ts);
+                if in_window {
+                    self.features_denied
+                        .entry(li)
+                        .or_default()
+                        .add(day, 1, floor);
+                    self.licenses[li as usize].side |= IN_FEATURES_DENIED;
+                    self.note_upgrade_candidate(li);
+                }
+            }
+        }
+        if let Some(signal) = churn_signal {
+            self.decide_churn(ci, signal, ts, cfg, out);
+        }
+        if check_upgrade {
+            self.check_upgrades(ci, ts, cfg, out);
+        }
+    }
+
+    pub(super) fn add_domain(&mut self, li: u32, domain: &str) {
+        let h = domain_hash(domain);
+        let domains = &mut self.licenses[li as usize].domains;
+        if let Err(pos) = domains.binary_search(&h) {
+            domains.insert(pos, h);
+        }
+        self.note_upgrade_candidate(li);
+    }
+
+    pub(super) fn end_license(&mut self, ci: u32, key: &str, ts: Micros, status: Status, day: Day) {
+        let (li, _) = self.license_index(ci, key, ts);
+        self.set_status(li, status, day);
+    }
+
+    /// Moves a license to `status`, booking its MRR in or out of the total.
+    pub(super) fn set_status(&mut self, li: u32, status: Status, day: Day) {
+        let l = &mut self.licenses[li as usize];
+        let was_active = l.status == Status::Active;
+        let now_active = status == Status::Active;
+        l.status = status;
+        let mrr = l.mrr_cents as i128;
+        let c = &mut self.customers[l.customer as usize];
+        match (was_active, now_active) {
+            (true, false) => {
+                c.active_licenses -= 1;
+                self.mrr.book(day, -mrr);
+            }
+            (false, true) => {
+                c.active_licenses += 1;
+                self.mrr.book(day, mrr);
+            }
+            _ => {}
+        }
+    }
+
+    /// Changes plan, limit and price, booking the difference when the license is active.
+    pub(super) fn change_subscription(
+        &mut self,
+        li: u32,
+        plan: u32,
+        limit: u64,
+        mrr: u64,
+        day: Day,
+    ) {
+        let l = &mut self.licenses[li as usize];
+        let delta = mrr as i128 - l.mrr_cents as i128;
+        l.plan = plan;
+        l.domain_limit = limit;
+        l.mrr_cents = mrr;
+        if l.status == Status::Active {
+            self.mrr.book(day, delta);
+        }
+    }
+}

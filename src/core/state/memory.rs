@@ -1,0 +1,91 @@
+//! Memory accounting: the approximate bytes a state holds.
+//!
+//! Owns [`PartitionState::approx_bytes`] and its byte helpers. Guarantees: the figure
+//! counts the structs and their heap allocations (not the allocator's overhead), so it
+//! grows and shrinks with the state; it is an estimate for metrics, never a limit.
+
+use compact_str::CompactString;
+use smallvec::SmallVec;
+
+use super::records::{Customer, CustomerExtras, License};
+use super::{DayStats, PartitionState};
+
+/// Heap bytes of a small vector of `u32` (none while inline).
+pub(super) fn spilled_bytes<const N: usize>(v: &SmallVec<[u32; N]>) -> usize {
+    if v.spilled() {
+        v.capacity() * 4
+    } else {
+        0
+    }
+}
+
+/// Heap bytes of an id or key (none when it is short enough to be held inline).
+pub(super) fn heap_bytes(s: &CompactString) -> usize {
+    if s.is_heap_allocated() {
+        s.capacity()
+    } else {
+        0
+    }
+}
+
+impl PartitionState {
+    /// Approximate bytes held by the state (structs and their heap allocations).
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let lic: usize = self
+            .licenses
+            .iter()
+            .map(|l| {
+                size_of::<License>()
+                    + l.text_bytes()
+                    + if l.domains.spilled() {
+                        l.domains.capacity() * 8
+                    } else {
+                        0
+                    }
+            })
+            .sum();
+        let cust: usize = self
+            .customers
+            .iter()
+            .map(|c| {
+                size_of::<Customer>()
+                    + heap_bytes(&c.id)
+                    + c.seen_ids.heap_bytes()
+                    + spilled_bytes(&c.licenses)
+                    + c.validations.heap_bytes()
+                    + spilled_bytes(&c.upgrade_candidates)
+                    + c.extras
+                        .as_ref()
+                        .map_or(0, |e| size_of::<CustomerExtras>() + e.invites.heap_bytes())
+            })
+            .sum();
+        let sparse: usize = self
+            .rate_limited
+            .values()
+            .chain(self.features_denied.values())
+            .map(|d| d.heap_bytes() + 40)
+            .sum();
+        let index = self.index.customers.capacity() * 5 + self.index.licenses.capacity() * 5;
+        lic + cust + sparse + index + self.days.len() * size_of::<DayStats>()
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::time::Micros;
+    use crate::window::DayCounts;
+    use std::collections::HashMap;
+
+    #[test]
+    fn print_sizes() {
+        eprintln!(
+            "License {} Customer {} DayCounts {} HashMap {}",
+            std::mem::size_of::<License>(),
+            std::mem::size_of::<Customer>(),
+            std::mem::size_of::<DayCounts>(),
+            std::mem::size_of::<HashMap<Box<str>, Micros>>()
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Merging two states over disjoint customers into one.
+//!
+//! Owns [`PartitionState::merge`]. Guarantees: the merged state holds every customer,
+//! license, decision and per-day figure of both, with license and plan indexes remapped,
+//! so its report equals the report of one state that folded both partitions.
+
+use super::PartitionState;
+
+impl PartitionState {
+    /// Moves every customer of `other` into this state. The two must hold disjoint
+    /// customers (as two partitions do); per-day figures and the MRR book add up.
+    pub fn merge(&mut self, other: PartitionState) {
+        let lic_base = self.licenses.len() as u32;
+        let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
+        let mut customer_map = Vec::with_capacity(other.customers.len());
+        for mut c in other.customers {
+            for li in c.licenses.iter_mut().chain(c.upgrade_candidates.iter_mut()) {
+                *li += lic_base;
+            }
+            if let Some(existing) = self.find_customer(&c.id) {
+                // Only the no-customer group may be on both sides (it owns no license):
+                // keep the later clock and every remembered id.
+                let mine = &mut self.customers[existing as usize];
+                mine.clock = mine.clock.max(c.clock);
+                mine.seen_ids.absorb(c.seen_ids);
+                mine.licenses.extend(c.licenses);
+                mine.active_licenses += c.active_licenses;
+                customer_map.push(existing);
+                continue;
+            }
+            customer_map.push(self.insert_customer(c));
+        }
+        for mut l in other.licenses {
+            l.plan = plan_map[l.plan as usize];
+            l.customer = customer_map[l.customer as usize];
+            self.licenses.push(l);
+        }
+        for (li, d) in other.rate_limited {
+            self.rate_limited.insert(li + lic_base, d);
+        }
+        for (li, d) in other.features_denied {
+            self.features_denied.insert(li + lic_base, d);
+        }
+        for (li, c) in other.license_cooldowns {
+            self.license_cooldowns.insert(li + lic_base, c);
+        }
+        for (day, s) in other.days {
+            let mine = self.days.entry(day).or_default();
+            for (a, b) in mine.by_result.iter_mut().zip(s.by_result) {
+                *a += b;
+            }
+            mine.dav += s.dav;
+            for (k, v) in s.countries {
+                *mine.countries.entry(k).or_insert(0) += v;
+            }
+        }
+        self.mrr.current += other.mrr.current;
+        self.mrr.base += other.mrr.base;
+        self.mrr.base_through = self.mrr.base_through.max(other.mrr.base_through);
+        for (d, v) in other.mrr.days {
+            *self.mrr.days.entry(d).or_insert(0) += v;
+        }
+        self.counts.applied += other.counts.applied;
+        self.counts.rejected += other.counts.rejected;
+        self.counts.duplicates += other.counts.duplicates;
+        self.notifications.extend(other.notifications);
+        self.max_day = self.max_day.max(other.max_day);
+        self.rebuild_index();
+    }
+}

@@ -1,0 +1,203 @@
+//! The fold: per-partition state, and how each event changes it (SPEC §1, §2, §5).
+//!
+//! Owns [`PartitionState`]: the customers and licenses of one partition (or of a whole
+//! replay), that partition's share of the per-day figures, the MRR book, and every
+//! notification decided so far; and [`PartitionState::apply`], the entry of each event.
+//! It has no I/O and no clock: time comes in only through event timestamps and
+//! [`PartitionState::advance_to`].
+//!
+//! The parts, one idea each: `records` (customer and license), `index` (lookups),
+//! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
+//! health inputs), `upgrade` (triggers), `mrr` (the MRR book), `merge`, `aggregate`
+//! (the report's sums), `codec` (bytes) and `memory` (byte accounting).
+//!
+//! Guarantees:
+//! - every decision for a customer depends only on that customer's own events in their
+//!   own arrival order, so any interleaving of customers and any split of customers over
+//!   states gives the same decisions;
+//! - the state serializes with serde (see [`PartitionState::to_bytes`]) and two states
+//!   over disjoint customers merge into one ([`PartitionState::merge`]);
+//! - nothing here panics on any decoded event.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::CoreConfig;
+use crate::event::Event;
+use crate::signals::Notification;
+use crate::time::{day_of, Day, Micros, NEVER, SECOND};
+use crate::window::DayCounts;
+
+mod aggregate;
+mod codec;
+mod decisions;
+mod effects;
+mod index;
+mod memory;
+mod merge;
+mod mrr;
+mod records;
+mod upgrade;
+
+pub use crate::codes::Status;
+pub use codec::StateError;
+pub(crate) use mrr::MrrBook;
+pub(crate) use records::{Customer, License};
+
+use decisions::LicenseCooldowns;
+use index::Index;
+
+/// The hasher of every in-memory map and index of the state: fast, non-cryptographic,
+/// seeded per process. Nothing is serialized by its hash (maps serialize as maps, the
+/// indexes are rebuilt after `from_bytes`), so the seed never leaves the process.
+pub(crate) type FastHasher = ahash::RandomState;
+/// A `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, FastHasher>;
+
+/// What became of one event handed to [`PartitionState::apply`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    Duplicate,
+}
+
+/// Event counts of the report's `events` section.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    pub applied: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+}
+
+/// One day's figures, over every customer of the partition.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DayStats {
+    /// `license.validated` by result, in [`ValidationResult::ALL`] order.
+    pub(crate) by_result: [u64; 6],
+    /// Distinct licenses validated (not `invalid_format`).
+    pub(crate) dav: u64,
+    pub(crate) countries: BTreeMap<String, u64>,
+}
+
+/// The state of one partition: its customers, licenses and per-day figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub(crate) customers: Vec<Customer>,
+    pub(crate) licenses: Vec<License>,
+    pub(crate) plans: Vec<Box<str>>,
+    pub(crate) days: BTreeMap<Day, DayStats>,
+    pub(crate) mrr: MrrBook,
+    pub(crate) counts: EventCounts,
+    pub(crate) notifications: Vec<Notification>,
+    /// Per license: `rate_limited` validations and `feature.access_denied` by day (sparse).
+    pub(crate) rate_limited: FastMap<u32, DayCounts>,
+    pub(crate) features_denied: FastMap<u32, DayCounts>,
+    /// Per license that was ever emailed: the latest `at` of its upgrade and renewal decisions.
+    pub(crate) license_cooldowns: FastMap<u32, LicenseCooldowns>,
+    /// The latest customer clock day seen; per-day figures older than the window are dropped.
+    pub(crate) max_day: Option<Day>,
+    #[serde(skip)]
+    index: Index,
+}
+
+impl PartitionState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Event counts so far.
+    pub fn counts(&self) -> EventCounts {
+        self.counts
+    }
+
+    /// Counts one rejected event (decoding happens outside the fold).
+    pub fn record_rejected(&mut self) {
+        self.counts.rejected += 1;
+    }
+
+    /// Every notification decided so far, in decision order.
+    pub fn notifications(&self) -> &[Notification] {
+        &self.notifications
+    }
+
+    /// Number of customers (the no-customer group included when present) and licenses.
+    pub fn sizes(&self) -> (usize, usize) {
+        (self.customers.len(), self.licenses.len())
+    }
+
+    /// The ids of the customers this state holds (the no-customer group as `""`).
+    pub fn customer_ids(&self) -> impl Iterator<Item = &str> {
+        self.customers.iter().map(|c| &*c.id)
+    }
+
+    /// The largest clock over the partition's customers (its watermark), if any event applied.
+    pub fn watermark(&self) -> Option<Micros> {
+        self.customers
+            .iter()
+            .map(|c| c.clock)
+            .filter(|c| *c != NEVER)
+            .max()
+    }
+
+    /// Folds one decoded event. Decisions it makes are pushed to `out` (and kept for the
+    /// report). Returns whether it was applied or ignored as a duplicate.
+    pub fn apply(
+        &mut self,
+        ev: &Event<'_>,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) -> Applied {
+        let horizon = cfg.dedup_horizon_secs as i64 * SECOND;
+        let cid = ev.customer_id.as_deref().unwrap_or("");
+        let ci = self.customer_index(cid);
+        if let Some(id) = ev.event_id.as_deref() {
+            if self.customers[ci as usize].is_duplicate(id, horizon) {
+                self.counts.duplicates += 1;
+                return Applied::Duplicate;
+            }
+        }
+        let day = day_of(ev.ts);
+        let clock = self.customers[ci as usize].clock;
+        if clock != NEVER && day > day_of(clock) {
+            self.run_midnights(ci, day_of(clock) + 1, day, cfg, out);
+        }
+        let c = &mut self.customers[ci as usize];
+        c.clock = c.clock.max(ev.ts);
+        let clock_day = day_of(c.clock);
+        if let Some(id) = ev.event_id.as_deref() {
+            c.remember_id(id, ev.ts, horizon);
+        }
+        self.counts.applied += 1;
+        self.advance_max_day(clock_day, cfg);
+        let floor = clock_day - cfg.window_days as i32 + 1;
+        let in_window = day >= floor;
+        self.fold_effect(ci, ev, day, floor, in_window, cfg, out);
+        Applied::Applied
+    }
+
+    fn advance_max_day(&mut self, day: Day, cfg: &CoreConfig) {
+        if self.max_day.is_some_and(|m| m >= day) {
+            return;
+        }
+        self.max_day = Some(day);
+        let floor = day - cfg.window_days as i32;
+        if self.days.first_key_value().is_some_and(|(d, _)| *d < floor) {
+            self.days = self.days.split_off(&floor);
+        }
+        if self
+            .mrr
+            .days
+            .first_key_value()
+            .is_some_and(|(d, _)| *d < floor)
+        {
+            self.mrr.collapse_before(floor);
+        }
+    }
+
+    /// The per-day figures of `day`, unless the day is older than the partition keeps.
+    fn day_stats(&mut self, day: Day, cfg: &CoreConfig) -> Option<&mut DayStats> {
+        let floor = self.max_day? - cfg.window_days as i32;
+        (day >= floor).then(|| self.days.entry(day).or_default())
+    }
+}

@@ -1,0 +1,253 @@
+//! The records of a partition: [`Customer`] and [`License`], and their wire forms.
+//!
+//! Owns what one customer and one license hold, and how a customer serializes (the form
+//! it has always had: the upgrade candidates inside the extras). Guarantees: a customer's
+//! rarely used parts are boxed, so most customers pay one pointer for them; a customer
+//! serializes and deserializes to the same value.
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+use super::memory::heap_bytes;
+use crate::codes::Status;
+use crate::dedup::SeenIds;
+use crate::time::{Micros, NEVER};
+use crate::window::{DayBitmap, DayCounts};
+use compact_str::CompactString;
+
+/// One customer (or, with id `""`, the events that carry none).
+///
+/// Serializes as [`CustomerWire`], the form it has always had (the upgrade candidates
+/// inside the extras); in memory the candidates are inline, since every customer with a
+/// license has some.
+#[derive(Debug, Clone)]
+pub(crate) struct Customer {
+    /// Inline (serializes as a string): the lookup compares it without a pointer chase.
+    pub(crate) id: CompactString,
+    /// The largest `ts` applied, or the latest wall-clock midnight passed; `NEVER` before any.
+    pub(crate) clock: Micros,
+    /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
+    pub(super) seen_ids: SeenIds,
+    /// The usual few are held inline.
+    pub(crate) licenses: SmallVec<[u32; 4]>,
+    pub(crate) active_licenses: u32,
+    /// Validations (not `invalid_format`) by day.
+    pub(crate) validations: DayCounts,
+    /// Licenses that may have an upgrade trigger of their own (checked after each event).
+    pub(super) upgrade_candidates: SmallVec<[u32; 2]>,
+    /// What few customers have: boxed, so most customers pay one pointer for it.
+    pub(super) extras: Option<Box<CustomerExtras>>,
+    pub(crate) payment_failed: bool,
+    pub(super) last_churn_at: Micros,
+}
+
+/// The parts of a customer that most customers never use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CustomerExtras {
+    /// `team.member_invited` by day.
+    pub(super) invites: DayCounts,
+    /// Support tickets opened and not closed.
+    pub(super) open_tickets: Vec<Box<str>>,
+}
+
+/// The serialized form of a [`Customer`].
+#[derive(Serialize)]
+#[serde(rename = "Customer")]
+struct CustomerWireRef<'a> {
+    id: &'a CompactString,
+    clock: Micros,
+    seen_ids: &'a SeenIds,
+    licenses: &'a SmallVec<[u32; 4]>,
+    active_licenses: u32,
+    validations: &'a DayCounts,
+    extras: Option<ExtrasWireRef<'a>>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+#[derive(Serialize)]
+#[serde(rename = "CustomerExtras")]
+struct ExtrasWireRef<'a> {
+    upgrade_candidates: &'a [u32],
+    invites: &'a DayCounts,
+    open_tickets: &'a [Box<str>],
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "Customer")]
+struct CustomerWire {
+    id: CompactString,
+    clock: Micros,
+    seen_ids: SeenIds,
+    licenses: SmallVec<[u32; 4]>,
+    active_licenses: u32,
+    validations: DayCounts,
+    extras: Option<ExtrasWire>,
+    payment_failed: bool,
+    last_churn_at: Micros,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "CustomerExtras")]
+struct ExtrasWire {
+    upgrade_candidates: SmallVec<[u32; 2]>,
+    invites: DayCounts,
+    open_tickets: Vec<Box<str>>,
+}
+
+impl Serialize for Customer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        static NO_DAYS: DayCounts = DayCounts::new();
+        let extras =
+            (self.extras.is_some() || !self.upgrade_candidates.is_empty()).then(|| ExtrasWireRef {
+                upgrade_candidates: &self.upgrade_candidates,
+                invites: self.extras.as_ref().map_or(&NO_DAYS, |e| &e.invites),
+                open_tickets: self.open_tickets(),
+            });
+        CustomerWireRef {
+            id: &self.id,
+            clock: self.clock,
+            seen_ids: &self.seen_ids,
+            licenses: &self.licenses,
+            active_licenses: self.active_licenses,
+            validations: &self.validations,
+            extras,
+            payment_failed: self.payment_failed,
+            last_churn_at: self.last_churn_at,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Customer {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = CustomerWire::deserialize(d)?;
+        let (upgrade_candidates, extras) = match w.extras {
+            None => (SmallVec::new(), None),
+            Some(e) => {
+                let rest = (!e.invites.is_empty() || !e.open_tickets.is_empty()).then(|| {
+                    Box::new(CustomerExtras {
+                        invites: e.invites,
+                        open_tickets: e.open_tickets,
+                    })
+                });
+                (e.upgrade_candidates, rest)
+            }
+        };
+        Ok(Customer {
+            id: w.id,
+            clock: w.clock,
+            seen_ids: w.seen_ids,
+            licenses: w.licenses,
+            active_licenses: w.active_licenses,
+            validations: w.validations,
+            upgrade_candidates,
+            extras,
+            payment_failed: w.payment_failed,
+            last_churn_at: w.last_churn_at,
+        })
+    }
+}
+
+impl Customer {
+    pub(super) fn new(id: &str) -> Self {
+        Self {
+            id: id.into(),
+            clock: NEVER,
+            seen_ids: SeenIds::default(),
+            licenses: SmallVec::new(),
+            active_licenses: 0,
+            validations: DayCounts::default(),
+            upgrade_candidates: SmallVec::new(),
+            extras: None,
+            payment_failed: false,
+            last_churn_at: NEVER,
+        }
+    }
+
+    pub(super) fn is_duplicate(&self, id: &str, horizon: Micros) -> bool {
+        self.seen_ids
+            .is_duplicate(id, self.clock.saturating_sub(horizon))
+    }
+
+    pub(super) fn remember_id(&mut self, id: &str, ts: Micros, horizon: Micros) {
+        self.seen_ids
+            .remember(id, ts, self.clock.saturating_sub(horizon));
+    }
+
+    pub(super) fn extras_mut(&mut self) -> &mut CustomerExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    pub(crate) fn invites(&self) -> Option<&DayCounts> {
+        self.extras.as_ref().map(|e| &e.invites)
+    }
+
+    pub(crate) fn open_tickets(&self) -> &[Box<str>] {
+        self.extras.as_ref().map_or(&[], |e| &e.open_tickets)
+    }
+}
+
+/// One license.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct License {
+    pub(crate) customer: u32,
+    /// Inline (serializes as a string): the lookup compares it without a pointer chase.
+    pub(super) key: CompactString,
+    pub(crate) status: Status,
+    pub(crate) plan: u32,
+    pub(crate) domain_limit: u64,
+    pub(crate) mrr_cents: u64,
+    pub(super) email: Option<Box<str>>,
+    /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
+    pub(crate) issued_at: Micros,
+    pub(crate) first_sight: Micros,
+    pub(crate) expires_at: Micros,
+    pub(crate) first_activation: Micros,
+    pub(crate) first_valid: Micros,
+    /// Latest validation by `ts`, any result but `invalid_format`.
+    pub(crate) last_validation: Micros,
+    pub(super) validated_days: DayBitmap,
+    /// Registered domains, as 64-bit hashes, sorted (two kept inline).
+    pub(crate) domains: SmallVec<[u64; 2]>,
+    /// Which side tables hold an entry for this license ([`IN_RATE_LIMITED`],
+    /// [`IN_FEATURES_DENIED`]), so that most events skip those lookups. Not serialized:
+    /// rebuilt with the index.
+    #[serde(skip)]
+    pub(super) side: u8,
+}
+
+/// [`License::side`]: the license has an entry in `rate_limited`.
+pub(super) const IN_RATE_LIMITED: u8 = 1;
+/// [`License::side`]: the license has an entry in `features_denied`.
+pub(super) const IN_FEATURES_DENIED: u8 = 2;
+
+impl License {
+    /// The issue time, or the first sight of a license never issued.
+    pub(crate) fn issued_or_seen(&self) -> Micros {
+        if self.issued_at != NEVER {
+            self.issued_at
+        } else {
+            self.first_sight
+        }
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        self.key.as_str()
+    }
+
+    pub(crate) fn email(&self) -> Option<&str> {
+        self.email.as_deref()
+    }
+
+    pub(super) fn set_email(&mut self, email: Option<&str>) {
+        if self.email() != email {
+            self.email = email.map(Into::into);
+        }
+    }
+
+    /// Heap bytes held by the key and email.
+    pub(super) fn text_bytes(&self) -> usize {
+        heap_bytes(&self.key) + self.email.as_ref().map_or(0, |e| e.len())
+    }
+}
