@@ -267,7 +267,8 @@ pub struct PartitionRestore {
 /// them with `group` (the group's consumer, which must use `isolation.level=read_committed`,
 /// librdkafka's default, so that the offsets fetched are stable), then read each one's changelog partition (same
 /// number, topic from `changelog_of`: input topic → changelog topic) to its end with
-/// `reader`. The caller then resumes the input at the committed offsets.
+/// `reader`. The caller then resumes the input at the committed offsets. At most `timeout`
+/// in all.
 pub fn committed_then_changelog<G: ConsumerContext, R: ConsumerContext>(
     group: &BaseConsumer<G>,
     reader: &BaseConsumer<R>,
@@ -275,6 +276,7 @@ pub fn committed_then_changelog<G: ConsumerContext, R: ConsumerContext>(
     changelog_of: &HashMap<String, String>,
     timeout: Duration,
 ) -> Result<Vec<PartitionRestore>, RestoreError> {
+    let t0 = Instant::now();
     let mut tpl = TopicPartitionList::new();
     for tp in inputs {
         tpl.add_partition(&tp.topic, tp.partition);
@@ -291,7 +293,7 @@ pub fn committed_then_changelog<G: ConsumerContext, R: ConsumerContext>(
     }
     let mut restored: HashMap<(String, i32), Restored> = HashMap::new();
     for (changelog, partitions) in by_topic {
-        let left = timeout.saturating_sub(Duration::from_millis(1));
+        let left = timeout.saturating_sub(t0.elapsed());
         for r in read_partitions(reader, changelog, &partitions, left)? {
             restored.insert((r.topic.clone(), r.partition), r);
         }
