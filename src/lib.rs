@@ -4,6 +4,7 @@
 //! - [`core`]: the pure fold (events → state → report and notifications), no I/O; its own
 //!   crate `keypulse-core` (files in `src/core/`), re-exported here as `keypulse::core`;
 //! - [`replay`]: the file adapter behind `keypulse replay`;
+//! - [`backtest`]: `keypulse backtest`, one log folded under two configurations;
 //! - [`config`]: `keypulse.toml` plus environment overrides, validated;
 //! - [`kafka`]: the group consumer, the fold workers and the dead-letter producer;
 //! - [`metrics`]: the Prometheus families;
@@ -16,6 +17,7 @@
 //! - [`dashboard`]: the built-in dashboard's embedded pages and their routes.
 
 pub mod app_state;
+pub mod backtest;
 pub mod config;
 pub use keypulse_core as core;
 pub mod dashboard;

@@ -76,6 +76,9 @@ enum Command {
     /// Produce a simulated customer base to a Kafka topic: ~60 days of history as fast as
     /// the broker takes it, then live events at --rate (see docs/DEMO.md).
     Simulate(keypulse::sim::produce::SimulateArgs),
+    /// What the thresholds of --config (the candidate) would have decided on FILE, next to
+    /// the baseline's (SPEC §8.7). Sends nothing, needs no Kafka.
+    Backtest(keypulse::backtest::BacktestArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -148,6 +151,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Command::Simulate(args) => keypulse::sim::produce::simulate_command(args),
+        Command::Backtest(args) => {
+            keypulse::backtest::command(args, cli.config.as_deref(), &config)
+        }
     }
 }
 

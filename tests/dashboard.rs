@@ -295,3 +295,134 @@ fn dashboard_renders_in_headless_chromium() {
         assert!(out.join(shot).is_file(), "{shot} missing");
     }
 }
+
+/// The validation map's assets: the generated shapes parse, name enough countries by a
+/// unique alpha-2 code and stay small; both are served with their content types.
+#[test]
+fn map_assets_are_embedded_and_served() {
+    let world: Value = serde_json::from_str(keypulse::dashboard::WORLD_JSON).unwrap();
+    assert!(world["source"].as_str().unwrap().contains("Natural Earth"));
+    assert!(world["license"].as_str().unwrap().contains("public domain"));
+    let countries = world["countries"].as_array().unwrap();
+    assert!(countries.len() >= 150, "{} countries", countries.len());
+    let mut codes = BTreeSet::new();
+    for c in countries {
+        let a2 = c["a2"].as_str().unwrap();
+        assert!(
+            a2.len() == 2 && a2.bytes().all(|b| b.is_ascii_uppercase()),
+            "{a2}"
+        );
+        assert!(codes.insert(a2.to_string()), "{a2} twice");
+        assert!(c["d"].as_str().unwrap().starts_with('M'), "{a2}");
+    }
+    for a2 in ["DE", "US", "BR", "IN", "JP", "ZA", "AU"] {
+        assert!(codes.contains(a2), "{a2} missing");
+    }
+    assert!(keypulse::dashboard::WORLD_JSON.len() < 150_000);
+
+    let addr = serve(fake());
+    let fetch = |path: &str, ty: &str| {
+        let r = reqwest::blocking::get(format!("http://{addr}{path}")).unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(ct.starts_with(ty), "{path}: {ct}");
+        r
+    };
+    let js = fetch("/assets/map.js", "text/javascript").text().unwrap();
+    assert!(js.contains("window.keypulseMap") && !js.contains("https://"));
+    let served: Value = fetch("/assets/world.json", "application/json")
+        .json()
+        .unwrap();
+    assert_eq!(served, world);
+}
+
+/// map.js draws the embedded shapes in a real browser: every country a path with its
+/// tooltip, shades ordered by count, a legend, and a note for codes not on the map.
+/// Skipped without Chromium, like the page check.
+#[test]
+fn map_js_draws_the_shapes_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var("KEYPULSE_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "chromium not found (KEYPULSE_REQUIRE_SERVICES=1)"
+        );
+        eprintln!("note: chromium not found; skipping the map check");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("map.html");
+    let counts = json!({"DE": 5400, "US": 12000, "FR": 1, "BR": 300, "SG": 7, "ZZ": 3});
+    std::fs::write(
+        &page,
+        format!(
+            "<!doctype html><html><body><svg id=\"m\"></svg><pre id=\"info\"></pre>\
+             <script>window.SHAPES = {shapes};</script><script>{js}</script><script>\
+             const info = keypulseMap.render(document.getElementById('m'), SHAPES, {counts});\
+             keypulseMap.render(document.getElementById('m'), SHAPES, {counts});\
+             document.getElementById('info').textContent = JSON.stringify(info);\
+             </script></body></html>",
+            shapes = keypulse::dashboard::WORLD_JSON,
+            js = keypulse::dashboard::MAP_JS,
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && dom.contains("kp-country"), "{dom}");
+    let world: Value = serde_json::from_str(keypulse::dashboard::WORLD_JSON).unwrap();
+    let shapes = world["countries"].as_array().unwrap().len();
+    // rendered twice into one svg: the second replaces the first
+    assert_eq!(dom.matches("class=\"kp-country\"").count(), shapes);
+    assert!(dom.contains("Germany (DE): 5,400 validations"), "tooltip");
+    assert!(dom.contains("France (FR): 1 validation<"), "singular");
+    assert!(dom.contains("(CN): 0 validations"), "a country without any");
+    let info = dom
+        .split("<pre id=\"info\">")
+        .nth(1)
+        .and_then(|s| s.split("</pre>").next())
+        .unwrap();
+    let info: Value = serde_json::from_str(&info.replace("&quot;", "\"")).unwrap();
+    assert_eq!(
+        info,
+        json!({"countries": 4, "validations": 17701, "unmapped_codes": 2, "unmapped_validations": 10})
+    );
+    assert!(dom.contains("10 validations from 2 codes not on the map"));
+    assert!(dom.contains("kp-map-legend") && dom.contains("log scale"));
+    // darker (lower RGB sum) for more validations; none is its own gray
+    let fill = |a2: &str| -> u32 {
+        let at = dom.find(&format!("data-country=\"{a2}\"")).unwrap();
+        let tag_start = dom[..at].rfind('<').unwrap();
+        let tag = &dom[tag_start..tag_start + dom[tag_start..].find('>').unwrap()];
+        let f = tag
+            .split("fill=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        match f.strip_prefix("rgb(") {
+            Some(rgb) => rgb
+                .trim_end_matches(')')
+                .split(',')
+                .map(|v| v.trim().parse::<u32>().unwrap())
+                .sum(),
+            None => u32::MAX, // the "none" gray, a hex color
+        }
+    };
+    assert!(fill("US") < fill("DE") && fill("DE") < fill("BR") && fill("BR") < fill("FR"));
+    assert!(fill("FR") < fill("CN"));
+}

@@ -118,12 +118,7 @@ impl PartitionState {
                 }
             })
             .collect();
-        let mut notifications: Vec<Notification> = self
-            .notifications
-            .iter()
-            .filter(|n| n.customer_id == id)
-            .cloned()
-            .collect();
+        let mut notifications: Vec<Notification> = c.notifications().to_vec();
         notifications.sort_by(Notification::report_order);
         Some(CustomerView {
             customer_id: id.to_string(),

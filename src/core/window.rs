@@ -71,31 +71,41 @@ impl DayCounts {
 
 /// Which of the last 64 days a license was seen on, as one bitmap.
 /// Bit `d % 64` stands for day `d` while `d` is within 64 days of `top`.
+///
+/// The 64 bits are held as two `u32` halves (low, high): with 4-byte alignment the bitmap
+/// is 12 bytes and packs beside a record's other 4-byte fields (a `License` stays at 160
+/// bytes with its boxed extras).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DayBitmap {
-    bits: u64,
+    bits: [u32; 2],
     top: Day,
 }
 
 impl DayBitmap {
+    fn bits(&self) -> u64 {
+        self.bits[0] as u64 | (self.bits[1] as u64) << 32
+    }
+
     /// Marks `day`; returns true when it was not marked before.
     /// Days 64 or more before the latest marked day are ignored (returns false).
     pub fn mark(&mut self, day: Day) -> bool {
-        if self.bits == 0 {
+        let mut bits = self.bits();
+        if bits == 0 {
             self.top = day;
         } else if day > self.top {
             let gap = (day as i64 - self.top as i64).min(64);
             for i in 1..=gap {
                 let d = self.top as i64 + i;
-                self.bits &= !(1u64 << d.rem_euclid(64));
+                bits &= !(1u64 << d.rem_euclid(64));
             }
             self.top = day;
         } else if (self.top as i64 - day as i64) >= 64 {
             return false;
         }
         let bit = 1u64 << (day as i64).rem_euclid(64);
-        let fresh = self.bits & bit == 0;
-        self.bits |= bit;
+        let fresh = bits & bit == 0;
+        bits |= bit;
+        self.bits = [bits as u32, (bits >> 32) as u32];
         fresh
     }
 }

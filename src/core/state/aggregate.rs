@@ -20,7 +20,7 @@ impl PartitionState {
             applied: self.counts.applied,
             rejected: self.counts.rejected,
             duplicates: self.counts.duplicates,
-            notifications: self.notifications.clone(),
+            notifications: self.notifications().cloned().collect(),
             ..Default::default()
         };
         for l in &self.licenses {

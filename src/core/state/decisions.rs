@@ -1,12 +1,11 @@
 //! Renewal and churn decisions, the daily check at each midnight, cooldowns and health.
 //!
 //! Owns when a renewal or churn warning is decided (SPEC §5), the midnights a customer's
-//! clock passes (by its own events, or by the wall clock in live mode), the per-license
-//! cooldown instants, and the gathering of a customer's health inputs. Guarantees: every
-//! decision is pushed both to the caller's list and to the state's own, in decision
-//! order; a clock jump runs at most the midnights that can still fire.
-
-use serde::{Deserialize, Serialize};
+//! clock passes (by its own events, or by the wall clock in live mode), the stamping of
+//! the per-license cooldown instants, and the gathering of a customer's health inputs.
+//! Guarantees: every decision is pushed both to the caller's list and to its customer's
+//! own record, in decision order; a clock jump runs at most the midnights that can still
+//! fire.
 
 use super::PartitionState;
 use crate::codes::{ChurnSignal, RenewalReason, Status};
@@ -15,27 +14,7 @@ use crate::health::{self, Health, HealthInputs};
 use crate::signals::{cooldown_allows, Facts, LicenseFacts, Notification, NotificationKind};
 use crate::time::{day_of, format_rfc3339, midnight, Day, Micros, DAY, NEVER};
 
-/// The latest decision instants of one license, for the cooldowns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct LicenseCooldowns {
-    pub(super) upgrade: Micros,
-    pub(super) renewal: Micros,
-}
-
-impl Default for LicenseCooldowns {
-    fn default() -> Self {
-        Self {
-            upgrade: NEVER,
-            renewal: NEVER,
-        }
-    }
-}
-
 impl PartitionState {
-    pub(super) fn cooldowns_of(&self, li: u32) -> LicenseCooldowns {
-        self.license_cooldowns.get(&li).copied().unwrap_or_default()
-    }
-
     pub(super) fn decide_renewal(
         &mut self,
         li: u32,
@@ -48,7 +27,7 @@ impl PartitionState {
             return;
         };
         if !cooldown_allows(
-            self.cooldowns_of(li).renewal,
+            l.cooldowns().renewal,
             at,
             cfg.notify.renewal_cooldown_days as i64 * DAY,
         ) {
@@ -66,8 +45,9 @@ impl PartitionState {
                 expires_at: (l.expires_at != NEVER).then(|| format_rfc3339(l.expires_at)),
             }),
         };
-        self.license_cooldowns.entry(li).or_default().renewal = at;
-        self.push_decision(n, out);
+        let ci = l.customer;
+        self.licenses[li as usize].extras_mut().cooldowns.renewal = at;
+        self.push_decision(ci, n, out);
     }
 
     pub(super) fn decide_churn(
@@ -131,12 +111,16 @@ impl PartitionState {
             }),
         };
         self.customers[ci as usize].last_churn_at = at;
-        self.push_decision(n, out);
+        self.push_decision(ci, n, out);
     }
 
-    pub(super) fn push_decision(&mut self, n: Notification, out: &mut Vec<Notification>) {
+    /// Hands a decision of customer `ci` to the caller and keeps it in the customer's record.
+    pub(super) fn push_decision(&mut self, ci: u32, n: Notification, out: &mut Vec<Notification>) {
         out.push(n.clone());
-        self.notifications.push(n);
+        self.customers[ci as usize]
+            .extras_mut()
+            .notifications
+            .push(n);
     }
 
     /// Runs the daily check of customer `ci` at each midnight from `first` to `last`.

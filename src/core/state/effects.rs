@@ -7,7 +7,6 @@
 //! but no windowed figure.
 
 use super::index::domain_hash;
-use super::records::{IN_FEATURES_DENIED, IN_RATE_LIMITED};
 use super::PartitionState;
 use crate::codes::{ChurnSignal, Status};
 use crate::config::CoreConfig;
@@ -108,8 +107,10 @@ impl PartitionState {
                         }
                         self.customers[ci as usize].validations.add(day, 1, floor);
                         if *result == ValidationResult::RateLimited {
-                            self.rate_limited.entry(li).or_default().add(day, 1, floor);
-                            self.licenses[li as usize].side |= IN_RATE_LIMITED;
+                            self.licenses[li as usize]
+                                .extras_mut()
+                                .rate_limited
+                                .add(day, 1, floor);
                             self.note_upgrade_candidate(li);
                         }
                     }
@@ -205,11 +206,10 @@ impl PartitionState {
             EventKind::FeatureDenied { license_key, .. } => {
                 let (li, _) = self.license_index(ci, license_key, ts);
                 if in_window {
-                    self.features_denied
-                        .entry(li)
-                        .or_default()
+                    self.licenses[li as usize]
+                        .extras_mut()
+                        .features_denied
                         .add(day, 1, floor);
-                    self.licenses[li as usize].side |= IN_FEATURES_DENIED;
                     self.note_upgrade_candidate(li);
                 }
             }

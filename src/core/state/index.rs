@@ -9,7 +9,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use smallvec::SmallVec;
 
-use super::records::{Customer, License, IN_FEATURES_DENIED, IN_RATE_LIMITED};
+use super::records::{Customer, License};
 use super::{FastHasher, FastMap, PartitionState};
 use crate::codes::Status;
 use crate::time::{Micros, NEVER};
@@ -62,19 +62,6 @@ impl PartitionState {
             });
         }
         self.index = index;
-        for l in &mut self.licenses {
-            l.side = 0;
-        }
-        for (tables, bit) in [
-            (&self.rate_limited, IN_RATE_LIMITED),
-            (&self.features_denied, IN_FEATURES_DENIED),
-        ] {
-            for &li in tables.keys() {
-                if let Some(l) = self.licenses.get_mut(li as usize) {
-                    l.side |= bit;
-                }
-            }
-        }
     }
 
     /// The position of customer `id`, if this state holds it (a lookup, no insertion).
@@ -155,7 +142,7 @@ impl PartitionState {
             last_validation: NEVER,
             validated_days: DayBitmap::default(),
             domains: SmallVec::new(),
-            side: 0,
+            extras: None,
         });
         let h = license_hash(&self.index.hasher, customer, key);
         let hasher = &self.index.hasher;

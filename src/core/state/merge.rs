@@ -25,6 +25,10 @@ impl PartitionState {
                 mine.seen_ids.absorb(c.seen_ids);
                 mine.licenses.extend(c.licenses);
                 mine.active_licenses += c.active_licenses;
+                // Its decisions stay with it (it has none today: they need a license).
+                if let Some(theirs) = c.extras.filter(|e| !e.notifications.is_empty()) {
+                    mine.extras_mut().notifications.extend(theirs.notifications);
+                }
                 customer_map.push(existing);
                 continue;
             }
@@ -34,15 +38,6 @@ impl PartitionState {
             l.plan = plan_map[l.plan as usize];
             l.customer = customer_map[l.customer as usize];
             self.licenses.push(l);
-        }
-        for (li, d) in other.rate_limited {
-            self.rate_limited.insert(li + lic_base, d);
-        }
-        for (li, d) in other.features_denied {
-            self.features_denied.insert(li + lic_base, d);
-        }
-        for (li, c) in other.license_cooldowns {
-            self.license_cooldowns.insert(li + lic_base, c);
         }
         for (day, s) in other.days {
             let mine = self.days.entry(day).or_default();
@@ -63,7 +58,6 @@ impl PartitionState {
         self.counts.applied += other.counts.applied;
         self.counts.rejected += other.counts.rejected;
         self.counts.duplicates += other.counts.duplicates;
-        self.notifications.extend(other.notifications);
         self.max_day = self.max_day.max(other.max_day);
         self.rebuild_index();
     }

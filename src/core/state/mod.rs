@@ -1,8 +1,10 @@
 //! The fold: per-partition state, and how each event changes it (SPEC §1, §2, §5).
 //!
 //! Owns [`PartitionState`]: the customers and licenses of one partition (or of a whole
-//! replay), that partition's share of the per-day figures, the MRR book, and every
-//! notification decided so far; and [`PartitionState::apply`], the entry of each event.
+//! replay), that partition's share of the per-day figures, the MRR book, and the event
+//! counts; and [`PartitionState::apply`], the entry of each event. Everything about one
+//! customer (its licenses' windowed counts and cooldowns, the notifications decided for
+//! it) lives in its own records, not in partition-wide tables.
 //! It has no I/O and no clock: time comes in only through event timestamps and
 //! [`PartitionState::advance_to`].
 //!
@@ -27,7 +29,6 @@ use crate::config::CoreConfig;
 use crate::event::Event;
 use crate::signals::Notification;
 use crate::time::{day_of, Day, Micros, NEVER, SECOND};
-use crate::window::DayCounts;
 
 mod aggregate;
 mod codec;
@@ -45,7 +46,6 @@ pub use codec::StateError;
 pub(crate) use mrr::MrrBook;
 pub(crate) use records::{Customer, License};
 
-use decisions::LicenseCooldowns;
 use index::Index;
 
 /// The hasher of every in-memory map and index of the state: fast, non-cryptographic,
@@ -89,12 +89,6 @@ pub struct PartitionState {
     pub(crate) days: BTreeMap<Day, DayStats>,
     pub(crate) mrr: MrrBook,
     pub(crate) counts: EventCounts,
-    pub(crate) notifications: Vec<Notification>,
-    /// Per license: `rate_limited` validations and `feature.access_denied` by day (sparse).
-    pub(crate) rate_limited: FastMap<u32, DayCounts>,
-    pub(crate) features_denied: FastMap<u32, DayCounts>,
-    /// Per license that was ever emailed: the latest `at` of its upgrade and renewal decisions.
-    pub(crate) license_cooldowns: FastMap<u32, LicenseCooldowns>,
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
     #[serde(skip)]
@@ -116,9 +110,10 @@ impl PartitionState {
         self.counts.rejected += 1;
     }
 
-    /// Every notification decided so far, in decision order.
-    pub fn notifications(&self) -> &[Notification] {
-        &self.notifications
+    /// Every notification decided so far: customer by customer (in the order the state
+    /// first saw them), each customer's in decision order. The report sorts them.
+    pub fn notifications(&self) -> impl Iterator<Item = &Notification> {
+        self.customers.iter().flat_map(|c| c.notifications())
     }
 
     /// Number of customers (the no-customer group included when present) and licenses.

@@ -1,9 +1,12 @@
 //! The records of a partition: [`Customer`] and [`License`], and their wire forms.
 //!
-//! Owns what one customer and one license hold, and how a customer serializes (the form
-//! it has always had: the upgrade candidates inside the extras). Guarantees: a customer's
-//! rarely used parts are boxed, so most customers pay one pointer for them; a customer
-//! serializes and deserializes to the same value.
+//! Owns what one customer and one license hold, and how a customer serializes (the
+//! upgrade candidates inside the extras). A customer's record is self-contained: its
+//! licenses' windowed counts and cooldowns sit in each license's own record, and the
+//! notifications decided for it in its own extras, so nothing about one customer is kept
+//! in a partition-wide table. Guarantees: the rarely used parts of a customer and of a
+//! license are boxed, so most pay one pointer for them; a customer serializes and
+//! deserializes to the same value.
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -11,6 +14,7 @@ use smallvec::SmallVec;
 use super::memory::heap_bytes;
 use crate::codes::Status;
 use crate::dedup::SeenIds;
+use crate::signals::Notification;
 use crate::time::{Micros, NEVER};
 use crate::window::{DayBitmap, DayCounts};
 use compact_str::CompactString;
@@ -48,6 +52,8 @@ pub(crate) struct CustomerExtras {
     pub(super) invites: DayCounts,
     /// Support tickets opened and not closed.
     pub(super) open_tickets: Vec<Box<str>>,
+    /// Every notification decided for this customer, in decision order.
+    pub(super) notifications: Vec<Notification>,
 }
 
 /// The serialized form of a [`Customer`].
@@ -71,6 +77,7 @@ struct ExtrasWireRef<'a> {
     upgrade_candidates: &'a [u32],
     invites: &'a DayCounts,
     open_tickets: &'a [Box<str>],
+    notifications: &'a [Notification],
 }
 
 #[derive(Deserialize)]
@@ -93,6 +100,7 @@ struct ExtrasWire {
     upgrade_candidates: SmallVec<[u32; 2]>,
     invites: DayCounts,
     open_tickets: Vec<Box<str>>,
+    notifications: Vec<Notification>,
 }
 
 impl Serialize for Customer {
@@ -103,6 +111,7 @@ impl Serialize for Customer {
                 upgrade_candidates: &self.upgrade_candidates,
                 invites: self.extras.as_ref().map_or(&NO_DAYS, |e| &e.invites),
                 open_tickets: self.open_tickets(),
+                notifications: self.notifications(),
             });
         CustomerWireRef {
             id: &self.id,
@@ -125,10 +134,14 @@ impl<'de> Deserialize<'de> for Customer {
         let (upgrade_candidates, extras) = match w.extras {
             None => (SmallVec::new(), None),
             Some(e) => {
-                let rest = (!e.invites.is_empty() || !e.open_tickets.is_empty()).then(|| {
+                let rest = (!e.invites.is_empty()
+                    || !e.open_tickets.is_empty()
+                    || !e.notifications.is_empty())
+                .then(|| {
                     Box::new(CustomerExtras {
                         invites: e.invites,
                         open_tickets: e.open_tickets,
+                        notifications: e.notifications,
                     })
                 });
                 (e.upgrade_candidates, rest)
@@ -186,6 +199,11 @@ impl Customer {
     pub(crate) fn open_tickets(&self) -> &[Box<str>] {
         self.extras.as_ref().map_or(&[], |e| &e.open_tickets)
     }
+
+    /// The notifications decided for this customer, in decision order.
+    pub(crate) fn notifications(&self) -> &[Notification] {
+        self.extras.as_ref().map_or(&[], |e| &e.notifications)
+    }
 }
 
 /// One license.
@@ -210,17 +228,36 @@ pub(crate) struct License {
     pub(super) validated_days: DayBitmap,
     /// Registered domains, as 64-bit hashes, sorted (two kept inline).
     pub(crate) domains: SmallVec<[u64; 2]>,
-    /// Which side tables hold an entry for this license ([`IN_RATE_LIMITED`],
-    /// [`IN_FEATURES_DENIED`]), so that most events skip those lookups. Not serialized:
-    /// rebuilt with the index.
-    #[serde(skip)]
-    pub(super) side: u8,
+    /// What few licenses have: boxed, so most licenses pay one pointer for it.
+    pub(super) extras: Option<Box<LicenseExtras>>,
 }
 
-/// [`License::side`]: the license has an entry in `rate_limited`.
-pub(super) const IN_RATE_LIMITED: u8 = 1;
-/// [`License::side`]: the license has an entry in `features_denied`.
-pub(super) const IN_FEATURES_DENIED: u8 = 2;
+/// The parts of a license that most licenses never use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LicenseExtras {
+    /// `rate_limited` validations by day.
+    pub(super) rate_limited: DayCounts,
+    /// `feature.access_denied` by day.
+    pub(super) features_denied: DayCounts,
+    /// The latest upgrade and renewal decisions, for the cooldowns.
+    pub(super) cooldowns: LicenseCooldowns,
+}
+
+/// The latest decision instants of one license, for the cooldowns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct LicenseCooldowns {
+    pub(super) upgrade: Micros,
+    pub(super) renewal: Micros,
+}
+
+impl Default for LicenseCooldowns {
+    fn default() -> Self {
+        Self {
+            upgrade: NEVER,
+            renewal: NEVER,
+        }
+    }
+}
 
 impl License {
     /// The issue time, or the first sight of a license never issued.
@@ -244,6 +281,28 @@ impl License {
         if self.email() != email {
             self.email = email.map(Into::into);
         }
+    }
+
+    pub(super) fn extras_mut(&mut self) -> &mut LicenseExtras {
+        self.extras.get_or_insert_with(Default::default)
+    }
+
+    /// `rate_limited` validations by day, if the license ever had one in the window.
+    pub(super) fn rate_limited(&self) -> Option<&DayCounts> {
+        self.extras.as_ref().map(|e| &e.rate_limited)
+    }
+
+    /// `feature.access_denied` by day, if the license ever had one in the window.
+    pub(super) fn features_denied(&self) -> Option<&DayCounts> {
+        self.extras.as_ref().map(|e| &e.features_denied)
+    }
+
+    /// The latest upgrade and renewal decisions (`NEVER` when none).
+    pub(super) fn cooldowns(&self) -> LicenseCooldowns {
+        self.extras
+            .as_ref()
+            .map(|e| e.cooldowns)
+            .unwrap_or_default()
     }
 
     /// Heap bytes held by the key and email.

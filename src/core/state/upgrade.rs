@@ -6,8 +6,8 @@
 //! when active, with an email, with at least `upgrade_min_triggers` triggers, and outside
 //! its upgrade cooldown.
 
-use super::records::{License, IN_FEATURES_DENIED, IN_RATE_LIMITED};
-use super::{FastMap, PartitionState};
+use super::records::License;
+use super::PartitionState;
 use crate::codes::{Status, Trigger};
 use crate::config::CoreConfig;
 use crate::signals::{cooldown_allows, Facts, Notification, NotificationKind};
@@ -66,21 +66,14 @@ impl PartitionState {
         self.triggers_of(&inputs, end_day, cfg)
     }
 
-    /// What the triggers of license `li` are computed from (one lookup per side table).
+    /// What the triggers of license `li` are computed from (all in its own and its
+    /// customer's records).
     pub(super) fn trigger_inputs(&self, li: u32) -> TriggerInputs<'_> {
         let l = &self.licenses[li as usize];
         TriggerInputs {
             license: l,
-            rate_limited: if l.side & IN_RATE_LIMITED != 0 {
-                self.rate_limited.get(&li)
-            } else {
-                None
-            },
-            features_denied: if l.side & IN_FEATURES_DENIED != 0 {
-                self.features_denied.get(&li)
-            } else {
-                None
-            },
+            rate_limited: l.rate_limited(),
+            features_denied: l.features_denied(),
             invites: self.customers[l.customer as usize].invites(),
         }
     }
@@ -171,7 +164,7 @@ impl PartitionState {
                 continue;
             }
             if !cooldown_allows(
-                self.cooldowns_of(li).upgrade,
+                inputs.license.cooldowns().upgrade,
                 at,
                 cfg.notify.upgrade_cooldown_days as i64 * DAY,
             ) {
@@ -182,7 +175,7 @@ impl PartitionState {
                 continue;
             }
             let facts = self.upgrade_facts(li, end_day, cfg);
-            self.license_cooldowns.entry(li).or_default().upgrade = at;
+            self.licenses[li as usize].extras_mut().cooldowns.upgrade = at;
             let l = &self.licenses[li as usize];
             let n = Notification {
                 kind: NotificationKind::Upgrade,
@@ -193,7 +186,7 @@ impl PartitionState {
                 reasons: triggers.to_strings(),
                 facts: Some(facts),
             };
-            self.push_decision(n, out);
+            self.push_decision(ci, n, out);
         }
         candidates.truncate(kept);
         self.customers[ci as usize].upgrade_candidates = candidates;
@@ -202,13 +195,13 @@ impl PartitionState {
     pub(super) fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {
         let l = &self.licenses[li as usize];
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let sum = |m: &FastMap<u32, DayCounts>| m.get(&li).map_or(0, |d| d.sum(from, end_day));
+        let sum = |d: Option<&DayCounts>| d.map_or(0, |d| d.sum(from, end_day));
         Facts::Upgrade {
             plan: self.plans[l.plan as usize].to_string(),
             domains_used: l.domains.len() as u64,
             domain_limit: l.domain_limit,
-            rate_limited_30d: sum(&self.rate_limited),
-            features_denied_30d: sum(&self.features_denied),
+            rate_limited_30d: sum(l.rate_limited()),
+            features_denied_30d: sum(l.features_denied()),
             invites_30d: self.customers[l.customer as usize]
                 .invites()
                 .map_or(0, |i| i.sum(from, end_day)),
