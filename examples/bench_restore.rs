@@ -3,7 +3,7 @@
 //!
 //! Writes N customer records of about S bytes (random, so compression gains nothing) into a
 //! fresh 1-partition changelog through the transactional committer, in transactions of
-//! 5000 records, then reads the partition back with `read_partitions` ROUNDS times.
+//! 5000 records, then reads the partition back with `ChangelogReader::read_partitions` ROUNDS times.
 //! Prints `records=… bytes=… write_s=… read_s=<each round> read_rate=<records/s, median>`.
 //!
 //! Usage: `bench_restore BROKERS N [S] [ROUNDS]`
@@ -15,11 +15,10 @@ use keypulse::kafka::changelog::chunk::encode;
 use keypulse::kafka::changelog::keys::StateKey;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config};
 use keypulse::kafka::client::ClientSettings;
-use keypulse::kafka::restore::{read_partitions, reader_config};
+use keypulse::kafka::restore::ChangelogReader;
 use keypulse::kafka::txn::{CommitBatch, Committer, OutRecord, TxnSettings};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::BaseConsumer;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -93,8 +92,9 @@ fn main() {
     let write_s = t0.elapsed().as_secs_f64();
     let mut secs = Vec::new();
     for _ in 0..rounds {
-        let reader: BaseConsumer = reader_config(&client).create().expect("reader");
-        let r = read_partitions(&reader, &topic.name, &[0], Duration::from_secs(600))
+        let reader = ChangelogReader::new(&client).expect("reader");
+        let r = reader
+            .read_partitions(&topic.name, &[0], Duration::from_secs(600))
             .expect("restore")
             .remove(0);
         assert_eq!(r.values.len(), n, "every record read back");

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use common::kafka::*;
 use keypulse::kafka::changelog::chunk::ChunkBook;
 use keypulse::kafka::changelog::keys::StateKey;
+use keypulse::kafka::changelog::partition_counts;
 use keypulse::kafka::changelog::writer::PartitionWriter;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config, ChangelogError, ChangelogTopic};
 use keypulse::kafka::client::{ClientSettings, Role};
-use keypulse::kafka::restore::{committed_then_changelog, read_partitions, reader_config};
+use keypulse::kafka::restore::{committed_then_changelog, ChangelogReader, RestoreError};
 use keypulse::kafka::txn::{
     CommitBatch, CommitError, Committed, Committer, OutRecord, TxnSettings,
 };
@@ -22,8 +23,8 @@ use keypulse::kafka::TopicPartition;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
 const T: Duration = Duration::from_secs(30);
@@ -46,6 +47,12 @@ fn setup(
 ) -> (String, ChangelogTopic) {
     let input = unique(name);
     create_topic(brokers, &input, partitions);
+    wait_for("the input topic in the metadata", T, || {
+        partition_counts(&admin(brokers), &[&input], T)
+            .ok()?
+            .get(&input)
+            .copied()
+    });
     let changelog = format!("{input}-changelog");
     let overrides: BTreeMap<String, String> = overrides
         .iter()
@@ -109,8 +116,8 @@ fn member(brokers: &str, group: &str, input: &str) -> BaseConsumer {
     c
 }
 
-fn reader(brokers: &str) -> BaseConsumer {
-    reader_config(&client(brokers)).create().expect("reader")
+fn reader(brokers: &str) -> ChangelogReader {
+    ChangelogReader::new(&client(brokers)).expect("reader")
 }
 
 fn committer(brokers: &str, id: &str, topic: &ChangelogTopic) -> Committer {
@@ -153,28 +160,49 @@ fn tp(topic: &str, partition: i32) -> TopicPartition {
 
 /// Every record of a partition (read_committed), key and value, in order.
 fn raw(brokers: &str, topic: &str, partition: i32) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-    let c: BaseConsumer = reader_config(&client(brokers)).create().unwrap();
-    let (_, end) = c.fetch_watermarks(topic, partition, T).unwrap();
+    // The end: the high watermark now (read_uncommitted), so that a transaction whose
+    // commit has returned but whose markers are not written yet is waited for.
+    let with = |isolation: &str| -> BaseConsumer {
+        let group = unique("raw");
+        client(brokers)
+            .build(
+                Role::Consumer,
+                &[],
+                &[("group.id", &group), ("isolation.level", isolation)],
+            )
+            .create()
+            .unwrap()
+    };
+    let (_, end) = with("read_uncommitted")
+        .fetch_watermarks(topic, partition, T)
+        .unwrap();
+    let c = with("read_committed");
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Beginning)
         .unwrap();
     c.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let t0 = Instant::now();
-    loop {
+    let mut next = 0;
+    while next < end {
         assert!(t0.elapsed() < T, "reading {topic}/{partition} timed out");
-        match c.poll(Duration::from_millis(200)) {
+        match c.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
                 out.push((
                     m.key().unwrap_or_default().to_vec(),
                     m.payload().map(<[u8]>::to_vec),
                 ));
-                if m.offset() + 1 >= end {
-                    break;
+                next = m.offset() + 1;
+            }
+            _ => {
+                // past control records and aborted data
+                let pos = c.position().unwrap();
+                if let Some(Offset::Offset(o)) =
+                    pos.find_partition(topic, partition).map(|e| e.offset())
+                {
+                    next = next.max(o);
                 }
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => break,
-            _ => {}
         }
     }
     out
@@ -475,7 +503,9 @@ fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
     w0.committed();
     let chunks = w0.book().get(&big_one);
     assert!(chunks >= 20, "{chunks} chunks");
-    let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
+    let r = reader(&brokers)
+        .read_partitions(&topic.name, &[0], T)
+        .expect("restore");
     let r = &r[0];
     assert!(r.problems.is_empty(), "{:?}", r.problems);
     assert!(r.values[&big_one] == value, "the 5 MB record differs");
@@ -487,7 +517,9 @@ fn a_5_mb_customer_is_chunked_committed_and_restored_equal() {
     let recs = records(&c, &mut w0, &[(big_one.clone(), Some(b"slim".to_vec()))]);
     commit_records(&c, recs).expect("commit of the shrunk customer");
     w0.committed();
-    let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
+    let r = reader(&brokers)
+        .read_partitions(&topic.name, &[0], T)
+        .expect("restore");
     assert!(r[0].problems.is_empty(), "{:?}", r[0].problems);
     assert_eq!(r[0].values[&big_one], b"slim");
     assert!(r[0].chunks.is_empty());
@@ -544,7 +576,11 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
     };
     // Offsets are never reused: the end offset proves every write happened, whatever the
     // cleaner has removed since.
-    let (_, end) = reader(&brokers)
+    let (_, end) = client(&brokers)
+        .admin()
+        .create::<AdminClient<DefaultClientContext>>()
+        .unwrap()
+        .inner()
         .fetch_watermarks(&topic.name, 0, T)
         .unwrap();
     assert!(
@@ -560,7 +596,9 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
         },
     );
     assert!(after.len() < written, "{} of {written}", after.len());
-    let r = read_partitions(&reader(&brokers), &topic.name, &[0], T).expect("restore");
+    let r = reader(&brokers)
+        .read_partitions(&topic.name, &[0], T)
+        .expect("restore");
     assert!(r[0].problems.is_empty(), "{:?}", r[0].problems);
     assert_eq!(r[0].values.len(), keys.len());
     for k in &keys {
@@ -570,7 +608,7 @@ fn compaction_removes_old_values_and_the_restore_stays_exact() {
 }
 
 #[test]
-fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
+fn a_transaction_left_open_holds_the_restore_until_it_is_aborted() {
     let Some(Env {
         brokers,
         input,
@@ -583,25 +621,26 @@ fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
     let mut w0 = writer(&topic, 0);
     let recs = records(&c, &mut w0, &[(customer("a"), Some(b"committed".to_vec()))]);
     commit_records(&c, recs).expect("commit");
-    // Another producer (a killed instance) leaves a transaction open, for a minute.
+    w0.committed();
+    // Another producer (a killed instance) leaves a transaction open; the coordinator
+    // aborts it 10 s later.
     let orphan_id = unique("txn-orphan");
-    let orphan: rdkafka::producer::BaseProducer = client(&brokers)
+    let orphan: BaseProducer = client(&brokers)
         .build(
             Role::Producer,
             &[],
             &[
                 ("transactional.id", &orphan_id),
-                ("transaction.timeout.ms", "60000"),
+                ("transaction.timeout.ms", "10000"),
             ],
         )
         .create()
         .unwrap();
-    use rdkafka::producer::Producer;
     orphan.init_transactions(T).unwrap();
     orphan.begin_transaction().unwrap();
     orphan
         .send(
-            rdkafka::producer::BaseRecord::to(&topic.name)
+            BaseRecord::to(&topic.name)
                 .partition(0)
                 .key(&b"c/a"[..])
                 .payload(&b"\0uncommitted"[..]),
@@ -609,16 +648,13 @@ fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
         .map_err(|(e, _)| e)
         .unwrap();
     orphan.flush(T).unwrap();
-    // The restore reads up to the last stable offset and returns, well before the orphan's
-    // transaction times out; what it holds is only what was committed.
-    // (20 s: a third of the orphan's timeout.)
-    let r = read_partitions(
-        &reader(&brokers),
-        &topic.name,
-        &[0],
-        Duration::from_secs(20),
-    )
-    .expect("restore");
+    // While it is open, the restore cannot know whether it commits: it waits...
+    let r = reader(&brokers).read_partitions(&topic.name, &[0], Duration::from_secs(2));
+    assert!(matches!(r, Err(RestoreError::Timeout { .. })), "{r:?}");
+    // ...until the coordinator aborts it; then the restore holds only what was committed.
+    let r = reader(&brokers)
+        .read_partitions(&topic.name, &[0], T)
+        .expect("restore");
     assert_eq!(r[0].values[&customer("a")], b"committed");
     assert_eq!(r[0].records_read, 1);
     // And the committed offsets come first: none for this group yet.
@@ -627,7 +663,7 @@ fn an_open_transaction_does_not_hold_the_restore_past_its_last_stable_offset() {
     let restored =
         committed_then_changelog(&m, &reader(&brokers), &[tp(&input, 0)], &map, T).unwrap();
     assert_eq!(restored[0].committed, None);
-    orphan.abort_transaction(T).unwrap();
+    drop(orphan);
 }
 
 #[test]

@@ -28,7 +28,6 @@ pub mod fold;
 pub mod instance;
 pub mod restore;
 pub mod txn;
-pub mod txn_producer;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -1,13 +1,23 @@
 //! Restore: a partition's state read back from its changelog, with the input offset it
 //! goes with.
 //!
-//! Owns the reading side of the changelog. [`read_partitions`] reads changelog partitions
-//! under `isolation.level=read_committed` from their beginning to their end as it was when
-//! the read started (the last stable offset: what committed transactions wrote), keeping
-//! the latest value of every key (a tombstone deletes it) and putting chunked records back
-//! together (`changelog/chunk.rs`). [`committed_then_changelog`] is the order a new owner
-//! of partitions must follow: first the group's committed input offsets, then the
-//! changelog to its end, and only then may the input be resumed at those offsets.
+//! Owns the reading side of the changelog. [`ChangelogReader::read_partitions`] reads
+//! changelog partitions under `isolation.level=read_committed` from their beginning to
+//! their end as it was when the read started, keeping the latest value of every key (a
+//! tombstone deletes it) and putting chunked records back together (`changelog/chunk.rs`).
+//! [`committed_then_changelog`] is the order a new owner of partitions must follow: first
+//! the group's committed input offsets, then the changelog to its end, and only then may
+//! the input be resumed at those offsets.
+//!
+//! The end is the partition's high watermark at the start (asked by a second,
+//! `read_uncommitted`, consumer), not its last stable offset: Kafka answers a commit
+//! before it writes the transaction's markers, so for a moment the last stable offset can
+//! lie below a transaction whose offsets are already visible. Reading `read_committed` up
+//! to the high watermark ends only once every transaction with records below it is
+//! resolved: committed ones are read, aborted ones skipped. A transaction left open by a
+//! killed instance therefore holds a restore until the coordinator aborts it, at most the
+//! writer's `transaction.timeout.ms` (`kafka.transaction_timeout_ms`, 10 s) later, or at once
+//! when the instance restarts with the same transactional id.
 //!
 //! Why that order: a transaction commits the changelog records and the input offsets
 //! together. Fetched by a `read_committed` consumer, committed offsets are stable (the
@@ -25,21 +35,39 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::changelog::chunk::{assemble, ChunkBook, Problem};
 use super::changelog::keys::StateKey;
 use super::client::{ClientSettings, Role};
 use super::TopicPartition;
 
-/// The settings of a changelog reader: `read_committed`, end-of-partition events, large
-/// fetches. Its `group.id` is a fresh one that never joins nor commits (librdkafka wants
-/// one to assign partitions).
-pub fn reader_config(client: &ClientSettings) -> ClientConfig {
+/// Reads changelog partitions: a `read_committed` consumer reads the records, a
+/// `read_uncommitted` one tells each partition's high watermark. Neither joins a group nor
+/// commits.
+pub struct ChangelogReader {
+    records: BaseConsumer<ReaderContext>,
+    ends: BaseConsumer<ReaderContext>,
+}
+
+/// Forwards the readers' librdkafka logs.
+struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        super::forward_librdkafka_log("changelog reader", level, fac, message);
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+/// A reader's settings: end-of-partition events, large fetches, a fresh `group.id` that
+/// never joins (librdkafka wants one to assign partitions).
+fn reader_config(client: &ClientSettings, isolation: &str) -> ClientConfig {
     let group = format!("keypulse-restore-{}", uuid::Uuid::new_v4());
     client.build(
         Role::Consumer,
@@ -49,13 +77,28 @@ pub fn reader_config(client: &ClientSettings) -> ClientConfig {
         ],
         &[
             ("group.id", &group),
-            ("isolation.level", "read_committed"),
+            ("isolation.level", isolation),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "true"),
             ("auto.offset.reset", "earliest"),
         ],
     )
+}
+
+impl ChangelogReader {
+    /// A reader with the connection settings `client`.
+    pub fn new(client: &ClientSettings) -> Result<Self, RestoreError> {
+        let make = |isolation| {
+            reader_config(client, isolation)
+                .create_with_context(ReaderContext)
+                .map_err(|e| RestoreError::Consumer(e.to_string()))
+        };
+        Ok(Self {
+            records: make("read_committed")?,
+            ends: make("read_uncommitted")?,
+        })
+    }
 }
 
 /// One changelog partition, read back.
@@ -127,129 +170,130 @@ struct Progress {
     keyless: u64,
 }
 
-/// Reads changelog partitions `partitions` of `topic` to their ends (as at the start of the
-/// call), together, with `reader` (made with [`reader_config`]; it is assigned these
-/// partitions and unassigned at the end). At most `timeout` in all.
-pub fn read_partitions<C: ConsumerContext>(
-    reader: &BaseConsumer<C>,
-    topic: &str,
-    partitions: &[i32],
-    timeout: Duration,
-) -> Result<Vec<Restored>, RestoreError> {
-    let t0 = Instant::now();
-    let mut progress: HashMap<i32, Progress> = HashMap::new();
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        let (low, end) =
-            reader
-                .fetch_watermarks(topic, p, timeout)
-                .map_err(|e| RestoreError::Watermarks {
+impl ChangelogReader {
+    /// Reads changelog partitions `partitions` of `topic` to their ends (their high
+    /// watermarks at the start of the call), together. At most `timeout` in all.
+    pub fn read_partitions(
+        &self,
+        topic: &str,
+        partitions: &[i32],
+        timeout: Duration,
+    ) -> Result<Vec<Restored>, RestoreError> {
+        let reader = &self.records;
+        let t0 = Instant::now();
+        let mut progress: HashMap<i32, Progress> = HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            let (low, end) = self.ends.fetch_watermarks(topic, p, timeout).map_err(|e| {
+                RestoreError::Watermarks {
                     topic: topic.to_string(),
                     partition: p,
                     reason: e.to_string(),
-                })?;
-        progress.insert(
-            p,
-            Progress {
-                latest: HashMap::new(),
-                next: low,
-                end,
-                records: 0,
-                bytes: 0,
-                keyless: 0,
-            },
-        );
-        if low < end {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                }
+            })?;
+            progress.insert(
+                p,
+                Progress {
+                    latest: HashMap::new(),
+                    next: low,
+                    end,
+                    records: 0,
+                    bytes: 0,
+                    keyless: 0,
+                },
+            );
+            if low < end {
+                tpl.add_partition_offset(topic, p, Offset::Beginning)
+                    .map_err(|e| RestoreError::Consumer(e.to_string()))?;
+            }
+        }
+        if tpl.count() > 0 {
+            reader
+                .assign(&tpl)
                 .map_err(|e| RestoreError::Consumer(e.to_string()))?;
         }
-    }
-    if tpl.count() > 0 {
-        reader
-            .assign(&tpl)
-            .map_err(|e| RestoreError::Consumer(e.to_string()))?;
-    }
-    let behind = |progress: &HashMap<i32, Progress>| progress.values().any(|p| p.next < p.end);
-    while behind(&progress) {
-        if t0.elapsed() > timeout {
-            let _ = reader.unassign();
-            let (partition, p) = progress
-                .iter()
-                .find(|(_, p)| p.next < p.end)
-                .expect("behind");
-            return Err(RestoreError::Timeout {
-                topic: topic.to_string(),
-                partition: *partition,
-                reached: p.next,
-                end: p.end,
-                secs: timeout.as_secs(),
-            });
-        }
-        match reader.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                let Some(p) = progress.get_mut(&m.partition()) else {
-                    continue;
-                };
-                if m.offset() >= p.end {
-                    p.next = p.next.max(p.end);
-                    continue;
-                }
-                p.next = m.offset() + 1;
-                p.records += 1;
-                let Some(key) = m.key() else {
-                    p.keyless += 1;
-                    continue;
-                };
-                p.bytes += (key.len() + m.payload().map_or(0, <[u8]>::len)) as u64;
-                match m.payload() {
-                    Some(v) => p.latest.insert(key.to_vec(), v.to_vec()),
-                    None => p.latest.remove(key),
-                };
+        let behind = |progress: &HashMap<i32, Progress>| progress.values().any(|p| p.next < p.end);
+        while behind(&progress) {
+            if t0.elapsed() > timeout {
+                let _ = reader.unassign();
+                let (partition, p) = progress
+                    .iter()
+                    .find(|(_, p)| p.next < p.end)
+                    .expect("behind");
+                return Err(RestoreError::Timeout {
+                    topic: topic.to_string(),
+                    partition: *partition,
+                    reached: p.next,
+                    end: p.end,
+                    secs: timeout.as_secs(),
+                });
             }
-            Some(Err(KafkaError::PartitionEOF(_))) | None => {
-                // Control records and aborted data move the position without a message.
-                if let Ok(pos) = reader.position() {
-                    for el in pos.elements_for_topic(topic) {
-                        if let (Offset::Offset(o), Some(p)) =
-                            (el.offset(), progress.get_mut(&el.partition()))
-                        {
-                            p.next = p.next.max(o);
+            match reader.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let Some(p) = progress.get_mut(&m.partition()) else {
+                        continue;
+                    };
+                    if m.offset() >= p.end {
+                        p.next = p.next.max(p.end);
+                        continue;
+                    }
+                    p.next = m.offset() + 1;
+                    p.records += 1;
+                    let Some(key) = m.key() else {
+                        p.keyless += 1;
+                        continue;
+                    };
+                    p.bytes += (key.len() + m.payload().map_or(0, <[u8]>::len)) as u64;
+                    match m.payload() {
+                        Some(v) => p.latest.insert(key.to_vec(), v.to_vec()),
+                        None => p.latest.remove(key),
+                    };
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                    // Control records and aborted data move the position without a message.
+                    if let Ok(pos) = reader.position() {
+                        for el in pos.elements_for_topic(topic) {
+                            if let (Offset::Offset(o), Some(p)) =
+                                (el.offset(), progress.get_mut(&el.partition()))
+                            {
+                                p.next = p.next.max(o);
+                            }
                         }
                     }
                 }
-            }
-            Some(Err(e)) => {
-                tracing::warn!(topic, error = %e, "changelog read: consumer error");
+                Some(Err(e)) => {
+                    tracing::warn!(topic, error = %e, "changelog read: consumer error");
+                }
             }
         }
+        if tpl.count() > 0 {
+            let _ = reader.unassign();
+        }
+        let seconds = t0.elapsed().as_secs_f64();
+        let mut out: Vec<Restored> = progress
+            .into_iter()
+            .map(|(partition, p)| {
+                let assembled = assemble(p.latest);
+                let mut problems = assembled.problems;
+                if p.keyless > 0 {
+                    problems.push(Problem::Envelope(format!("{} keyless records", p.keyless)));
+                }
+                Restored {
+                    topic: topic.to_string(),
+                    partition,
+                    values: assembled.values,
+                    chunks: assembled.chunks,
+                    problems,
+                    records_read: p.records,
+                    bytes_read: p.bytes,
+                    seconds,
+                    end_offset: p.end,
+                }
+            })
+            .collect();
+        out.sort_by_key(|r| r.partition);
+        Ok(out)
     }
-    if tpl.count() > 0 {
-        let _ = reader.unassign();
-    }
-    let seconds = t0.elapsed().as_secs_f64();
-    let mut out: Vec<Restored> = progress
-        .into_iter()
-        .map(|(partition, p)| {
-            let assembled = assemble(p.latest);
-            let mut problems = assembled.problems;
-            if p.keyless > 0 {
-                problems.push(Problem::Envelope(format!("{} keyless records", p.keyless)));
-            }
-            Restored {
-                topic: topic.to_string(),
-                partition,
-                values: assembled.values,
-                chunks: assembled.chunks,
-                problems,
-                records_read: p.records,
-                bytes_read: p.bytes,
-                seconds,
-                end_offset: p.end,
-            }
-        })
-        .collect();
-    out.sort_by_key(|r| r.partition);
-    Ok(out)
 }
 
 /// An input partition with its committed offset and its changelog partition's state.
@@ -269,9 +313,9 @@ pub struct PartitionRestore {
 /// number, topic from `changelog_of`: input topic → changelog topic) to its end with
 /// `reader`. The caller then resumes the input at the committed offsets. At most `timeout`
 /// in all.
-pub fn committed_then_changelog<G: ConsumerContext, R: ConsumerContext>(
+pub fn committed_then_changelog<G: ConsumerContext>(
     group: &BaseConsumer<G>,
-    reader: &BaseConsumer<R>,
+    reader: &ChangelogReader,
     inputs: &[TopicPartition],
     changelog_of: &HashMap<String, String>,
     timeout: Duration,
@@ -294,7 +338,7 @@ pub fn committed_then_changelog<G: ConsumerContext, R: ConsumerContext>(
     let mut restored: HashMap<(String, i32), Restored> = HashMap::new();
     for (changelog, partitions) in by_topic {
         let left = timeout.saturating_sub(t0.elapsed());
-        for r in read_partitions(reader, changelog, &partitions, left)? {
+        for r in reader.read_partitions(changelog, &partitions, left)? {
             restored.insert((r.topic.clone(), r.partition), r);
         }
     }

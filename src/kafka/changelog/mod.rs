@@ -4,7 +4,7 @@
 //! start. The record keys are in [`keys`], the splitting of records too large for one
 //! Kafka record in [`chunk`], a partition's chunk counts between commits in [`writer`];
 //! reading a partition back is `kafka/restore.rs`, committing writes is the transactional
-//! committer (`kafka/txn.rs`).
+//! committer (`kafka/txn/`).
 //!
 //! Guarantees of [`ensure_changelog`]:
 //! - the changelog of an input topic is named from it (`kafka.changelog_topic`, default

@@ -115,7 +115,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl ClientContext for TxnContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        super::forward_librdkafka_log("transactional producer", level, fac, message);
+        crate::kafka::forward_librdkafka_log("transactional producer", level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
