@@ -103,7 +103,13 @@ fn commit_records(c: &Committer, records: Vec<OutRecord>) -> Result<Committed, C
 
 /// A member of `group` subscribed to `input`, polled until it has partitions.
 fn member(brokers: &str, group: &str, input: &str) -> BaseConsumer {
-    let c: BaseConsumer = client(brokers)
+    member_with(brokers, group, input, "consumer")
+}
+
+/// A member with `group.protocol` `protocol` (`consumer`: KIP-848, or `classic`).
+fn member_with(brokers: &str, group: &str, input: &str, protocol: &str) -> BaseConsumer {
+    let props = [("group.protocol".to_string(), protocol.to_string())];
+    let c: BaseConsumer = ClientSettings::new(brokers, "keypulse-test", &props)
         .group_consumer(group)
         .create()
         .expect("consumer");
@@ -282,6 +288,42 @@ fn a_committed_transaction_is_visible_with_its_offsets() {
         p1.values[&StateKey::Partition("days".into())],
         b"buckets".to_vec()
     );
+}
+
+#[test]
+fn a_classic_group_member_commits_its_offsets_in_the_transaction_too() {
+    let Some(Env {
+        brokers,
+        input,
+        topic,
+        c,
+    }) = env("eos-classic", 2, &[])
+    else {
+        return;
+    };
+    let m = member_with(&brokers, &unique("eos-classic-g"), &input, "classic");
+    let mut w1 = writer(&topic, 1);
+    let recs = records(&c, &mut w1, &[(customer("k"), Some(b"classic".to_vec()))]);
+    c.commit(CommitBatch {
+        records: recs,
+        offsets: vec![(tp(&input, 0), 1), (tp(&input, 1), 12)],
+        group: m.group_metadata(),
+    })
+    .expect("commit with a classic member's metadata");
+    w1.committed();
+    let map = HashMap::from([(input.clone(), topic.name.clone())]);
+    let restored = committed_then_changelog(
+        &m,
+        &reader(&brokers),
+        &[tp(&input, 0), tp(&input, 1)],
+        &map,
+        T,
+    )
+    .expect("restore");
+    assert_eq!(restored[0].committed, Some(1));
+    assert_eq!(restored[1].committed, Some(12));
+    assert!(restored[0].changelog.values.is_empty());
+    assert_eq!(restored[1].changelog.values[&customer("k")], b"classic");
 }
 
 #[test]
