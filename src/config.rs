@@ -70,6 +70,19 @@ pub struct KafkaConfig {
     /// Readiness also waits until the group assignment has not changed for this long, in
     /// milliseconds (KIP-848 hands partitions over incrementally).
     pub ready_settle_ms: u64,
+    /// This instance's id, stable across its restarts; the transactional id is
+    /// `keypulse-<group_id>-<instance_id>`. Default: `<hostname>-<port of http.bind>` (or
+    /// `<hostname>-pid<pid>` when that port is 0); in Kubernetes, the pod's name.
+    pub instance_id: Option<String>,
+    /// Name of each input topic's changelog: `{topic}` is the input topic, `{group}` the
+    /// group id.
+    pub changelog_topic: String,
+    /// Topic settings of a changelog keypulse creates, on top of its defaults (compacted,
+    /// 64 MiB / 1 h segments, `min.cleanable.dirty.ratio` 0.1, one-day tombstones).
+    pub changelog_topic_config: BTreeMap<String, String>,
+    /// `transaction.timeout.ms` of the transactional commits, in milliseconds: how long an
+    /// instance killed mid-transaction can hold back its changelog's readers.
+    pub transaction_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -86,6 +99,10 @@ impl Default for KafkaConfig {
             connect_timeout_ms: 10_000,
             commit_interval_ms: 5_000,
             ready_settle_ms: 1_500,
+            instance_id: None,
+            changelog_topic: crate::kafka::changelog::DEFAULT_NAME_TEMPLATE.into(),
+            changelog_topic_config: BTreeMap::new(),
+            transaction_timeout_ms: 10_000,
         }
     }
 }
@@ -312,6 +329,7 @@ impl Config {
         if self.kafka.fold_workers > 64 {
             return Err(key_error("kafka.fold_workers", "must be at most 64"));
         }
+        self.kafka.validate_eos()?;
         self.http.validate()?;
         if !["smtp", "file", "none"].contains(&self.email.transport.as_str()) {
             return Err(key_error(
@@ -380,6 +398,94 @@ impl Config {
             return Err(key_error("log.format", "must be `text` or `json`"));
         }
         log_filter(&self.log.level).map_err(|problem| key_error("log.level", problem))?;
+        Ok(())
+    }
+}
+
+/// A Kafka topic name or id: 1 to 249 of `[A-Za-z0-9._-]`.
+fn is_kafka_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 249
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl KafkaConfig {
+    /// The changelog topic of input topic `input`.
+    pub fn changelog_topic_of(&self, input: &str) -> String {
+        crate::kafka::changelog::changelog_name(&self.changelog_topic, input, &self.group_id)
+    }
+
+    /// Checks the keys of the changelog and the transactional commits.
+    fn validate_eos(&self) -> Result<(), ConfigError> {
+        if let Some(id) = &self.instance_id {
+            if !is_kafka_name(id) || id.len() > 200 {
+                return Err(key_error(
+                    "kafka.instance_id",
+                    "must be 1 to 200 of the characters A-Z a-z 0-9 . _ -",
+                ));
+            }
+        }
+        if self.topics.len() > 1 && !self.changelog_topic.contains("{topic}") {
+            return Err(key_error(
+                "kafka.changelog_topic",
+                "must contain `{topic}` when kafka.topics names more than one topic \
+                 (each input topic has its own changelog)",
+            ));
+        }
+        for t in &self.topics {
+            let name = self.changelog_topic_of(t);
+            if !is_kafka_name(&name) {
+                return Err(key_error(
+                    "kafka.changelog_topic",
+                    format!(
+                        "gives `{name}`, not a valid topic name (1 to 249 of A-Z a-z 0-9 . _ -)"
+                    ),
+                ));
+            }
+            if self.topics.contains(&name)
+                || name == self.dead_letter_topic
+                || name == self.notifications_topic
+            {
+                return Err(key_error(
+                    "kafka.changelog_topic",
+                    format!("gives `{name}`, a topic keypulse already uses for something else"),
+                ));
+            }
+        }
+        for (k, v) in &self.changelog_topic_config {
+            let key = format!("kafka.changelog_topic_config.\"{k}\"");
+            let ok = match k.as_str() {
+                "cleanup.policy" => v == "compact",
+                "min.cleanable.dirty.ratio" => {
+                    v.parse::<f64>().is_ok_and(|r| (0.0..=1.0).contains(&r))
+                }
+                "segment.bytes"
+                | "segment.ms"
+                | "delete.retention.ms"
+                | "max.message.bytes"
+                | "min.compaction.lag.ms"
+                | "max.compaction.lag.ms"
+                | "segment.jitter.ms" => v.parse::<u64>().is_ok(),
+                _ => !v.is_empty(),
+            };
+            if !ok {
+                let problem = match k.as_str() {
+                    "cleanup.policy" => {
+                        "must be `compact` (with `delete`, retention would drop state)"
+                    }
+                    "min.cleanable.dirty.ratio" => "must be a number from 0 to 1",
+                    _ => "must be a whole number (or, for other keys, not empty)",
+                };
+                return Err(key_error(key, problem));
+            }
+        }
+        if !(1_000..=900_000).contains(&self.transaction_timeout_ms) {
+            return Err(key_error(
+                "kafka.transaction_timeout_ms",
+                "must be from 1000 to 900000 (the broker's default transaction.max.timeout.ms)",
+            ));
+        }
         Ok(())
     }
 }
@@ -482,6 +588,42 @@ mod tests {
         assert_eq!(c.core.exclude.customer_prefixes, ["test-", "internal-"]);
         assert!(c.core.exclude.excludes(Some("test-7")));
         assert!(!c.core.exclude.excludes(Some("qa2")));
+    }
+
+    #[test]
+    fn changelog_and_transaction_keys_are_checked() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(
+            c.kafka.changelog_topic_of("license-events"),
+            "license-events-keypulse-changelog"
+        );
+        assert_eq!(c.kafka.transaction_timeout_ms, 10_000);
+        assert_eq!(c.kafka.instance_id, None);
+        let e = err("[kafka]\ninstance_id = \"a b\"\n");
+        assert!(e.contains("kafka.instance_id"), "{e}");
+        let e = err("[kafka]\ntopics = [\"a\", \"b\"]\nchangelog_topic = \"state\"\n");
+        assert!(e.contains("kafka.changelog_topic"), "{e}");
+        let e = err("[kafka]\nchangelog_topic = \"{topic} state\"\n");
+        assert!(e.contains("kafka.changelog_topic"), "{e}");
+        let e = err("[kafka]\nchangelog_topic = \"{topic}\"\n");
+        assert!(e.contains("kafka.changelog_topic"), "{e}");
+        let e = err("[kafka.changelog_topic_config]\n\"cleanup.policy\" = \"delete\"\n");
+        assert!(
+            e.contains("kafka.changelog_topic_config.\"cleanup.policy\""),
+            "{e}"
+        );
+        let e = err("[kafka.changelog_topic_config]\n\"segment.bytes\" = \"big\"\n");
+        assert!(e.contains("segment.bytes"), "{e}");
+        let e = err("[kafka.changelog_topic_config]\n\"min.cleanable.dirty.ratio\" = \"2\"\n");
+        assert!(e.contains("min.cleanable.dirty.ratio"), "{e}");
+        let e = err("[kafka]\ntransaction_timeout_ms = 100\n");
+        assert!(e.contains("kafka.transaction_timeout_ms"), "{e}");
+        let ok = Config::from_toml(
+            "[kafka]\ninstance_id = \"pod-7\"\nchangelog_topic = \"{group}.{topic}.state\"\n\
+             [kafka.changelog_topic_config]\n\"segment.bytes\" = \"1048576\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.kafka.changelog_topic_of("t"), "keypulse.t.state");
     }
 
     #[test]

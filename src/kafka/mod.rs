@@ -5,7 +5,10 @@
 //! - [`consumer`]: the poll thread, the group's assignment and revocation, offsets;
 //! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
 //!   of the partitions routed to it, where messages are decoded and folded;
-//! - [`dlq`]: the dead-letter producer.
+//! - [`dlq`]: the dead-letter producer;
+//! - [`changelog`], [`txn`], [`restore`], [`instance`]: durable state (issue 9, not yet
+//!   used by the consumer): the compacted changelog topic, its keys and chunks, the
+//!   transactional committer, the restore reader, and the instance and transactional ids.
 //!
 //! Delivery guarantee: **at least once consumption, every event's effect counted exactly
 //! once.** Each assigned partition has its own state, rebuilt on assignment by reading the
@@ -16,12 +19,16 @@
 //! state is dropped. Decisions made while a partition is rebuilt are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
+pub mod changelog;
 pub mod client;
 pub mod commit;
 pub mod consumer;
 pub mod dlq;
 pub mod events;
 pub mod fold;
+pub mod instance;
+pub mod restore;
+pub mod txn;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
