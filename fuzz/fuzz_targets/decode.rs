@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     let first = decode_bounded(data, MAX);
     match &first {
         Ok(ev) => {
-            assert!(data.len() <= MAX, "accepted {} bytes over the limit", data.len());
+            assert!(
+                data.len() <= MAX,
+                "accepted {} bytes over the limit",
+                data.len()
+            );
             assert!(EVENT_TYPES.contains(&ev.kind.type_name()));
         }
         Err(r) => {
