@@ -401,3 +401,65 @@ fn extreme_timestamps_and_values_fold_and_report_without_panicking() {
     assert_eq!(r.mrr.current_cents, 2 * u64::MAX as i128);
     assert_eq!(r.licenses.total, 2);
 }
+
+/// Issue 13: a license with 10 k registered domains (past every tier of the domain set)
+/// still counts each exactly once, in utilization and in its upgrade triggers, and
+/// removals bring it back down through the tiers.
+#[test]
+fn ten_thousand_domains_count_exactly_in_utilization_and_triggers() {
+    let add = |ty: &str, d: u32| json!({"type":ty,"ts":"2026-10-01T01:00:00Z","customer_id":"c","license_key":"k","domain":format!("site-{d}.example")});
+    let mut lines = vec![
+        json!({"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"c","license_key":"k","plan":"starter","domain_limit":10_000,"mrr_cents":100,"email":"k@x.example"}),
+    ];
+    for d in 0..10_000 {
+        lines.push(add("domain.added", d));
+    }
+    for d in (0..10_000).step_by(3) {
+        lines.push(add("license.activated", d)); // already registered: no change
+    }
+    for i in 0..4 {
+        lines.push(json!({"type":"feature.access_denied","ts":format!("2026-10-02T0{i}:00:00Z"),"customer_id":"c","license_key":"k","feature":"sso"}));
+    }
+    let (r, replay) = fold(&lines);
+    let u = &r.domain_utilization["starter"];
+    assert_eq!(u.mean, Some(1.0));
+    assert_eq!((u.licenses, u.at_limit), (1, 1));
+    assert_eq!(r.upgrade_pipeline.len(), 1);
+    assert!(r.upgrade_pipeline[0]
+        .triggers
+        .contains(&"domain_limit_approaching".to_string()));
+    let ups: Vec<_> = replay
+        .decisions
+        .iter()
+        .filter(|n| n.kind.as_str() == "upgrade")
+        .collect();
+    assert_eq!(ups.len(), 1);
+    assert_eq!(
+        ups[0].reasons,
+        vec!["domain_limit_approaching", "feature_interest"]
+    );
+
+    // remove 7,000 of them (and some never added): 3,000 / 10,000 left
+    for d in 3_000..10_000 {
+        lines.push(add("domain.removed", d));
+    }
+    for d in 20_000..20_100 {
+        lines.push(add("domain.removed", d));
+    }
+    let (r, _) = fold(&lines);
+    let u = &r.domain_utilization["starter"];
+    assert_eq!(u.mean, Some(0.3));
+    assert_eq!((u.near_limit, u.at_limit), (0, 0));
+    assert!(r
+        .upgrade_pipeline
+        .iter()
+        .all(|e| !e.triggers.contains(&"domain_limit_approaching".to_string())));
+
+    // and all the way down to none, then one re-added
+    for d in 0..3_000 {
+        lines.push(add("domain.removed", d));
+    }
+    lines.push(add("domain.added", 5));
+    let (r, _) = fold(&lines);
+    assert_eq!(r.domain_utilization["starter"].mean, Some(0.0001));
+}

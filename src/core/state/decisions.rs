@@ -194,7 +194,7 @@ impl PartitionState {
             domain_limits: limits,
             validations_last_7d: c.validations.sum(today - 6, today),
             validations_prev_7d: c.validations.sum(today - 13, today - 7),
-            open_ticket: !c.open_tickets().is_empty(),
+            open_ticket: c.open_tickets() > 0,
             payment_failed: c.payment_failed,
         };
         health::score(&inputs, as_of, &cfg.health)

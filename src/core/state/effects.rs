@@ -167,11 +167,9 @@ impl PartitionState {
                 domain,
             } => {
                 let (li, _) = self.license_index(ci, license_key, ts);
-                let h = domain_hash(domain);
-                let domains = &mut self.licenses[li as usize].domains;
-                if let Ok(pos) = domains.binary_search(&h) {
-                    domains.remove(pos);
-                }
+                self.licenses[li as usize]
+                    .domains
+                    .remove(domain_hash(domain));
                 churn_signal = Some(ChurnSignal::DomainDeactivation);
             }
             EventKind::ApiKeyCreated { .. } => {}
@@ -182,8 +180,8 @@ impl PartitionState {
                 category,
             } => {
                 let tickets = &mut self.customers[ci as usize].extras_mut().open_tickets;
-                if !tickets.iter().any(|t| **t == **ticket_id) {
-                    tickets.push((**ticket_id).into());
+                if !tickets.contains(&**ticket_id) {
+                    tickets.insert((**ticket_id).into());
                 }
                 if *category == TicketCategory::Cancellation {
                     churn_signal = Some(ChurnSignal::CancellationTicket);
@@ -193,7 +191,7 @@ impl PartitionState {
                 self.customers[ci as usize]
                     .extras_mut()
                     .open_tickets
-                    .retain(|t| **t != **ticket_id);
+                    .remove(&**ticket_id);
             }
             EventKind::PaymentFailed => {
                 self.customers[ci as usize].payment_failed = true;
@@ -228,11 +226,9 @@ impl PartitionState {
     }
 
     pub(super) fn add_domain(&mut self, li: u32, domain: &str) {
-        let h = domain_hash(domain);
-        let domains = &mut self.licenses[li as usize].domains;
-        if let Err(pos) = domains.binary_search(&h) {
-            domains.insert(pos, h);
-        }
+        self.licenses[li as usize]
+            .domains
+            .insert(domain_hash(domain));
         self.note_upgrade_candidate(li);
     }
 

@@ -7,8 +7,7 @@
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
-use smallvec::SmallVec;
-
+use super::domains::DomainSet;
 use super::records::{Customer, License};
 use super::{FastHasher, FastMap, PartitionState};
 use crate::codes::Status;
@@ -141,7 +140,7 @@ impl PartitionState {
             first_valid: NEVER,
             last_validation: NEVER,
             validated_days: DayBitmap::default(),
-            domains: SmallVec::new(),
+            domains: DomainSet::default(),
             extras: None,
         });
         let h = license_hash(&self.index.hasher, customer, key);

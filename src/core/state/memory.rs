@@ -40,11 +40,7 @@ impl PartitionState {
                 size_of::<License>()
                     + l.text_bytes()
                     + l.license8().map_or(0, |r| r.bytes())
-                    + if l.domains.spilled() {
-                        l.domains.capacity() * 8
-                    } else {
-                        0
-                    }
+                    + l.domains.heap_bytes()
                     + l.extras.as_ref().map_or(0, |e| {
                         size_of::<LicenseExtras>()
                             + e.rate_limited.heap_bytes()
@@ -65,6 +61,8 @@ impl PartitionState {
                     + c.extras.as_ref().map_or(0, |e| {
                         size_of::<CustomerExtras>()
                             + e.invites.heap_bytes()
+                            + e.open_tickets.allocation_size()
+                            + e.open_tickets.iter().map(|t| t.len()).sum::<usize>()
                             + e.notifications.capacity() * size_of::<Notification>()
                     })
             })

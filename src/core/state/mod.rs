@@ -39,6 +39,7 @@ use crate::time::{day_of, Day, Micros, NEVER, SECOND};
 mod aggregate;
 mod codec;
 mod decisions;
+mod domains;
 mod effects;
 mod index;
 mod memory;

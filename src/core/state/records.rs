@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use super::domains::DomainSet;
 use super::memory::heap_bytes;
 use crate::codes::Status;
 use crate::dedup::SeenIds;
@@ -44,13 +45,16 @@ pub(crate) struct Customer {
     pub(super) ever_paid: bool,
 }
 
+/// A customer's open ticket ids (the codec writes them sorted).
+pub(crate) type TicketSet = hashbrown::HashSet<Box<str>, ahash::RandomState>;
+
 /// The parts of a customer that most customers never use.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CustomerExtras {
     /// `team.member_invited` by day.
     pub(super) invites: DayCounts,
-    /// Support tickets opened and not closed.
-    pub(super) open_tickets: Vec<Box<str>>,
+    /// Support tickets opened and not closed (a set: O(1) per ticket event however many).
+    pub(super) open_tickets: TicketSet,
     /// Every notification decided for this customer, in decision order.
     pub(super) notifications: Vec<Notification>,
 }
@@ -90,8 +94,9 @@ impl Customer {
         self.extras.as_ref().map(|e| &e.invites)
     }
 
-    pub(crate) fn open_tickets(&self) -> &[Box<str>] {
-        self.extras.as_ref().map_or(&[], |e| &e.open_tickets)
+    /// Open support tickets.
+    pub(crate) fn open_tickets(&self) -> usize {
+        self.extras.as_ref().map_or(0, |e| e.open_tickets.len())
     }
 
     /// The notifications decided for this customer, in decision order.
@@ -120,8 +125,8 @@ pub(crate) struct License {
     /// Latest validation by `ts`, any result but `invalid_format`.
     pub(crate) last_validation: Micros,
     pub(super) validated_days: DayBitmap,
-    /// Registered domains, as 64-bit hashes, sorted (two kept inline).
-    pub(crate) domains: SmallVec<[u64; 2]>,
+    /// Registered domains, as 64-bit hashes (two kept inline; O(1) per operation).
+    pub(crate) domains: DomainSet,
     /// What few licenses have: boxed, so most licenses pay one pointer for it.
     pub(super) extras: Option<Box<LicenseExtras>>,
 }

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 
 use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
 
 use super::codec::StateError;
+use super::domains::DomainSet;
 use super::records::{Customer, CustomerExtras, License, LicenseExtras};
 use super::{DayStats, EventCounts, MrrBook, PartitionState};
 use crate::codes::{NotificationKind, Status};
@@ -54,7 +54,8 @@ struct LicenseV1 {
     first_valid: Micros,
     last_validation: Micros,
     validated_days: DayBitmap,
-    domains: SmallVec<[u64; 2]>,
+    /// A sorted list of `u64` on the wire (as the `SmallVec<[u64; 2]>` it was).
+    domains: DomainSet,
     extras: Option<LicenseExtras>,
 }
 
@@ -136,7 +137,14 @@ impl PartitionState {
             validations: c.validations.clone(),
             upgrade_candidates: c.upgrade_candidates.iter().filter_map(position).collect(),
             invites: c.invites().cloned().unwrap_or_default(),
-            open_tickets: c.open_tickets().to_vec(),
+            open_tickets: {
+                let mut t: Vec<Box<str>> = c
+                    .extras
+                    .as_ref()
+                    .map_or_else(Vec::new, |e| e.open_tickets.iter().cloned().collect());
+                t.sort_unstable();
+                t
+            },
             notifications,
             payment_failed: c.payment_failed,
             last_churn_at: c.last_churn_at,
@@ -225,7 +233,7 @@ impl PartitionState {
                 .then(|| {
                     Box::new(CustomerExtras {
                         invites: w.invites,
-                        open_tickets: w.open_tickets,
+                        open_tickets: w.open_tickets.into_iter().collect(),
                         notifications,
                     })
                 });
