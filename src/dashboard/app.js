@@ -26,6 +26,9 @@
     ['upgrade', 'upgrade', COLORS.green],
     ['renewal', 'renewal', COLORS.amber],
     ['churn_warning', 'churn warning', COLORS.red],
+    ['key_sharing', 'key sharing', COLORS.purple],
+    ['revoked_use', 'revoked use', COLORS.pink],
+    ['expiring_soon', 'expiring soon', COLORS.teal],
   ];
   const PLAN_ORDER = ['starter', 'professional', 'business', 'enterprise'];
   const PLAN_COLORS = [COLORS.teal, COLORS.accent, COLORS.purple, COLORS.navy, COLORS.pink, COLORS.gray];
@@ -464,8 +467,9 @@
       h('a', { class: 'who', href: customerHref(e.customer_id), text: e.customer_id }),
       h('span', { class: 'key', title: e.license_key, text: e.license_key }),
       h('span', { class: 'reasons' }, h('span', { class: 'pill', text: e.plan }), h('b', { text: ' ' + fmt.time(e.expires_at) })))));
-    mount('expiring', total > 0,
-      h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(total) }), h('span', { class: 'muted', text: 'active licenses expiring within the notice window' })),
+    // None expiring is an answer too: drawn once the summary carries the list.
+    mount('expiring', ex.total !== undefined,
+      h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(total) }), h('span', { class: 'muted', text: total ? 'active licenses expiring within the notice window' : 'no active license expires within the notice window' })),
       ul, total > list.length ? h('div', { class: 'muted', text: '… and ' + fmt.int(total - list.length) + ' more' }) : null);
   }
 
