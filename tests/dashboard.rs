@@ -192,7 +192,25 @@ fn fake() -> Arc<Fake> {
     for e in &events {
         replay.feed_line(e.value.as_bytes(), &cfg);
     }
+    // The simulator has no sharer and no expiry within the notice window: add one of each
+    // before the last event, so the §8 charts have data (as_of does not move).
+    let as_of = replay.report(&cfg).as_of.expect("events");
+    let ts = |t: i64| keypulse::core::time::format_rfc3339(t);
+    let (at, expires) = (ts(as_of - 3_600_000_000), ts(as_of + 3 * 86_400_000_000));
+    let mut extra = vec![format!(
+        r#"{{"type":"license.issued","ts":"{at}","customer_id":"cus_s8","license_key":"S8","plan":"pro","domain_limit":3,"mrr_cents":4900,"email":"o@s8.example","expires_at":"{expires}"}}"#
+    )];
+    for d in ["x1", "x2", "x3"] {
+        extra.push(format!(
+            r#"{{"type":"license.validated","ts":"{at}","customer_id":"cus_s8","license_key":"S8","result":"domain_mismatch","domain":"{d}.example"}}"#
+        ));
+    }
+    for line in &extra {
+        replay.feed_line(line.as_bytes(), &cfg);
+    }
     let typed = replay.report(&cfg);
+    assert_eq!(typed.as_of, Some(as_of));
+    assert!(!typed.sharing_suspects.is_empty() && !typed.expiring_licenses.is_empty());
     let report = serde_json::to_value(&typed).unwrap();
     let summary = summary(&typed, 12);
     let customers = customer_views(&events, &report);

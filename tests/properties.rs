@@ -357,7 +357,7 @@ fn the_generated_logs_exercise_spec8() {
         TestRng::deterministic_rng(proptest::test_runner::RngAlgorithm::ChaCha),
     );
     let mut kinds = std::collections::BTreeMap::<String, u64>::new();
-    let (mut excluded, mut suspects) = (0, 0);
+    let (mut excluded, mut suspects, mut expiring) = (0, 0, 0);
     let mut movements = std::collections::BTreeMap::<String, u64>::new();
     for _ in 0..64 {
         let logs = customer_logs().new_tree(&mut runner).unwrap().current();
@@ -368,6 +368,7 @@ fn the_generated_logs_exercise_spec8() {
         let r = report_json(&state, &cfg);
         excluded += r["events"]["excluded"].as_u64().unwrap();
         suspects += r["sharing_suspects"].as_array().unwrap().len();
+        expiring += r["expiring_licenses"].as_array().unwrap().len();
         for (k, v) in r["mrr"]["movements"]["counts"].as_object().unwrap() {
             *movements.entry(k.clone()).or_default() += v.as_u64().unwrap();
         }
@@ -383,5 +384,7 @@ fn the_generated_logs_exercise_spec8() {
     }
     assert!(excluded > 0);
     assert!(suspects > 0);
+    // The merge property above compares whole reports, the dashboard's list included.
+    assert!(expiring > 0);
     assert!(movements.values().all(|n| *n > 0), "{movements:?}");
 }

@@ -174,6 +174,89 @@ def ts_custom(stack=False, threshold_lines=False, draw="line"):
     return c
 
 
+# SPEC §8 panels: the report's mrr.movements, sharing_suspects and events.excluded
+# (keypulse_mrr_movement_cents{kind}, keypulse_mrr_movements{kind},
+# keypulse_sharing_suspects, keypulse_events_excluded_total).
+MOVE_IN = 'kind=~"new|expansion|reactivation"'
+MOVE_OUT = 'kind=~"contraction|churn"'
+
+
+def color_override(name, color):
+    return {
+        "matcher": {"id": "byName", "options": name},
+        "properties": [{"id": "color", "value": {"mode": "fixed", "fixedColor": color}}],
+    }
+
+
+def s8_panels(b):
+    b.row("MRR movements, sharing suspects, exclusions")
+    b.panel(
+        "bargauge", "MRR movements (30 days)",
+        [("sum by (kind) (keypulse_mrr_movement_cents) / 100", "{{kind}}")],
+        w=8, unit="currencyUSD", options=bar_options(), steps=thresholds(("blue", None)),
+        overrides=[color_override(k, "green") for k in ("new", "expansion", "reactivation")]
+        + [color_override(k, "red") for k in ("contraction", "churn")],
+        description="The report's mrr.movements, summed over instances: what was booked "
+        "over the 30 days ending today, by movement kind. new + expansion + reactivation "
+        "- contraction - churn = MRR now - MRR 30 days ago.",
+    )
+    b.panel(
+        "stat", "Net MRR movement (30 days)",
+        [
+            (
+                f"((sum(keypulse_mrr_movement_cents{{{MOVE_IN}}}) or vector(0))"
+                f" - (sum(keypulse_mrr_movement_cents{{{MOVE_OUT}}}) or vector(0))) / 100",
+                "net movements",
+            ),
+            (
+                "(sum(keypulse_mrr_cents) - sum(keypulse_mrr_month_ago_cents)) / 100",
+                "MRR now - 30 days ago",
+            ),
+        ],
+        w=4, unit="currencyUSD", decimals=0,
+        steps=thresholds(("red", None), ("green", 0)),
+        options=stat_options(graph=False, text_mode="value_and_name"),
+        description="The two are equal by construction (SPEC §8.2): the movements explain "
+        "the month-over-month change.",
+    )
+    b.panel(
+        "timeseries", "Movements by kind (count over 30 days)",
+        [("sum by (kind) (keypulse_mrr_movements)", "{{kind}}")],
+        w=12, custom=ts_custom(), options=ts_options(), unit="short",
+        description="How many movements of each kind the last 30 days hold.",
+    )
+    b.panel(
+        "stat", "Sharing suspects",
+        [("sum(keypulse_sharing_suspects)", "licenses")],
+        w=4, unit="short", steps=thresholds(("green", None), ("yellow", 1), ("red", 10)),
+        options=stat_options(),
+        links=[{"title": "Sharing suspects (API)", "url": API + "/api/v1/sharing-suspects"}],
+        description="Active licenses with at least core.sharing.min_domains distinct "
+        "mismatched domains over 30 days (SPEC §8.3). The list: /api/v1/sharing-suspects.",
+    )
+    b.panel(
+        "timeseries", "Sharing suspects over time",
+        [("sum(keypulse_sharing_suspects)", "licenses")],
+        w=8, custom=ts_custom(), options=ts_options(), unit="short",
+    )
+    b.panel(
+        "timeseries", "Excluded events (test/QA accounts)",
+        [("sum(rate(keypulse_events_excluded_total[5m]))", "excluded")],
+        w=6, custom=ts_custom(), options=ts_options(), unit="ops",
+        description="Accepted events of customers listed in core.exclude (SPEC §8.1): "
+        "counted here and nowhere else.",
+    )
+    b.panel(
+        "timeseries", "Key-sharing, revoked-use and expiry emails (per hour)",
+        [(
+            'sum by (kind) (increase(keypulse_notifications_decided_total'
+            '{kind=~"key_sharing|revoked_use|expiring_soon"}[1h]))',
+            "{{kind}}",
+        )],
+        w=6, custom=ts_custom(), options=ts_options(), unit="short",
+    )
+
+
 def build():
     b = Builder()
 
@@ -208,6 +291,8 @@ def build():
         description="MRR as booked on each event's own day; the second line is the "
         "MRR booked up to the day 30 days before today (the report's month_ago_cents).",
     )
+
+    s8_panels(b)
 
     # --- licenses and activation -------------------------------------------------------
     b.row("Licenses and activation")

@@ -85,6 +85,27 @@ impl SharingSuspect {
     }
 }
 
+/// An active license whose expiry falls in the notice window after `as_of`:
+/// `(as_of, as_of + core.notify.expiry_notice_days]` (the dashboard's list; not in SPEC).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringLicense {
+    pub license_key: String,
+    pub customer_id: String,
+    pub plan: String,
+    #[serde(with = "ts")]
+    pub expires_at: Micros,
+}
+
+impl ExpiringLicense {
+    /// The report's order: `expires_at`, then `license_key`, then `customer_id`.
+    pub fn report_order(a: &Self, b: &Self) -> std::cmp::Ordering {
+        a.expires_at
+            .cmp(&b.expires_at)
+            .then_with(|| a.license_key.cmp(&b.license_key))
+            .then_with(|| a.customer_id.cmp(&b.customer_id))
+    }
+}
+
 /// Per-state sums that add up across states.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
@@ -119,6 +140,7 @@ pub struct Aggregate {
     pub upgrade_pipeline: Vec<UpgradeEntry>,
     pub notifications: Vec<Notification>,
     pub sharing_suspects: Vec<SharingSuspect>,
+    pub expiring_licenses: Vec<ExpiringLicense>,
 }
 
 impl Aggregate {
@@ -176,6 +198,7 @@ impl Aggregate {
         self.upgrade_pipeline.extend(o.upgrade_pipeline);
         self.notifications.extend(o.notifications);
         self.sharing_suspects.extend(o.sharing_suspects);
+        self.expiring_licenses.extend(o.expiring_licenses);
     }
 }
 
@@ -208,6 +231,9 @@ pub struct Report {
     pub notifications: Vec<NotificationEntry>,
     /// SPEC §8.3.
     pub sharing_suspects: Vec<SharingSuspect>,
+    /// Not in SPEC (it allows more fields): licenses expiring within the notice window.
+    #[serde(default)]
+    pub expiring_licenses: Vec<ExpiringLicense>,
 }
 
 /// A notification as the report lists it (the email's figures left out).
@@ -535,6 +561,8 @@ impl Aggregate {
             movements: Movements::from(&self.movements),
         };
         self.sharing_suspects.sort_by(SharingSuspect::report_order);
+        self.expiring_licenses
+            .sort_by(ExpiringLicense::report_order);
         self.churn_risk.sort_by(|a, b| {
             a.score
                 .cmp(&b.score)
@@ -578,6 +606,7 @@ impl Aggregate {
             upgrade_pipeline: self.upgrade_pipeline,
             notifications: self.notifications.into_iter().map(Into::into).collect(),
             sharing_suspects: self.sharing_suspects,
+            expiring_licenses: self.expiring_licenses,
         }
     }
 }

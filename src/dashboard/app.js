@@ -26,6 +26,9 @@
     ['upgrade', 'upgrade', COLORS.green],
     ['renewal', 'renewal', COLORS.amber],
     ['churn_warning', 'churn warning', COLORS.red],
+    ['key_sharing', 'key sharing', COLORS.purple],
+    ['revoked_use', 'revoked use', COLORS.pink],
+    ['expiring_soon', 'expiring soon', COLORS.teal],
   ];
   const PLAN_ORDER = ['starter', 'professional', 'business', 'enterprise'];
   const PLAN_COLORS = [COLORS.teal, COLORS.accent, COLORS.purple, COLORS.navy, COLORS.pink, COLORS.gray];
@@ -399,6 +402,88 @@
     mount('countries', items.length > 0, hbars(items, { width: fw('countries'), labelW: 50, row: 22, aria: 'validations by country' }));
   }
 
+
+  // MRR bridge: month ago, the movements (+ up, − down), now; each step floats on the last.
+  function drawBridge(r) {
+    const m = (r.mrr && r.mrr.movements) || null;
+    if (!m) { mount('mrr-bridge', false); return; }
+    const ago = num(r.mrr.month_ago_cents), cur = num(r.mrr.current_cents);
+    const counts = m.counts || {};
+    const steps = [
+      ['new', '+ new', num(m.new_cents), COLORS.green],
+      ['expansion', '+ expansion', num(m.expansion_cents), COLORS.teal],
+      ['reactivation', '+ reactivation', num(m.reactivation_cents), COLORS.accent],
+      ['contraction', '− contraction', -num(m.contraction_cents), COLORS.amber],
+      ['churn', '− churn', -num(m.churn_cents), COLORS.red],
+    ];
+    const W = fw('mrr-bridge'), H = 210, padL = 52, padR = 8, padT = 14, padB = 30;
+    const cols = steps.length + 2, band = (W - padL - padR) / cols;
+    let acc = ago, hi = Math.max(ago, cur), lo = Math.min(0, ago, cur);
+    for (const st of steps) { acc += st[2]; hi = Math.max(hi, acc); lo = Math.min(lo, acc); }
+    const sc = scale(Math.max(hi - lo, 1) / 100, false, false);
+    const top = lo / 100 + sc.top, y = (v) => padT + (H - padT - padB) * (1 - (v / 100 - lo / 100) / (top - lo / 100));
+    const svg = s('svg', { viewBox: '0 0 ' + W + ' ' + H, role: 'img', 'aria-label': 'MRR bridge: month ago, movements, now' });
+    for (let t = 0; t * sc.step <= sc.top * (1 + 1e-9); t++) {
+      const v = lo + t * sc.step * 100, yy = y(v);
+      svg.append(s('line', { x1: padL, x2: W - padR, y1: yy, y2: yy, class: 'axis' }));
+      svg.append(s('text', { x: padL - 6, y: yy + 3.5, 'text-anchor': 'end', 'font-size': 10, text: '$' + fmt.short(v / 100) }));
+    }
+    const bw = Math.min(band * 0.7, 54);
+    function bar(i, from, to, color, label, title, valueText) {
+      const x = padL + i * band + (band - bw) / 2, y0 = y(Math.min(from, to)), y1 = y(Math.max(from, to));
+      svg.append(s('rect', { class: 'bar', 'data-step': label, x, y: y1, width: bw, height: Math.max(0.5, y0 - y1), fill: color, rx: 2 }, s('title', { text: title })));
+      svg.append(s('text', { x: x + bw / 2, y: y1 - 4, 'text-anchor': 'middle', 'font-size': 10, class: 'value-label', text: valueText }));
+      svg.append(s('text', { x: padL + i * band + band / 2, y: H - 10, 'text-anchor': 'middle', 'font-size': band < 70 ? 8.5 : 10, text: label }));
+    }
+    bar(0, 0, ago, '#9db5fb', '30 days ago', '30 days ago: ' + fmt.money(ago), fmt.money(ago));
+    acc = ago;
+    steps.forEach((st, i) => {
+      const next = acc + st[2];
+      bar(i + 1, acc, next, st[3], st[1], st[1] + ': ' + fmt.money(Math.abs(st[2])) + ' · ' + fmt.int(counts[st[0]] || 0) + ' movements', (st[2] < 0 ? '−' : '+') + fmt.money(Math.abs(st[2])));
+      acc = next;
+    });
+    bar(cols - 1, 0, cur, COLORS.accent, 'now', 'now: ' + fmt.money(cur), fmt.money(cur));
+    const net = num(m.net_cents);
+    mount('mrr-bridge', ago > 0 || cur > 0 || steps.some((st) => st[2] !== 0), svg,
+      h('div', { class: 'muted', text: 'net ' + (net < 0 ? '−' : '+') + fmt.money(Math.abs(net)) + ' over 30 days = now − 30 days ago' }));
+  }
+
+  function drawSharing(r) {
+    const sh = r.sharing_suspects || {};
+    const list = sh.items || [], total = num(sh.total);
+    const ul = h('ul', { class: 'list' }, list.map((e) => h('li', {},
+      h('a', { class: 'who', href: customerHref(e.customer_id), text: e.customer_id }),
+      h('span', { class: 'key', title: e.license_key, text: e.license_key }),
+      h('span', { class: 'reasons' }, h('span', { class: 'pill', text: fmt.int(e.domains) + ' domains' }), h('span', { class: 'pill', text: fmt.int(e.mismatches) + ' mismatches' })))));
+    mount('sharing-suspects', total > 0,
+      h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(total) }), h('span', { class: 'muted', text: 'active licenses with mismatched domains over 30 days' })),
+      ul, total > list.length ? h('div', { class: 'muted', text: '… and ' + fmt.int(total - list.length) + ' more (/api/v1/sharing-suspects)' }) : null);
+  }
+
+  function drawExpiring(r) {
+    const ex = r.expiring_licenses || {};
+    const list = ex.items || [], total = num(ex.total);
+    const ul = h('ul', { class: 'list' }, list.map((e) => h('li', {},
+      h('a', { class: 'who', href: customerHref(e.customer_id), text: e.customer_id }),
+      h('span', { class: 'key', title: e.license_key, text: e.license_key }),
+      h('span', { class: 'reasons' }, h('span', { class: 'pill', text: e.plan }), h('b', { text: ' ' + fmt.time(e.expires_at) })))));
+    // None expiring is an answer too: drawn once the summary carries the list.
+    mount('expiring', ex.total !== undefined,
+      h('div', { class: 'row-flex' }, h('span', { class: 'big', text: fmt.int(total) }), h('span', { class: 'muted', text: total ? 'active licenses expiring within the notice window' : 'no active license expires within the notice window' })),
+      ul, total > list.length ? h('div', { class: 'muted', text: '… and ' + fmt.int(total - list.length) + ' more' }) : null);
+  }
+
+  // The validation map: shapes fetched once (map.js caches them), counts from the summary.
+  function drawMap(r) {
+    const counts = (r.countries && r.countries.all) || {};
+    if (!window.keypulseMap) { mount('country-map', false); return; }
+    window.keypulseMap.fetchShapes().then((shapes) => {
+      const svg = s('svg', {});
+      window.keypulseMap.render(svg, shapes, counts);
+      mount('country-map', Object.keys(counts).length > 0, svg);
+    }).catch((e) => console.warn('keypulse: map: ' + e));
+  }
+
   function drawErrors(r) {
     const series = (r.validations && r.validations.series) || [];
     const labels = series.map((d) => fmt.day(d.day));
@@ -501,7 +586,7 @@
 
   function drawOverview(r) {
     lastDraw = () => drawOverview(r);
-    const steps = [kpis, drawMrr, drawLicenses, drawActivation, drawChurnRisk, drawHealthBands, drawUpgrades, drawCountries, drawErrors, drawDav, drawTtfv, drawUtilization, drawEmails, drawEvents];
+    const steps = [kpis, drawMrr, drawLicenses, drawActivation, drawChurnRisk, drawHealthBands, drawUpgrades, drawCountries, drawMap, drawBridge, drawSharing, drawExpiring, drawErrors, drawDav, drawTtfv, drawUtilization, drawEmails, drawEvents];
     for (const f of steps) {
       try { f(r); } catch (e) { console.warn('keypulse: ' + f.name + ': ' + e); }
     }

@@ -25,6 +25,8 @@ use crate::core::Report;
 pub const DEFAULT_TOP: usize = 10;
 /// The largest `top` accepted.
 pub const MAX_TOP: usize = 100;
+/// Countries in the map's counts (more than there are ISO alpha-2 codes).
+const MAX_COUNTRIES: usize = 300;
 /// Days in the per-day series (the report's own series length).
 const SERIES_DAYS: i32 = 14;
 
@@ -79,6 +81,9 @@ pub fn summary(r: &Report, top: usize) -> Value {
         .take(top)
         .map(|(c, n)| json!({ "country": c, "count": n }))
         .collect();
+
+    let countries_all: BTreeMap<&String, &u64> =
+        countries.iter().take(MAX_COUNTRIES).copied().collect();
 
     // Validations: per-day failure rates and the 14-day totals.
     let (mut total, mut failed) = (0u64, 0u64);
@@ -168,6 +173,9 @@ pub fn summary(r: &Report, top: usize) -> Value {
         "mrr": r.mrr,
         "countries": {
             "top": country_top,
+            // Every country's count, for the map: at most one entry per code the events
+            // carry (ISO alpha-2), so bounded whatever the report's size.
+            "all": countries_all,
             "other": other,
             "distinct": r.countries.len(),
         },
@@ -181,6 +189,8 @@ pub fn summary(r: &Report, top: usize) -> Value {
             "multi_trigger": multi,
             "licenses": head(&r.upgrade_pipeline, top),
         },
+        "sharing_suspects": head(&r.sharing_suspects, top),
+        "expiring_licenses": head(&r.expiring_licenses, top),
         "notifications": {
             "total": r.notifications.len(),
             "by_kind": by_kind,
@@ -264,6 +274,16 @@ mod tests {
         let total = s["validations"]["last_14d"]["total"].as_u64().unwrap();
         let sum: u64 = r.validations.series.iter().map(|d| d.total).sum();
         assert_eq!(total, sum);
+        assert_eq!(s["mrr"]["movements"], json!(r.mrr.movements));
+        assert_eq!(s["sharing_suspects"]["total"], r.sharing_suspects.len());
+        assert_eq!(s["expiring_licenses"]["total"], r.expiring_licenses.len());
+        let all: u64 = s["countries"]["all"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(all, r.countries.values().sum::<u64>());
         // The whole answer is small whatever the report's size.
         assert!(serde_json::to_vec(&summary(&r, MAX_TOP)).unwrap().len() < 256 * 1024);
     }

@@ -9,7 +9,9 @@ use super::PartitionState;
 use crate::codes::{Status, TtfvBucket};
 use crate::config::CoreConfig;
 use crate::health;
-use crate::report::{ActivationCounts, Aggregate, ChurnRiskEntry, Report, UpgradeEntry};
+use crate::report::{
+    ActivationCounts, Aggregate, ChurnRiskEntry, ExpiringLicense, Report, UpgradeEntry,
+};
 use crate::time::{day_of, Micros, DAY, HOUR, NEVER};
 
 impl PartitionState {
@@ -96,6 +98,15 @@ impl PartitionState {
             }
             a.sharing_suspects
                 .extend(self.sharing_suspect(li as u32, today, cfg));
+            let notice_end = as_of.saturating_add(cfg.notify.expiry_notice_days as i64 * DAY);
+            if l.expires_at != NEVER && l.expires_at > as_of && l.expires_at <= notice_end {
+                a.expiring_licenses.push(ExpiringLicense {
+                    license_key: l.key().to_string(),
+                    customer_id: self.customers[l.customer as usize].id.to_string(),
+                    plan: plan.to_string(),
+                    expires_at: l.expires_at,
+                });
+            }
             let triggers = self.triggers(li as u32, today, cfg);
             if !triggers.is_empty() {
                 a.upgrade_pipeline.push(UpgradeEntry {
