@@ -798,3 +798,51 @@ fn a_state_restored_midway_continues_to_the_same_report_and_decisions() {
         );
     }
 }
+
+#[test]
+fn the_customer_view_names_each_licenses_mismatches_and_reminded_expiry() {
+    // k1 is shared from three foreign domains (one of them twice) and then reminded of its
+    // expiry at a midnight its customer's clock passes; k2 has neither.
+    let lines = [
+        issued_expiring("2026-03-01T10:00:00Z", "c1", "k1", "2026-03-10T12:00:00Z"),
+        issued("2026-03-01T10:00:00Z", "c1", "k2", 900),
+        mismatch("2026-03-02T10:00:00Z", "c1", "k1", Some("a.example")),
+        mismatch("2026-03-02T11:00:00Z", "c1", "k1", Some("b.example")),
+        mismatch("2026-03-03T10:00:00Z", "c1", "k1", Some("a.example")),
+        mismatch("2026-03-04T10:00:00Z", "c1", "k1", Some("c.example")),
+        validated("2026-03-05T10:00:00Z", "c1", "k2", "valid"),
+    ];
+    let cfg = CoreConfig::default();
+    let (report, r) = fold_with(&lines, &cfg);
+    let as_of = t(report["as_of"].as_str().unwrap());
+    let view = serde_json::to_value(r.state.customer_view("c1", as_of, &cfg).unwrap()).unwrap();
+    let lic = |k: &str| {
+        view["licenses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["license_key"] == k)
+            .unwrap()
+            .clone()
+    };
+    let suspect = &report["sharing_suspects"][0];
+    assert_eq!(suspect["license_key"], "k1");
+    assert_eq!(lic("k1")["mismatched_domains"], suspect["domains"]);
+    assert_eq!(lic("k1")["mismatches"], suspect["mismatches"]);
+    assert_eq!(lic("k1")["mismatched_domains"], 3);
+    assert_eq!(lic("k1")["mismatches"], 4);
+    let reminded: Vec<&Value> = report["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["kind"] == "expiring_soon" && n["license_key"] == "k1")
+        .collect();
+    assert_eq!(reminded.len(), 1, "{report:#}");
+    assert_eq!(
+        t(lic("k1")["reminded_expiry"].as_str().unwrap()),
+        t("2026-03-10T12:00:00Z")
+    );
+    assert_eq!(lic("k2")["mismatched_domains"], 0);
+    assert_eq!(lic("k2")["mismatches"], 0);
+    assert_eq!(lic("k2")["reminded_expiry"], Value::Null);
+}

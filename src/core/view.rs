@@ -74,6 +74,13 @@ pub struct LicenseView {
     /// Its upgrade triggers at `as_of` (SPEC §6 "signals"; the windows of the report's
     /// `upgrade_pipeline`, which lists active licenses only: empty when not active).
     pub triggers: Vec<String>,
+    /// Distinct mismatched domains over the sharing window ending on `as_of`'s day
+    /// (SPEC §8.3; at most 64), whatever the license's status.
+    pub mismatched_domains: u32,
+    /// Its `domain_mismatch` validations over that window.
+    pub mismatches: u64,
+    /// The expiry its latest `expiring_soon` reminder was for (SPEC §8.5), if any.
+    pub reminded_expiry: Option<String>,
 }
 
 fn ts(t: Micros) -> Option<String> {
@@ -105,6 +112,7 @@ impl PartitionState {
                     .collect(),
             }
         });
+        let sharing_from = day_of(as_of) - cfg.sharing.window_days as i32 + 1;
         let licenses = c
             .licenses
             .iter()
@@ -125,6 +133,13 @@ impl PartitionState {
                     } else {
                         Vec::new()
                     },
+                    mismatched_domains: l
+                        .license8()
+                        .map_or(0, |r| r.mismatches.distinct_in(sharing_from, day_of(as_of))),
+                    mismatches: l.license8().map_or(0, |r| {
+                        r.mismatches.mismatches_in(sharing_from, day_of(as_of))
+                    }),
+                    reminded_expiry: l.license8().and_then(|r| ts(r.reminded_expiry)),
                 }
             })
             .collect();

@@ -662,12 +662,12 @@
         title: (l.license_key || '') + ': ' + used + ' of ' + limit + ' domains' };
     });
     mount('license-domains', items.length > 0, hbars(items, { width: fw('license-domains'), max: 1, labelW: 170, valW: 70, aria: 'domains used per license' }));
-    const cols = [['license_key', 'license'], ['plan', 'plan'], ['status', 'status'], ['mrr_cents', 'MRR'], ['triggers', 'upgrade triggers'], ['last_validation', 'last validation'], ['issued_at', 'issued'], ['expires_at', 'expires']];
+    const cols = [['license_key', 'license'], ['plan', 'plan'], ['status', 'status'], ['mrr_cents', 'MRR'], ['triggers', 'upgrade triggers'], ['last_validation', 'last validation'], ['issued_at', 'issued'], ['expires_at', 'expires'], ['reminded_expiry', 'expiry reminded'], ['mismatched_domains', 'mismatched domains (window)']];
     document.getElementById('licenses').replaceChildren(h('table', {},
       h('tr', {}, cols.map(([, t]) => h('th', { text: t }))),
       licenses.map((l) => h('tr', {}, cols.map(([k]) => h('td', {
         class: k === 'mrr_cents' ? 'num' : null,
-        text: l[k] === undefined || l[k] === null ? '–' : k === 'mrr_cents' ? fmt.money(l[k]) : k === 'triggers' ? (l[k].length ? l[k].map((t) => TRIGGERS[t] || t).join(', ') : '–') : /_at$|validation$/.test(k) ? fmt.time(l[k]) : String(l[k]),
+        text: l[k] === undefined || l[k] === null ? '–' : k === 'mrr_cents' ? fmt.money(l[k]) : k === 'triggers' ? (l[k].length ? l[k].map((t) => TRIGGERS[t] || t).join(', ') : '–') : /_at$|validation$|_expiry$/.test(k) ? fmt.time(l[k]) : k === 'mismatched_domains' ? String(l[k]) + ' · ' + fmt.int(num(l.mismatches)) + ' mismatches' : String(l[k]),
       }))))));
     // Signals: health reasons, upgrade triggers, churn signals from the emails.
     const sig = document.getElementById('signals');

@@ -24,7 +24,7 @@ pub(crate) struct License8 {
     /// The latest `revoked_use` decided for it, or `NEVER`.
     pub(super) revoked_use_at: Micros,
     /// The expiry its latest `expiring_soon` was for, or `NEVER`.
-    pub(super) reminded_expiry: Micros,
+    pub(crate) reminded_expiry: Micros,
 }
 
 impl Default for License8 {
