@@ -38,13 +38,25 @@ impl Movement {
 /// (just after), given whether its MRR was ever above 0 before the event.
 /// `None` when the MRR did not change. MRR is never negative (prices are ≥ 0).
 pub fn classify(m0: i128, m1: i128, ever_positive: bool) -> Option<Movement> {
-    let (kind, amount) = match (m0 > 0, m1 > 0) {
-        _ if m0 == m1 => return None,
-        (false, true) if ever_positive => (MovementKind::Reactivation, m1),
-        (false, true) => (MovementKind::New, m1),
-        (true, false) => (MovementKind::Churn, m0),
-        (true, true) if m1 > m0 => (MovementKind::Expansion, m1 - m0),
-        (true, true) => (MovementKind::Contraction, m0 - m1),
+    classify_change(m0 > 0, m1 > 0, m1 - m0, ever_positive)
+}
+
+/// [`classify`] from what the fold knows without summing a customer's licenses: whether
+/// its MRR was above 0 before and after the event, and the change `delta = m1 − m0`.
+/// Every amount follows: with `m0 = 0`, `m1 = delta`; with `m1 = 0`, `m0 = −delta`.
+pub fn classify_change(
+    before_positive: bool,
+    after_positive: bool,
+    delta: i128,
+    ever_positive: bool,
+) -> Option<Movement> {
+    let (kind, amount) = match (before_positive, after_positive) {
+        _ if delta == 0 => return None,
+        (false, true) if ever_positive => (MovementKind::Reactivation, delta),
+        (false, true) => (MovementKind::New, delta),
+        (true, false) => (MovementKind::Churn, -delta),
+        (true, true) if delta > 0 => (MovementKind::Expansion, delta),
+        (true, true) => (MovementKind::Contraction, -delta),
         (false, false) => return None,
     };
     Some(Movement { kind, amount })

@@ -244,14 +244,17 @@ impl PartitionState {
         let now_active = status == Status::Active;
         l.status = status;
         let mrr = l.mrr_cents as i128;
+        let paying = (mrr > 0) as u32;
         let c = &mut self.customers[l.customer as usize];
         match (was_active, now_active) {
             (true, false) => {
                 c.active_licenses -= 1;
+                c.paying_licenses = c.paying_licenses.saturating_sub(paying);
                 self.mrr.book(day, -mrr);
             }
             (false, true) => {
                 c.active_licenses += 1;
+                c.paying_licenses += paying;
                 self.mrr.book(day, mrr);
             }
             _ => {}
@@ -269,10 +272,14 @@ impl PartitionState {
     ) {
         let l = &mut self.licenses[li as usize];
         let delta = mrr as i128 - l.mrr_cents as i128;
+        let was_paying = l.mrr_cents > 0;
         l.plan = plan;
         l.domain_limit = limit;
         l.mrr_cents = mrr;
         if l.status == Status::Active {
+            let c = &mut self.customers[l.customer as usize];
+            c.paying_licenses =
+                (c.paying_licenses + (mrr > 0) as u32).saturating_sub(was_paying as u32);
             self.mrr.book(day, delta);
         }
     }

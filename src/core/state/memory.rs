@@ -89,7 +89,9 @@ mod size_tests {
             size_of::<CustomerExtras>()
         );
         assert!(size_of::<License>() <= 160, "License grew");
-        assert!(size_of::<Customer>() <= 192, "Customer grew");
+        // 200, not 192, since `paying_licenses` (8 B with padding): without it each MRR
+        // movement summed the customer's licenses, quadratic for a customer with many.
+        assert!(size_of::<Customer>() <= 200, "Customer grew");
         assert_eq!(size_of::<Option<Box<LicenseExtras>>>(), size_of::<usize>());
     }
 }

@@ -25,6 +25,7 @@ impl PartitionState {
                 mine.seen_ids.absorb(c.seen_ids);
                 mine.licenses.extend(c.licenses);
                 mine.active_licenses += c.active_licenses;
+                mine.paying_licenses += c.paying_licenses;
                 // Its decisions stay with it (it has none today: they need a license).
                 if let Some(theirs) = c.extras.filter(|e| !e.notifications.is_empty()) {
                     mine.extras_mut().notifications.extend(theirs.notifications);

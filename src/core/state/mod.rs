@@ -194,10 +194,11 @@ impl PartitionState {
         let floor = clock_day - cfg.window_days as i32 + 1;
         let in_window = day >= floor;
         let mrr_before = self.mrr.current;
+        let paid_before = self.customers[ci as usize].paying_licenses > 0;
         self.fold_effect(ci, ev, day, floor, in_window, cfg, out);
         let delta = self.mrr.current - mrr_before;
         if delta != 0 {
-            self.book_movement(ci, day, delta, cfg);
+            self.book_movement(ci, day, paid_before, delta, cfg);
         }
         Applied::Applied
     }

@@ -9,18 +9,26 @@
 use super::PartitionState;
 use crate::codes::Status;
 use crate::config::CoreConfig;
-use crate::movements::classify;
+use crate::movements::classify_change;
 use crate::time::Day;
 
 impl PartitionState {
     /// Books the movement of customer `ci` whose MRR the event of `day` changed by
-    /// `delta` (≠ 0). Its MRR after the event is summed over its active licenses: only
-    /// events that change MRR (rare next to validations) pay for that walk.
-    pub(super) fn book_movement(&mut self, ci: u32, day: Day, delta: i128, cfg: &CoreConfig) {
-        let m1 = self.active_mrr(ci);
-        let m0 = m1 - delta;
-        let movement = classify(m0, m1, self.customers[ci as usize].ever_paid);
-        self.customers[ci as usize].ever_paid |= m1 > 0;
+    /// `delta` (≠ 0), its MRR having been above 0 before the event when `paid_before`.
+    /// Whether it is above 0 after comes from its count of paying active licenses, so an
+    /// event costs the same however many licenses the customer has.
+    pub(super) fn book_movement(
+        &mut self,
+        ci: u32,
+        day: Day,
+        paid_before: bool,
+        delta: i128,
+        cfg: &CoreConfig,
+    ) {
+        let c = &mut self.customers[ci as usize];
+        let paid_after = c.paying_licenses > 0;
+        let movement = classify_change(paid_before, paid_after, delta, c.ever_paid);
+        c.ever_paid |= paid_after;
         // A day older than the per-day figures kept is before the month-ago day: its
         // change is in `month_ago_cents`, and no movement window reaches it.
         let kept = self

@@ -32,6 +32,9 @@ pub(crate) struct Customer {
     /// The usual few are held inline.
     pub(crate) licenses: SmallVec<[u32; 4]>,
     pub(crate) active_licenses: u32,
+    /// Active licenses with `mrr_cents` > 0: its MRR is above 0 exactly when this is, so
+    /// an MRR movement is classified without summing its licenses (SPEC §8.2).
+    pub(crate) paying_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
     /// Licenses that may have an upgrade trigger of their own (checked after each event).
@@ -67,6 +70,7 @@ impl Customer {
             seen_ids: SeenIds::default(),
             licenses: SmallVec::new(),
             active_licenses: 0,
+            paying_licenses: 0,
             validations: DayCounts::default(),
             upgrade_candidates: SmallVec::new(),
             extras: None,

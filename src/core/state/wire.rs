@@ -191,10 +191,11 @@ impl PartitionState {
         }
         let ci = self.customers.len() as u32;
         let first = self.licenses.len() as u32;
-        let mut active = 0;
+        let (mut active, mut paying) = (0, 0);
         for l in w.licenses {
             let plan = self.plan_index(&l.plan);
             active += (l.status == Status::Active) as u32;
+            paying += (l.status == Status::Active && l.mrr_cents > 0) as u32;
             self.licenses.push(License {
                 customer: ci,
                 key: l.key,
@@ -242,6 +243,7 @@ impl PartitionState {
         c.seen_ids = w.seen_ids;
         c.licenses = (first..first + n).collect();
         c.active_licenses = active;
+        c.paying_licenses = paying;
         c.validations = w.validations;
         c.upgrade_candidates = w.upgrade_candidates.iter().map(|p| first + p).collect();
         c.extras = extras;
