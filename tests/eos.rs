@@ -15,7 +15,9 @@ use keypulse::kafka::changelog::partition_counts;
 use keypulse::kafka::changelog::writer::PartitionWriter;
 use keypulse::kafka::changelog::{ensure_changelog, topic_config, ChangelogError, ChangelogTopic};
 use keypulse::kafka::client::{ClientSettings, Role};
-use keypulse::kafka::restore::{committed_then_changelog, ChangelogReader, RestoreError};
+use keypulse::kafka::restore::{
+    committed_then_changelog, ChangelogReader, PartitionRestore, RestoreError,
+};
 use keypulse::kafka::txn::{
     CommitBatch, CommitError, Committed, Committer, OutRecord, TxnSettings,
 };
@@ -224,6 +226,19 @@ fn committed(c: &BaseConsumer, topic: &str, partition: i32) -> Offset {
         .offset()
 }
 
+/// The group's committed offsets, then the changelog, of partitions 0 and 1 of `input`
+/// (whose changelog is `changelog`), as a new owner restores them.
+fn restore_partitions_0_and_1(
+    m: &BaseConsumer,
+    brokers: &str,
+    input: &str,
+    changelog: &str,
+) -> Vec<PartitionRestore> {
+    let map = HashMap::from([(input.to_string(), changelog.to_string())]);
+    committed_then_changelog(m, &reader(brokers), &[tp(input, 0), tp(input, 1)], &map, T)
+        .expect("restore")
+}
+
 #[test]
 fn a_committed_transaction_is_visible_with_its_offsets() {
     let Some(Env {
@@ -266,15 +281,7 @@ fn a_committed_transaction_is_visible_with_its_offsets() {
 
     assert_eq!(committed(&m, &input, 0), Offset::Offset(7));
     assert_eq!(committed(&m, &input, 1), Offset::Offset(3));
-    let map = HashMap::from([(input.clone(), topic.name.clone())]);
-    let restored = committed_then_changelog(
-        &m,
-        &reader(&brokers),
-        &[tp(&input, 0), tp(&input, 1)],
-        &map,
-        T,
-    )
-    .expect("restore");
+    let restored = restore_partitions_0_and_1(&m, &brokers, &input, &topic.name);
     assert_eq!(restored[0].committed, Some(7));
     assert_eq!(restored[1].committed, Some(3));
     let p0 = &restored[0].changelog;
@@ -311,15 +318,7 @@ fn a_classic_group_member_commits_its_offsets_in_the_transaction_too() {
     })
     .expect("commit with a classic member's metadata");
     w1.committed();
-    let map = HashMap::from([(input.clone(), topic.name.clone())]);
-    let restored = committed_then_changelog(
-        &m,
-        &reader(&brokers),
-        &[tp(&input, 0), tp(&input, 1)],
-        &map,
-        T,
-    )
-    .expect("restore");
+    let restored = restore_partitions_0_and_1(&m, &brokers, &input, &topic.name);
     assert_eq!(restored[0].committed, Some(1));
     assert_eq!(restored[1].committed, Some(12));
     assert!(restored[0].changelog.values.is_empty());
