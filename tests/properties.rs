@@ -9,20 +9,12 @@
 
 mod common;
 
+use keypulse::core::event::{TicketCategory, ValidationResult};
 use keypulse::core::{decode, Aggregate, CoreConfig, PartitionState};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use keypulse::core::event::EVENT_TYPES as TYPES;
-const RESULTS: [&str; 6] = [
-    "valid",
-    "expired",
-    "domain_mismatch",
-    "rate_limited",
-    "invalid_format",
-    "revoked",
-];
-const CATEGORIES: [&str; 4] = ["cancellation", "billing", "technical", "other"];
 
 /// One generated event: (type, minutes since start, license, variant, event id).
 type Spec = (usize, u32, u8, u8, Option<u8>);
@@ -76,7 +68,7 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
             }
         }
         "license.validated" => {
-            let result = RESULTS[var as usize % 6];
+            let result = ValidationResult::ALL[var as usize % 6].as_str();
             o.insert("license_key".into(), json!(key));
             o.insert("result".into(), json!(result));
             if var % 3 == 0 {
@@ -116,7 +108,10 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
         }
         "support.ticket_opened" => {
             o.insert("ticket_id".into(), json!(format!("t{}", var % 3)));
-            o.insert("category".into(), json!(CATEGORIES[var as usize % 4]));
+            o.insert(
+                "category".into(),
+                json!(TicketCategory::ALL[var as usize % 4].as_str()),
+            );
         }
         "support.ticket_closed" => {
             o.insert("ticket_id".into(), json!(format!("t{}", var % 3)));

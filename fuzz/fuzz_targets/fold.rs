@@ -14,7 +14,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use keypulse_core::event::EVENT_TYPES;
+use keypulse_core::event::{TicketCategory, ValidationResult, EVENT_TYPES};
 use keypulse_core::report::ChurnRiskEntry;
 use keypulse_core::{decode, CoreConfig, PartitionState, Report};
 use libfuzzer_sys::fuzz_target;
@@ -26,15 +26,6 @@ const MICROS: i64 = 1_000_000;
 const MAX_STEPS: usize = 400;
 
 const PLANS: [&str; 3] = ["starter", "pro", "business"];
-const RESULTS: [&str; 6] = [
-    "valid",
-    "expired",
-    "domain_mismatch",
-    "rate_limited",
-    "invalid_format",
-    "revoked",
-];
-const CATEGORIES: [&str; 4] = ["cancellation", "billing", "technical", "other"];
 const COUNTRIES: [&str; 4] = ["DE", "US", "BR", "JP"];
 
 #[derive(Debug, Arbitrary)]
@@ -155,7 +146,7 @@ fn line(e: &Ev) -> String {
         format!("\"type\":\"{ty}\""),
         format!("\"ts\":\"{}\"", rfc3339(ts(e.day, e.second))),
     ];
-    let result = RESULTS[usize::from(var) % RESULTS.len()];
+    let result = ValidationResult::ALL[usize::from(var) % ValidationResult::ALL.len()].as_str();
     let anonymous = c == 4 && ty == "license.validated" && result == "invalid_format";
     if !anonymous {
         f.push(format!("\"customer_id\":\"{cid}\""));
@@ -211,7 +202,7 @@ fn line(e: &Ev) -> String {
             f.push(format!("\"ticket_id\":\"t{}\"", var % 3));
             f.push(format!(
                 "\"category\":\"{}\"",
-                CATEGORIES[usize::from(var) % 4]
+                TicketCategory::ALL[usize::from(var) % 4].as_str()
             ));
         }
         "support.ticket_closed" => f.push(format!("\"ticket_id\":\"t{}\"", var % 3)),

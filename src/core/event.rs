@@ -93,14 +93,25 @@ pub enum TicketCategory {
 }
 
 impl TicketCategory {
+    /// Every category.
+    pub const ALL: [TicketCategory; 4] = [
+        Self::Cancellation,
+        Self::Billing,
+        Self::Technical,
+        Self::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cancellation => "cancellation",
+            Self::Billing => "billing",
+            Self::Technical => "technical",
+            Self::Other => "other",
+        }
+    }
+
     fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "cancellation" => Self::Cancellation,
-            "billing" => Self::Billing,
-            "technical" => Self::Technical,
-            "other" => Self::Other,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
