@@ -164,6 +164,7 @@ impl PartitionState {
             }
             self.run_midnights(ci, day_of(clock) + 1, today, CheckRun::Tick, cfg, out);
             self.customers[ci as usize].clock = midnight(today);
+            self.dirty.mark(ci);
         }
         self.advance_max_day(today, cfg);
     }

@@ -35,6 +35,9 @@ impl PartitionState {
             }
             customer_map.push(self.insert_customer(c));
         }
+        for &ci in &customer_map {
+            self.dirty.mark(ci);
+        }
         for mut l in other.licenses {
             l.plan = plan_map[l.plan as usize];
             l.customer = customer_map[l.customer as usize];

@@ -39,6 +39,7 @@ use crate::time::{day_of, Day, Micros, NEVER, SECOND};
 mod aggregate;
 mod codec;
 mod decisions;
+mod dirty;
 mod domains;
 mod effects;
 mod index;
@@ -111,6 +112,8 @@ pub struct PartitionState {
     /// The latest customer clock day seen; per-day figures older than the window are dropped.
     pub(crate) max_day: Option<Day>,
     index: Index,
+    /// The customers changed since the last [`PartitionState::take_dirty`] (see `dirty.rs`).
+    dirty: dirty::DirtySet,
 }
 
 impl PartitionState {
@@ -171,6 +174,7 @@ impl PartitionState {
         let horizon = cfg.dedup_horizon_secs as i64 * SECOND;
         let cid = ev.customer_id.as_deref().unwrap_or("");
         let ci = self.customer_index(cid);
+        self.dirty.mark(ci);
         if let Some(id) = ev.event_id.as_deref() {
             if self.customers[ci as usize].is_duplicate(id, horizon) {
                 self.counts.duplicates += 1;
