@@ -31,6 +31,9 @@ pub struct PartitionStatus {
     pub position: i64,
     /// The high watermark at assignment (−1 while unknown).
     pub target: i64,
+    /// How it was taken over: `changelog`, `rebuild`, `refused` or `failed` (see
+    /// `kafka/takeover.rs`).
+    pub path: &'static str,
 }
 
 /// What HTTP serves, recomputed every `http.refresh_ms`.

@@ -83,6 +83,18 @@ pub struct KafkaConfig {
     /// `transaction.timeout.ms` of the transactional commits, in milliseconds: how long an
     /// instance killed mid-transaction can hold back its changelog's readers.
     pub transaction_timeout_ms: u64,
+    /// Exactly-once mode: each partition's state lives in its compacted changelog, every
+    /// commit is one Kafka transaction (changelog, dead letters, decision records,
+    /// offsets), and an assigned partition is restored instead of rebuilt. `false`: the
+    /// at-least-once mode of earlier versions (every assigned partition is rebuilt from
+    /// its first offset); the demo's embedded mock cluster needs it.
+    pub exactly_once: bool,
+    /// Whether a partition with no changelog state may be rebuilt from an input whose
+    /// first offset is above 0 (retention deleted its beginning): that gives a partial
+    /// state. `false` (default): such a partition is refused, and the instance not ready.
+    pub allow_partial_rebuild: bool,
+    /// How long the restore of the partitions of one assignment may take, in milliseconds.
+    pub restore_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -103,6 +115,9 @@ impl Default for KafkaConfig {
             changelog_topic: crate::kafka::changelog::DEFAULT_NAME_TEMPLATE.into(),
             changelog_topic_config: BTreeMap::new(),
             transaction_timeout_ms: 10_000,
+            exactly_once: true,
+            allow_partial_rebuild: false,
+            restore_timeout_ms: 120_000,
         }
     }
 }
@@ -479,6 +494,12 @@ impl KafkaConfig {
                 };
                 return Err(key_error(key, problem));
             }
+        }
+        if !(1_000..=3_600_000).contains(&self.restore_timeout_ms) {
+            return Err(key_error(
+                "kafka.restore_timeout_ms",
+                "must be from 1000 to 3600000",
+            ));
         }
         if !(1_000..=900_000).contains(&self.transaction_timeout_ms) {
             return Err(key_error(

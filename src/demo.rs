@@ -95,6 +95,8 @@ impl Demo {
         config.email.transport = "file".into();
         config.email.file_dir = opts.outbox_dir.clone();
         config.email.decision_log = "memory".into();
+        // The mock cluster has no compaction: the demo runs at least once, rebuilding.
+        config.kafka.exactly_once = false;
         std::fs::create_dir_all(&opts.outbox_dir).with_context(|| {
             format!(
                 "cannot create the outbox folder {}",

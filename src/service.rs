@@ -130,12 +130,26 @@ impl Service {
             worker_threads.push(Worker::spawn(i, shared.clone(), rx)?);
             senders.push(tx);
         }
+        let eos = if k.exactly_once {
+            let e = crate::kafka::eos::connect(&config, &clients, metrics.registry()).await;
+            match e {
+                Ok(e) => Some(Arc::new(e)),
+                Err(e) => {
+                    drop(senders);
+                    return Err(e.context("exactly-once mode (kafka.exactly_once) cannot start"));
+                }
+            }
+        } else {
+            tracing::warn!("kafka.exactly_once = false: at-least-once mode, every assigned partition is rebuilt from its first offset");
+            None
+        };
         let router = Arc::new(Router::new(
             senders.clone(),
             metrics.clone(),
             dlq,
             Duration::from_millis(k.ready_settle_ms),
             sink.clone(),
+            eos,
         ));
         let connect_timeout = Duration::from_millis(k.connect_timeout_ms);
         let r = router.clone();
@@ -374,6 +388,7 @@ fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
             caught_up: p.caught_up.load(Ordering::Acquire),
             position: p.position(),
             target: p.target.load(Ordering::Acquire),
+            path: p.path().as_str(),
         })
         .collect();
     let snapshot = Arc::new(Snapshot {

@@ -24,6 +24,24 @@ pub trait DecisionSink: Send + Sync {
     /// (the new owner takes them on). Called on the consumer's poll thread, after the
     /// partitions' states are dropped; may block for a bounded time.
     fn customers_released(&self, _customers: &HashSet<Box<str>>) {}
+
+    /// Whether a decision with this idempotency key is known to be recorded in the
+    /// decision log already (in any state). A committer leaves such a decision out of its
+    /// transaction: writing `pending` again could hide a `sent`. `false` when unsure.
+    fn is_recorded(&self, _key: &str) -> bool {
+        false
+    }
+
+    /// Takes a decision whose `pending` record was committed already, in the transaction
+    /// of the state that decided it: as [`Self::submit`], without writing that record.
+    fn submit_recorded(&self, notification: &Notification) {
+        self.submit(notification)
+    }
+
+    /// Partitions holding these customers were restored from their changelog: a restore
+    /// decides nothing again, so take on their decisions still `pending` in the log.
+    /// Called on the consumer's poll thread; may block for a bounded time.
+    fn customers_restored(&self, _customers: &HashSet<Box<str>>) {}
 }
 
 /// A sink that only logs each decision (the `none` transport and `--dry-run`).
@@ -43,7 +61,14 @@ impl DecisionSink for LogOnlySink {
 #[derive(Default)]
 pub struct DeferredSink {
     inner: std::sync::OnceLock<std::sync::Arc<dyn DecisionSink>>,
-    waiting: std::sync::Mutex<Vec<Notification>>,
+    waiting: std::sync::Mutex<Vec<Waiting>>,
+}
+
+/// A call kept until [`DeferredSink::attach`].
+enum Waiting {
+    Submit(Notification),
+    Recorded(Notification),
+    Restored(HashSet<Box<str>>),
 }
 
 impl DeferredSink {
@@ -57,8 +82,12 @@ impl DeferredSink {
         if self.inner.set(sink.clone()).is_err() {
             return; // attached already
         }
-        for n in waiting.drain(..) {
-            sink.submit(&n);
+        for w in waiting.drain(..) {
+            match w {
+                Waiting::Submit(n) => sink.submit(&n),
+                Waiting::Recorded(n) => sink.submit_recorded(&n),
+                Waiting::Restored(c) => sink.customers_restored(&c),
+            }
         }
     }
 }
@@ -77,13 +106,39 @@ impl DecisionSink for DeferredSink {
     }
 
     fn submit(&self, n: &Notification) {
+        self.forward_or_keep(|s| s.submit(n), || Waiting::Submit(n.clone()));
+    }
+
+    fn is_recorded(&self, key: &str) -> bool {
+        self.inner.get().is_some_and(|s| s.is_recorded(key))
+    }
+
+    fn submit_recorded(&self, n: &Notification) {
+        self.forward_or_keep(|s| s.submit_recorded(n), || Waiting::Recorded(n.clone()));
+    }
+
+    fn customers_restored(&self, customers: &HashSet<Box<str>>) {
+        self.forward_or_keep(
+            |s| s.customers_restored(customers),
+            || Waiting::Restored(customers.clone()),
+        );
+    }
+}
+
+impl DeferredSink {
+    /// Calls `call` on the destination, or keeps `keep()` for [`Self::attach`].
+    fn forward_or_keep(
+        &self,
+        call: impl FnOnce(&dyn DecisionSink),
+        keep: impl FnOnce() -> Waiting,
+    ) {
         if let Some(s) = self.inner.get() {
-            return s.submit(n);
+            return call(&**s);
         }
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         match self.inner.get() {
-            Some(s) => s.submit(n),
-            None => waiting.push(n.clone()),
+            Some(s) => call(&**s),
+            None => waiting.push(keep()),
         }
     }
 }

@@ -472,7 +472,8 @@ fn mock_cluster_broker_down_for_10_s_then_exact() {
         topic,
         "mock-group",
         "events.dlq",
-        "",
+        // the mock cluster has no compaction: at-least-once mode
+        "exactly_once = false",
     ))
     .unwrap();
     let metrics = Arc::new(keypulse::metrics::Metrics::new().unwrap());

@@ -313,7 +313,7 @@ impl KafkaLog {
     }
 }
 
-async fn ensure_topic(
+pub(crate) async fn ensure_topic(
     clients: &ClientSettings,
     topic: &str,
     partitions: i32,

@@ -254,9 +254,16 @@ impl Outbox {
     /// again (for a single instance that restores state instead of rebuilding it). Returns
     /// how many were queued.
     pub fn resume_all_pending(&self) -> usize {
+        self.resume_pending(|_| true)
+    }
+
+    /// Takes on the `pending` entries read from the log, not taken on here, whose
+    /// notification `which` selects. Returns how many were queued.
+    fn resume_pending(&self, which: impl Fn(&Notification) -> bool) -> usize {
         let jobs: Vec<Job> = {
             let mut map = self.shared.map.lock().expect("outbox map");
             map.iter_mut()
+                .filter(|(_, slot)| matches!(slot, Slot::Unclaimed(e) if which(&e.notification)))
                 .filter_map(|(k, slot)| {
                     slot.claim().map(|entry| Job {
                         key: k.clone(),
@@ -416,6 +423,44 @@ impl DecisionSink for Outbox {
     }
 
     fn submit(&self, n: &Notification) {
+        self.take(n, false);
+    }
+
+    fn is_recorded(&self, key: &str) -> bool {
+        self.shared
+            .map
+            .lock()
+            .expect("outbox map")
+            .contains_key(key)
+    }
+
+    fn submit_recorded(&self, n: &Notification) {
+        self.take(n, true);
+    }
+
+    fn customers_restored(&self, customers: &std::collections::HashSet<Box<str>>) {
+        let shared = self.shared.clone();
+        self.wait_on("customers_restored", async move {
+            match shared.log.poll_updates().await {
+                Ok(updates) => shared.apply_updates(updates),
+                Err(e) => tracing::warn!(error = %e, "cannot read the email decision log before a takeover"),
+            }
+        });
+        let n = self.resume_pending(|n| customers.contains(n.customer_id.as_str()));
+        if n > 0 {
+            tracing::info!(
+                resumed = n,
+                "pending email decisions of restored partitions taken over"
+            );
+        }
+    }
+}
+
+impl Outbox {
+    /// Takes one decision; `recorded`: its `pending` record is durable already (it was
+    /// committed in the transaction of the state that decided it), so it is not written
+    /// again and finding it in the log does not count as `resumed`.
+    fn take(&self, n: &Notification, recorded: bool) {
         let sh = &self.shared;
         let key = n.idempotency_key();
         let job = {
@@ -427,7 +472,9 @@ impl DecisionSink for Outbox {
                 }
                 Some(slot @ Slot::Unclaimed(_)) => {
                     let entry = slot.claim().expect("unclaimed");
-                    sh.metrics.count(n.kind, Outcome::Resumed);
+                    if !recorded {
+                        sh.metrics.count(n.kind, Outcome::Resumed);
+                    }
                     Job {
                         key,
                         entry,
@@ -437,12 +484,12 @@ impl DecisionSink for Outbox {
                 None => {
                     let entry = Entry::new(EntryState::Pending, n.clone());
                     // Started under the map lock, so records of one key are queued in order.
-                    let write = sh.log.record(&key, &entry);
+                    let write = (!recorded).then(|| sh.log.record(&key, &entry));
                     map.insert(key.clone(), Slot::Claimed(Box::new(n.clone())));
                     Job {
                         key,
                         entry,
-                        pending_write: Some(write),
+                        pending_write: write,
                     }
                 }
             }
@@ -454,9 +501,9 @@ impl DecisionSink for Outbox {
                 kind = n.kind.as_str(),
                 "decision after shutdown began: left pending for the next start"
             );
-            let w = job.pending_write;
-            if let Some(w) = w {
-                tokio::spawn(async move {
+            if let Some(w) = job.pending_write {
+                // On the outbox's runtime: `take` is called from fold threads too.
+                self.handle.spawn(async move {
                     if let Err(e) = w.await {
                         tracing::error!(error = %e, "pending record not written during shutdown");
                     }

@@ -39,6 +39,8 @@ use crate::metrics::Metrics;
 
 use super::client::ClientSettings;
 use super::dlq::DeadLetter;
+use super::eos::Eos;
+use super::takeover::Plan;
 use super::fold::{Batch, WorkerMsg};
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
 use crate::sink::DecisionSink;
@@ -80,6 +82,11 @@ pub struct Router {
     dlq: Arc<DeadLetter>,
     /// Told of assignments (before rebuilds) and of the customers of revoked partitions.
     sink: Arc<dyn DecisionSink>,
+    /// Exactly-once mode (`kafka.exactly_once`): restores and transactional commits.
+    eos: Option<Arc<Eos>>,
+    /// How each partition assigned in exactly-once mode starts, decided in the rebalance
+    /// callback, taken by `setup_assigned`.
+    plans: Mutex<HashMap<TopicPartition, Plan>>,
 }
 
 impl Router {
@@ -90,9 +97,12 @@ impl Router {
         dlq: Arc<DeadLetter>,
         settle: Duration,
         sink: Arc<dyn DecisionSink>,
+        eos: Option<Arc<Eos>>,
     ) -> Self {
         Self {
             sink,
+            eos,
+            plans: Mutex::new(HashMap::new()),
             last_change: Mutex::new(Instant::now()),
             settle,
             workers,
@@ -219,15 +229,17 @@ impl Router {
         for tp in &tps {
             tpl.add_partition(&tp.topic, tp.partition);
         }
-        // Learn what other instances decided before these partitions' rebuilds re-decide it.
-        self.sink.partitions_assigned();
-        let committed: HashMap<(String, i32), Offset> = match consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-        {
-            Ok(list) => list.to_topic_map(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the group's committed offsets; every message of the new partitions counts as new");
-                HashMap::new()
+        let committed: HashMap<(String, i32), Offset> = if self.eos.is_some() {
+            HashMap::new() // the plans, made in the rebalance callback, know their offsets
+        } else {
+            // Learn what other instances decided before these partitions' rebuilds re-decide it.
+            self.sink.partitions_assigned();
+            match consumer.committed_offsets(tpl, Duration::from_secs(10)) {
+                Ok(list) => list.to_topic_map(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the group's committed offsets; every message of the new partitions counts as new");
+                    HashMap::new()
+                }
             }
         };
         for tp in &tps {
@@ -259,10 +271,26 @@ impl Router {
             }
             write(&self.assignment).insert(tp.clone(), progress.clone());
             let target = progress.target.load(Ordering::Acquire);
-            let _ = self.workers[worker].send(WorkerMsg::Assign {
-                progress,
-                count_from: committed.max(counted),
-            });
+            let msg = match lock(&self.plans).remove(tp) {
+                Some(plan) => {
+                    progress.set_path(plan.path);
+                    WorkerMsg::Assign {
+                        progress,
+                        count_from: plan.count_from,
+                        state: plan.state,
+                        next: plan.next,
+                        durable: plan.durable,
+                    }
+                }
+                None => WorkerMsg::Assign {
+                    progress,
+                    count_from: committed.max(counted),
+                    state: Box::default(),
+                    next: NO_OFFSET,
+                    durable: None,
+                },
+            };
+            let _ = self.workers[worker].send(msg);
             super::events::PartitionAssigned {
                 tp,
                 worker,
@@ -274,6 +302,18 @@ impl Router {
         self.metrics
             .assigned_partitions
             .set(read(&self.assignment).len() as i64);
+        self.count_paused();
+    }
+
+    /// Sets the paused-partitions gauge (exactly-once mode).
+    fn count_paused(&self) {
+        if let Some(eos) = &self.eos {
+            let paused = read(&self.assignment)
+                .values()
+                .filter(|p| !p.path().folds())
+                .count();
+            eos.metrics.paused.set(paused as i64);
+        }
     }
 
     fn least_loaded_worker(&self) -> usize {
@@ -287,11 +327,23 @@ impl Router {
     /// Folds what was polled of `tps`, commits their folded offsets, drops their states.
     fn revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tps: &[TopicPartition]) {
         lock(&self.pending_assign).retain(|tp| !tps.contains(tp));
+        lock(&self.plans).retain(|tp, _| !tps.contains(tp));
         if self.stopping.load(Ordering::Acquire) {
             write(&self.assignment).retain(|tp, _| !tps.contains(tp));
             return;
         }
         self.flush_batches(Some(tps));
+        let lost = consumer.assignment_lost();
+        if let Some(eos) = &self.eos {
+            // Commit what was folded of them before their states go (not when lost: the
+            // group epoch is stale, the transaction would abort; the next owner restores
+            // the state last committed).
+            if lost {
+                eos.settle(&self.workers, true, &self.metrics);
+            } else if !eos.commit_now(consumer, &self.workers, Some(tps), &self.metrics) {
+                tracing::warn!(partitions = tps.len(), "the last commit of revoked partitions did not go through; their next owner restores the state last committed");
+            }
+        }
         let mut by_worker: BTreeMap<usize, Vec<TopicPartition>> = BTreeMap::new();
         for tp in tps {
             if let Some(p) = read(&self.assignment).get(tp) {
@@ -323,8 +375,8 @@ impl Router {
         self.metrics
             .assigned_partitions
             .set(read(&self.assignment).len() as i64);
-        let lost = consumer.assignment_lost();
-        if !lost {
+        self.count_paused();
+        if !lost && self.eos.is_none() {
             self.commit(consumer, &folded, CommitMode::Sync, Duration::from_secs(5));
         }
         // Their pending emails now belong to the partitions' next owner.
@@ -450,8 +502,34 @@ impl ConsumerContext for Ctx {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                // Rebuild from the beginning: start every new partition at its first offset.
-                let _ = tpl.set_all_offsets(Offset::Beginning);
+                let mut pause = TopicPartitionList::new();
+                match &self.router.eos {
+                    // Restore (or rebuild, or refuse) each one, then start it where its
+                    // plan says.
+                    Some(eos) => {
+                        let tps = tps_of(tpl, &self.router);
+                        let counted = lock(&self.router.counted_through).clone();
+                        let plans = eos.takeover.plan(
+                            consumer,
+                            &tps,
+                            &counted,
+                            &*self.router.sink,
+                            &eos.metrics,
+                        );
+                        let mut table = lock(&self.router.plans);
+                        for p in plans {
+                            let _ = tpl.set_partition_offset(&p.tp.topic, p.tp.partition, p.start);
+                            if !p.path.folds() {
+                                pause.add_partition(&p.tp.topic, p.tp.partition);
+                            }
+                            table.insert(p.tp.clone(), p);
+                        }
+                    }
+                    // Rebuild from the beginning: start every new partition at its first offset.
+                    None => {
+                        let _ = tpl.set_all_offsets(Offset::Beginning);
+                    }
+                }
                 let r = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -459,6 +537,11 @@ impl ConsumerContext for Ctx {
                 };
                 match r {
                     Ok(()) => {
+                        if pause.count() > 0 {
+                            if let Err(e) = consumer.pause(&pause) {
+                                tracing::error!(error = %e, "cannot pause the partitions left unrestored");
+                            }
+                        }
                         let tps = tps_of(tpl, &self.router);
                         lock(&self.router.pending_assign).extend(tps);
                         self.router.joined.store(true, Ordering::Release);
@@ -598,8 +681,15 @@ pub fn poll_loop(
                 update_lag(&consumer, &router);
             }
         }
+        if let Some(eos) = &router.eos {
+            eos.settle(&router.workers, false, &router.metrics);
+        }
         if last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
+            if let Some(eos) = &router.eos {
+                eos.start(&consumer, &router.workers, None);
+                continue;
+            }
             let due: Vec<(TopicPartition, i64)> = router
                 .partitions()
                 .iter()
@@ -615,6 +705,13 @@ pub fn poll_loop(
     // Shutdown: fold what was polled, stop the workers, commit, leave the group.
     tracing::info!("stopping the consumer: folding what was polled, then committing");
     router.flush_batches(None);
+    if let Some(eos) = &router.eos {
+        if eos.commit_now(&consumer, &router.workers, None, &router.metrics) {
+            tracing::info!("folded state, dead letters, decisions and offsets committed");
+        } else {
+            tracing::warn!("the last commit did not go through; the next owner restores the state last committed");
+        }
+    }
     let mut folded = Vec::new();
     for (i, w) in router.workers.iter().enumerate() {
         let (reply, rx) = mpsc::channel();
@@ -626,7 +723,9 @@ pub fn poll_loop(
         }
     }
     router.stopping.store(true, Ordering::Release);
-    if router.commit(&consumer, &folded, CommitMode::Sync, Duration::from_secs(3)) {
+    if router.eos.is_none()
+        && router.commit(&consumer, &folded, CommitMode::Sync, Duration::from_secs(3))
+    {
         tracing::info!(partitions = folded.len(), "folded offsets committed");
     }
     drop(consumer); // closes: leaves the group (the revocation callback only unassigns now)
@@ -657,6 +756,9 @@ fn check_caught_up<C: ConsumerContext>(consumer: &BaseConsumer<C>, router: &Rout
         .map(|l| l.to_topic_map())
         .unwrap_or_default();
     for p in pending {
+        if !p.path().folds() {
+            continue; // paused: refused or failed, never caught up
+        }
         let mut target = p.target.load(Ordering::Acquire);
         if target < 0 {
             if let Ok((low, high)) =

@@ -26,6 +26,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::ClientContext;
 
 use super::client::{ClientSettings, Role};
+use super::txn::OutRecord;
 use crate::core::Rejection;
 use crate::metrics::Metrics;
 
@@ -132,59 +133,20 @@ impl DeadLetter {
         why: Rejection,
         from: Origin<'_>,
     ) {
-        let partition = from.partition.to_string();
-        let offset = from.offset.to_string();
-        let (key, key_size) = match key.map(|k| cut_to_fit(k, MAX_KEY_BYTES)) {
-            Some((k, size)) => (Some(k), size),
-            None => (None, None),
-        };
-        let (payload, size) = match payload.map(|p| cut_to_fit(p, MAX_VALUE_BYTES)) {
-            Some((p, size)) => (Some(p), size),
-            None => (None, None),
-        };
-        let mut headers = OwnedHeaders::new_with_capacity(7).insert(Header {
-            key: "reason",
-            value: Some(why.reason.as_str()),
-        });
-        if let Some(field) = why.field {
+        let copy = dead_letter_record(&self.topic, key, payload, why, from);
+        let mut headers = OwnedHeaders::new_with_capacity(copy.headers.len());
+        for (k, v) in &copy.headers {
             headers = headers.insert(Header {
-                key: "field",
-                value: Some(field),
+                key: k.as_str(),
+                value: Some(v.as_slice()),
             });
         }
-        let size = size.map(|n| n.to_string());
-        if let Some(size) = &size {
-            headers = headers.insert(Header {
-                key: "original_size",
-                value: Some(size.as_str()),
-            });
-        }
-        let key_size = key_size.map(|n| n.to_string());
-        if let Some(size) = &key_size {
-            headers = headers.insert(Header {
-                key: "original_key_size",
-                value: Some(size.as_str()),
-            });
-        }
-        let headers = headers
-            .insert(Header {
-                key: "topic",
-                value: Some(from.topic),
-            })
-            .insert(Header {
-                key: "partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "offset",
-                value: Some(offset.as_str()),
-            });
         let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic).headers(headers);
-        if let Some(k) = key {
-            record = record.key(k);
+        if let Some(k) = &copy.key {
+            record = record.key(k.as_slice());
         }
-        if let Some(p) = payload {
-            record = record.payload(p);
+        if let Some(p) = &copy.value {
+            record = record.payload(p.as_slice());
         }
         loop {
             match self.producer.send(record) {
@@ -201,6 +163,11 @@ impl DeadLetter {
         }
     }
 
+    /// The dead-letter topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
     /// Copies not yet acknowledged.
     pub fn in_flight(&self) -> i32 {
         self.producer.in_flight_count()
@@ -212,6 +179,47 @@ impl DeadLetter {
             return Ok(());
         }
         self.producer.flush(timeout)
+    }
+}
+
+/// The dead-letter copy of a rejected message, as a record (written by [`DeadLetter::send`]
+/// at least once, or inside a commit's transaction exactly once).
+pub fn dead_letter_record(
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    why: Rejection,
+    from: Origin<'_>,
+) -> OutRecord {
+    let (key, key_size) = match key.map(|k| cut_to_fit(k, MAX_KEY_BYTES)) {
+        Some((k, size)) => (Some(k.to_vec()), size),
+        None => (None, None),
+    };
+    let (payload, size) = match payload.map(|p| cut_to_fit(p, MAX_VALUE_BYTES)) {
+        Some((p, size)) => (Some(p.to_vec()), size),
+        None => (None, None),
+    };
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(7);
+    let mut add = |k: &str, v: String| headers.push((k.to_string(), v.into_bytes()));
+    add("reason", why.reason.as_str().to_string());
+    if let Some(field) = why.field {
+        add("field", field.to_string());
+    }
+    if let Some(n) = size {
+        add("original_size", n.to_string());
+    }
+    if let Some(n) = key_size {
+        add("original_key_size", n.to_string());
+    }
+    add("topic", from.topic.to_string());
+    add("partition", from.partition.to_string());
+    add("offset", from.offset.to_string());
+    OutRecord {
+        topic: topic.to_string(),
+        partition: None,
+        key,
+        value: payload,
+        headers,
     }
 }
 

@@ -34,7 +34,8 @@ use crate::core::{
 use crate::metrics::{country_label, Metrics};
 use crate::sink::DecisionSink;
 
-use super::dlq::{DeadLetter, Origin};
+use super::dlq::{dead_letter_record, DeadLetter, Origin};
+use super::durable::{Durable, StagedPartition};
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
 
 /// How `as_of` and the passing of time are decided.
@@ -122,13 +123,33 @@ pub struct WorkerAggregate {
 
 /// A message to a fold worker.
 pub enum WorkerMsg {
-    /// A partition was assigned: start an empty state for it.
+    /// A partition was assigned: hold `state` for it (empty for a rebuild).
     Assign {
         /// The partition's shared progress.
         progress: Arc<PartitionProgress>,
         /// Messages below this offset were already folded by someone (the group's committed
         /// offset, or this process before): fold them, but don't count or copy them again.
         count_from: i64,
+        /// The state to start from (restored from the changelog), boxed: messages stay small.
+        state: Box<PartitionState>,
+        /// The next offset to fold ([`NO_OFFSET`]: whatever comes first).
+        next: i64,
+        /// The durable side, in exactly-once mode.
+        durable: Option<Box<Durable>>,
+    },
+    /// Stage the next commit of the partitions `only` names (all when `None`).
+    Stage {
+        /// Which partitions.
+        only: Option<Vec<TopicPartition>>,
+        /// Where to answer, with what each partition adds to the commit.
+        reply: Sender<Vec<StagedPartition>>,
+    },
+    /// The outcome of the staged commit of `tps`.
+    Settle {
+        /// Which partitions.
+        tps: Vec<TopicPartition>,
+        /// Committed, or rolled back.
+        committed: bool,
     },
     /// Messages to fold.
     Batch(Batch),
@@ -197,6 +218,8 @@ struct Held {
     count_from: i64,
     /// The newest event `ts` folded.
     newest_ts: Micros,
+    /// The durable side (exactly-once mode).
+    durable: Option<Box<Durable>>,
 }
 
 /// Per-batch tallies, added to the counters once per batch.
@@ -323,18 +346,48 @@ impl Worker {
             WorkerMsg::Assign {
                 progress,
                 count_from,
+                state,
+                next,
+                durable,
             } => {
                 let tp = progress.tp.clone();
+                let newest_ts = state.watermark().unwrap_or(i64::MIN);
+                progress.newest_ts.store(newest_ts, Ordering::Release);
+                if next != NO_OFFSET {
+                    progress.folded_next.store(next, Ordering::Release);
+                    progress.sent_next.store(next, Ordering::Release);
+                }
                 self.held.insert(
                     tp,
                     Held {
-                        state: PartitionState::new(),
+                        state: *state,
                         progress,
-                        next: NO_OFFSET,
+                        next,
                         count_from,
-                        newest_ts: i64::MIN,
+                        newest_ts,
+                        durable,
                     },
                 );
+            }
+            WorkerMsg::Stage { only, reply } => {
+                let sink = &*self.shared.sink;
+                let staged = self
+                    .held
+                    .iter_mut()
+                    .filter(|(tp, _)| only.as_ref().map_or(true, |o| o.contains(tp)))
+                    .filter_map(|(tp, h)| {
+                        let next = h.next;
+                        h.durable.as_mut()?.stage(tp, &mut h.state, next, sink)
+                    })
+                    .collect();
+                let _ = reply.send(staged);
+            }
+            WorkerMsg::Settle { tps, committed } => {
+                for tp in tps {
+                    if let Some(d) = self.held.get_mut(&tp).and_then(|h| h.durable.as_mut()) {
+                        d.settle(committed, &*self.shared.sink);
+                    }
+                }
             }
             WorkerMsg::Batch(b) => self.fold_batch(b),
             WorkerMsg::Revoke { tps, reply } => {
@@ -461,16 +514,26 @@ impl Worker {
                             why,
                         }
                         .emit();
-                        self.shared.dlq.send(
-                            b.slice(m.key),
-                            b.slice(m.payload),
-                            why,
-                            Origin {
-                                topic: &b.tp.topic,
-                                partition: b.tp.partition,
-                                offset: m.offset,
-                            },
-                        );
+                        let from = Origin {
+                            topic: &b.tp.topic,
+                            partition: b.tp.partition,
+                            offset: m.offset,
+                        };
+                        match h.durable.as_mut() {
+                            Some(d) => d.dead_letter(dead_letter_record(
+                                self.shared.dlq.topic(),
+                                b.slice(m.key),
+                                b.slice(m.payload),
+                                why,
+                                from,
+                            )),
+                            None => self.shared.dlq.send(
+                                b.slice(m.key),
+                                b.slice(m.payload),
+                                why,
+                                from,
+                            ),
+                        }
                     }
                 }
             }
@@ -478,7 +541,11 @@ impl Worker {
                 if counted {
                     t.decided[kind_index(n.kind)] += 1;
                 }
-                self.shared.sink.submit(&n);
+                match h.durable.as_mut() {
+                    // Handed to the sink once its transaction has committed.
+                    Some(d) if counted => d.decided(n),
+                    _ => self.shared.sink.submit(&n),
+                }
             }
             h.next = m.offset + 1;
         }
@@ -501,7 +568,10 @@ impl Worker {
             h.state.advance_to(now, cfg, &mut self.out);
             for n in self.out.drain(..) {
                 self.tally.decided[kind_index(n.kind)] += 1;
-                self.shared.sink.submit(&n);
+                match h.durable.as_mut() {
+                    Some(d) => d.decided(n),
+                    None => self.shared.sink.submit(&n),
+                }
             }
         }
         self.tally.flush(&self.shared.metrics);

@@ -24,14 +24,18 @@ pub mod client;
 pub mod commit;
 pub mod consumer;
 pub mod dlq;
+pub mod durable;
+pub mod eos;
+pub mod eos_metrics;
 pub mod events;
 pub mod fold;
 pub mod instance;
 pub mod restore;
+pub mod takeover;
 pub mod txn;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use rdkafka::config::RDKafkaLogLevel;
@@ -78,6 +82,8 @@ pub struct PartitionProgress {
     pub newest_ts: AtomicI64,
     /// Whether the partition has caught up with `target` since its assignment.
     pub caught_up: AtomicBool,
+    /// How it was taken over: an index into [`takeover::Path::ALL`].
+    path: AtomicU8,
 }
 
 impl PartitionProgress {
@@ -93,7 +99,26 @@ impl PartitionProgress {
             high: AtomicI64::new(NO_OFFSET),
             newest_ts: AtomicI64::new(i64::MIN),
             caught_up: AtomicBool::new(false),
+            path: AtomicU8::new(1),
         }
+    }
+
+    /// How the partition was taken over.
+    pub fn path(&self) -> takeover::Path {
+        let i = self.path.load(Ordering::Acquire) as usize;
+        takeover::Path::ALL
+            .get(i)
+            .copied()
+            .unwrap_or(takeover::Path::Rebuild)
+    }
+
+    /// Records how the partition was taken over.
+    pub fn set_path(&self, path: takeover::Path) {
+        let i = takeover::Path::ALL
+            .iter()
+            .position(|p| *p == path)
+            .unwrap_or(1);
+        self.path.store(i as u8, Ordering::Release);
     }
 
     /// The next offset to fold, as far as is known: after the last folded message, or the

@@ -20,6 +20,13 @@ pub const PARTITION_PREFIX: &str = "p/";
 /// Prefix of a chunk of a record.
 pub const CHUNK_PREFIX: &str = "x/";
 
+/// Name of the partition key holding the partition's own figures
+/// (`PartitionState::partition_record`): `p/figures`.
+pub const PARTITION_FIGURES: &str = "figures";
+/// Name of the partition key holding the next input offset to fold, in decimal:
+/// `p/input-offset`. Written in the same transaction as the state it goes with.
+pub const INPUT_OFFSET: &str = "input-offset";
+
 /// The key of one logical record of a partition's state.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StateKey {
