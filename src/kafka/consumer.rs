@@ -221,7 +221,9 @@ impl Router {
 
     /// Sets up the partitions the group assigned (on the poll thread).
     fn setup_assigned<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
-        let tps = std::mem::take(&mut *lock(&self.pending_assign));
+        // Left in `pending_assign` until set up, so that readiness never sees them in
+        // neither table.
+        let tps = lock(&self.pending_assign).clone();
         if tps.is_empty() {
             return;
         }
@@ -299,6 +301,7 @@ impl Router {
             }
             .emit();
         }
+        lock(&self.pending_assign).retain(|tp| !tps.contains(tp));
         self.metrics
             .assigned_partitions
             .set(read(&self.assignment).len() as i64);
@@ -544,6 +547,8 @@ impl ConsumerContext for Ctx {
                         }
                         let tps = tps_of(tpl, &self.router);
                         lock(&self.router.pending_assign).extend(tps);
+                        // The settle time counts from the end of a (possibly long) restore.
+                        *lock(&self.router.last_change) = Instant::now();
                         self.router.joined.store(true, Ordering::Release);
                     }
                     Err(e) => tracing::error!(error = %e, "cannot take the assigned partitions"),

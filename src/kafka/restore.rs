@@ -61,6 +61,13 @@ impl ClientContext for ReaderContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         super::forward_librdkafka_log("changelog reader", level, fac, message);
     }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // The end of a partition is what a restore waits for, not an error.
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(client = "changelog reader", error = %error, reason, "kafka client error");
+        }
+    }
 }
 
 impl ConsumerContext for ReaderContext {}
