@@ -40,8 +40,8 @@ use crate::metrics::Metrics;
 use super::client::ClientSettings;
 use super::dlq::DeadLetter;
 use super::eos::Eos;
-use super::takeover::Plan;
 use super::fold::{Batch, WorkerMsg};
+use super::takeover::Plan;
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
 use crate::sink::DecisionSink;
 

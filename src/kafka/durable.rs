@@ -227,7 +227,8 @@ impl Durable {
             let mut dead_letters = s.dead_letters;
             dead_letters.append(&mut self.dead_letters);
             self.dead_letters = dead_letters;
-            let mut decisions: Vec<Notification> = s.decisions.into_iter().map(|(n, _)| n).collect();
+            let mut decisions: Vec<Notification> =
+                s.decisions.into_iter().map(|(n, _)| n).collect();
             decisions.append(&mut self.decisions);
             self.decisions = decisions;
         }

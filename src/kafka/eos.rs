@@ -257,14 +257,21 @@ pub async fn connect(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let name = k.changelog_topic_of(input);
-        let cl = ensure_changelog(&admin, input, &name, &topic_config(&k.changelog_topic_config), timeout)
-            .await?;
+        let cl = ensure_changelog(
+            &admin,
+            input,
+            &name,
+            &topic_config(&k.changelog_topic_config),
+            timeout,
+        )
+        .await?;
         tracing::info!(input = %input, changelog = %cl.name, partitions = cl.partitions, created = cl.created, "changelog topic checked");
         max_bytes.insert(cl.name.clone(), cl.max_message_bytes);
         changelog_of.insert(input.clone(), cl.name);
     }
     ensure_plain_topic(&admin, &k.dead_letter_topic, partitions, timeout).await?;
-    let notifications_topic = (config.email.decision_log == "kafka").then(|| k.notifications_topic.clone());
+    let notifications_topic =
+        (config.email.decision_log == "kafka").then(|| k.notifications_topic.clone());
     if let Some(t) = &notifications_topic {
         crate::email::log::ensure_topic(clients, t, 1).await?;
     }
@@ -278,7 +285,10 @@ pub async fn connect(
     let committer = tokio::task::spawn_blocking(move || Committer::start(&c, settings, max_bytes))
         .await?
         .context("cannot start the transactional committer (kafka.instance_id, kafka.transaction_timeout_ms)")?;
-    tracing::info!(transactional_id = committer.transactional_id(), "exactly-once mode: transactional committer ready");
+    tracing::info!(
+        transactional_id = committer.transactional_id(),
+        "exactly-once mode: transactional committer ready"
+    );
     let record_limits = changelog_of
         .values()
         .map(|t| (t.clone(), committer.record_limit(t)))
@@ -291,7 +301,8 @@ pub async fn connect(
         allow_partial_rebuild: k.allow_partial_rebuild,
         timeout: Duration::from_millis(k.restore_timeout_ms),
     };
-    let metrics = EosMetrics::register(registry).context("cannot register the exactly-once metrics")?;
+    let metrics =
+        EosMetrics::register(registry).context("cannot register the exactly-once metrics")?;
     Ok(Eos::new(takeover, committer, metrics))
 }
 

@@ -15,9 +15,7 @@
 //! - `keypulse_changelog_records_total`, `keypulse_changelog_bytes_total`: records and
 //!   bytes written by committed transactions (changelog, dead letters, decisions).
 
-use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use super::takeover::Path;
 

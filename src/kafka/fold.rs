@@ -527,12 +527,11 @@ impl Worker {
                                 why,
                                 from,
                             )),
-                            None => self.shared.dlq.send(
-                                b.slice(m.key),
-                                b.slice(m.payload),
-                                why,
-                                from,
-                            ),
+                            None => {
+                                self.shared
+                                    .dlq
+                                    .send(b.slice(m.key), b.slice(m.payload), why, from)
+                            }
                         }
                     }
                 }

@@ -121,14 +121,22 @@ impl Takeover {
         metrics: &EosMetrics,
     ) -> Vec<Plan> {
         sink.partitions_assigned();
-        let restores =
-            match committed_then_changelog(consumer, &self.reader, tps, &self.changelog_of, self.timeout) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = %e, partitions = tps.len(), "restore failed; the partitions stay paused");
-                    return tps.iter().map(|tp| self.paused(tp, Path::Failed, metrics)).collect();
-                }
-            };
+        let restores = match committed_then_changelog(
+            consumer,
+            &self.reader,
+            tps,
+            &self.changelog_of,
+            self.timeout,
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, partitions = tps.len(), "restore failed; the partitions stay paused");
+                return tps
+                    .iter()
+                    .map(|tp| self.paused(tp, Path::Failed, metrics))
+                    .collect();
+            }
+        };
         let mut restored_customers: HashSet<Box<str>> = HashSet::new();
         let plans: Vec<Plan> = restores
             .into_iter()
@@ -162,10 +170,22 @@ impl Takeover {
         let input_offset = values
             .remove(&StateKey::Partition(INPUT_OFFSET.into()))
             .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<i64>().ok());
-        let limit = self.record_limits.get(&cl.topic).copied().unwrap_or(1_000_000);
+        let limit = self
+            .record_limits
+            .get(&cl.topic)
+            .copied()
+            .unwrap_or(1_000_000);
         let writer = PartitionWriter::new(&cl.topic, cl.partition, cl.chunks);
         let Some(figures) = figures else {
-            return self.rebuild_or_refuse(consumer, tp, r.committed, counted, writer, limit, metrics);
+            return self.rebuild_or_refuse(
+                consumer,
+                tp,
+                r.committed,
+                counted,
+                writer,
+                limit,
+                metrics,
+            );
         };
         let customers: Vec<(String, Vec<u8>)> = values
             .into_iter()
@@ -194,7 +214,12 @@ impl Takeover {
         tracing::info!(partition = %tp, customers = c, licenses = l, offset = next, records = cl.records_read, seconds = cl.seconds, "partition restored from its changelog");
         metrics.count_path(Path::Changelog);
         Plan {
-            durable: Some(Box::new(Durable::new(writer, limit, self.notifications_topic.as_deref(), next))),
+            durable: Some(Box::new(Durable::new(
+                writer,
+                limit,
+                self.notifications_topic.as_deref(),
+                next,
+            ))),
             tp,
             path: Path::Changelog,
             start: Offset::Offset(next),
@@ -229,7 +254,12 @@ impl Takeover {
         tracing::info!(partition = %tp, first_offset = low, committed = ?committed, "no changelog state: rebuilding from the input");
         metrics.count_path(Path::Rebuild);
         Plan {
-            durable: Some(Box::new(Durable::new(writer, limit, self.notifications_topic.as_deref(), NO_OFFSET))),
+            durable: Some(Box::new(Durable::new(
+                writer,
+                limit,
+                self.notifications_topic.as_deref(),
+                NO_OFFSET,
+            ))),
             tp,
             path: Path::Rebuild,
             start: Offset::Beginning,

@@ -83,7 +83,9 @@ mod tests {
         for c in ["a", "b", "a"] {
             apply(
                 &mut s,
-                &format!(r#"{{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"{c}","license_key":"k","plan":"pro","domain_limit":1,"mrr_cents":100}}"#),
+                &format!(
+                    r#"{{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"{c}","license_key":"k","plan":"pro","domain_limit":1,"mrr_cents":100}}"#
+                ),
             );
         }
         assert_eq!(s.dirty_count(), 2);
