@@ -4,10 +4,15 @@
 //! fold worker. The poll thread only copies messages into per-partition batches and sends
 //! them to the partition's worker (decoding and folding happen there, see `fold.rs`).
 //!
-//! Delivery guarantee: **at least once consumption, every event counted exactly once.**
+//! Delivery guarantee, exactly-once mode (`kafka.exactly_once`): each newly assigned
+//! partition is taken over in the rebalance callback (`takeover.rs`: restored from its
+//! changelog, rebuilt, or refused and paused) and assigned at the offset its state goes
+//! with; every `kafka.commit_interval_ms`, on revocation and at shutdown the folded state,
+//! dead letters, decisions and offsets are committed in one transaction (`eos.rs`).
+//! At-least-once mode (**at least once consumption, every event counted exactly once**):
 //! - On assignment a partition is read from its beginning (`Offset::Beginning`), whatever
-//!   the group committed, and its state is rebuilt from scratch (until state checkpoints
-//!   exist). Its high watermark at that moment is its catch-up target: `/readyz` answers 200
+//!   the group committed, and its state is rebuilt from scratch. Its high watermark at
+//!   that moment is its catch-up target: `/readyz` answers 200
 //!   only when every assigned partition has folded up to its target.
 //! - Offsets are committed only for messages already folded (and, for rejected ones, whose
 //!   dead-letter copy was acknowledged: the dead-letter producer is flushed first), every

@@ -8,7 +8,9 @@
 //! original length in the header `original_size` (`original_key_size` for the key), so a
 //! copy always fits the dead-letter topic's own limit (1 MiB by default).
 //!
-//! Guarantees:
+//! In exactly-once mode the copies are not sent by this producer: [`dead_letter_record`]
+//! builds the same record, and it is written in the commit's transaction (`durable.rs`),
+//! exactly once. Guarantees of the at-least-once producer:
 //! - a copy is enqueued before the original's offset counts as folded, and the consumer
 //!   flushes this producer before each offset commit, so a rejected message whose offset is
 //!   committed has had its copy acknowledged (or its failure logged and counted in

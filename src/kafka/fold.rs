@@ -11,7 +11,10 @@
 //!   assignment (an offset below the next expected one is skipped), so a redelivery never
 //!   counts twice;
 //! - decoding runs here, in parallel across workers, not on the poll thread;
-//! - every decision is handed to the [`DecisionSink`] as soon as the fold makes it;
+//! - in at-least-once mode every decision is handed to the [`DecisionSink`] as soon as the
+//!   fold makes it; in exactly-once mode decisions (and dead letters) of counted offsets
+//!   wait in the partition's durable side (`durable.rs`) for the transaction that records
+//!   them, and are handed over only once it has committed;
 //! - a rejected message changes no state but the rejection count; it is copied to the
 //!   dead-letter topic unless it lies below the offset the group had already committed when
 //!   the partition was assigned (it was copied by whoever folded it first);

@@ -6,17 +6,20 @@
 //! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
 //!   of the partitions routed to it, where messages are decoded and folded;
 //! - [`dlq`]: the dead-letter producer;
-//! - [`changelog`], [`txn`], [`restore`], [`instance`]: durable state (issue 9, not yet
-//!   used by the consumer): the compacted changelog topic, its keys and chunks, the
-//!   transactional committer, the restore reader, and the instance and transactional ids.
+//! - [`changelog`], [`txn`], [`restore`], [`instance`]: durable state: the compacted
+//!   changelog topic, its keys and chunks, the transactional committer, the restore
+//!   reader, and the instance and transactional ids;
+//! - [`durable`], [`eos`], [`takeover`], [`eos_metrics`]: how the service uses them in
+//!   exactly-once mode: a partition's side of each transaction, the commit cycle, the
+//!   takeover of assigned partitions (restore, rebuild or refuse), and their metrics.
 //!
-//! Delivery guarantee: **at least once consumption, every event's effect counted exactly
-//! once.** Each assigned partition has its own state, rebuilt on assignment by reading the
-//! partition from its beginning (until state checkpoints exist); a worker folds each offset
-//! of a partition at most once into that state (it skips any offset below the next one it
-//! expects, so a redelivery never double-counts); offsets are committed only for messages
-//! already folded; on revocation the folded offsets are committed and then the partition's
-//! state is dropped. Decisions made while a partition is rebuilt are submitted again to the
+//! Delivery guarantee (see docs/SERVICE.md): in exactly-once mode (`kafka.exactly_once`,
+//! the default) **state, offsets, dead letters and decision records are committed together
+//! in one transaction**, and an assigned partition is restored from its changelog. In
+//! at-least-once mode every assigned partition is rebuilt from its beginning; a worker
+//! folds each offset of a partition at most once (it skips any offset below the next one
+//! it expects, so a redelivery never double-counts); offsets are committed only for
+//! messages already folded; decisions made while rebuilding are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
 pub mod changelog;
