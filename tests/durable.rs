@@ -449,3 +449,62 @@ fn a_frozen_instance_writes_nothing_after_losing_its_partitions() {
         &c.get("/api/v1/report").1,
     );
 }
+
+#[test]
+fn a_compacted_changelog_restores_exactly() {
+    let Some(brokers) = brokers("a_compacted_changelog_restores_exactly") else {
+        return;
+    };
+    let name = "small";
+    let topic = unique("compact");
+    create_topic(&brokers, &topic, PARTITIONS);
+    let group = format!("{topic}-g");
+    // Small segments that roll at every commit, cleaned as soon as anything is dirty.
+    let config = config_toml(
+        &brokers,
+        &topic,
+        &group,
+        &format!("{topic}.dlq"),
+        "changelog_topic_config = { \"segment.bytes\" = \"1048576\", \"segment.ms\" = \"100\", \
+         \"min.cleanable.dirty.ratio\" = \"0.01\", \"delete.retention.ms\" = \"100\" }",
+    );
+    let events = common::fixture_events(name);
+    let all = lines(&events);
+    let mut first = Instance::start("first", &config);
+    // Many commits, each rewriting the input offset of every partition it touches.
+    for chunk in all.chunks(all.len() / 12 + 1) {
+        produce(&brokers, &topic, chunk);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    first.wait_ready(READY_LIMIT);
+    let commits = metric(&first, "keypulse_transactions_total", "outcome=\"committed\"");
+    assert!(commits >= 10.0, "{commits} commits");
+    assert!(first.terminate(Duration::from_secs(15)).success());
+
+    let changelog = format!("{topic}-{group}-changelog");
+    let offset_key = b"p/input-offset".to_vec();
+    let marks = watermarks(&brokers, &changelog);
+    let appended: i64 = marks.iter().map(|(_, h)| h).sum();
+    // Cleaning ran: the input offset, written at every commit of a partition, is left
+    // with at most its latest values (the active segment is never cleaned).
+    let left = wait_for("the cleaner to compact the changelog", Duration::from_secs(90), || {
+        let records = read_all(&brokers, &changelog);
+        let offsets = records
+            .iter()
+            .filter(|(k, _, _)| k.as_deref() == Some(&offset_key[..]))
+            .count();
+        (offsets <= 2 * PARTITIONS as usize).then_some(records.len())
+    });
+    assert!(
+        (left as i64) < appended / 2,
+        "{left} records left of {appended} offsets appended"
+    );
+    let mut second = Instance::start("second", &config);
+    second.wait_ready(READY_LIMIT);
+    assert_eq!(paths(&second), vec!["changelog"; PARTITIONS as usize]);
+    common::assert_same_report(
+        "restored from a compacted changelog",
+        &common::fixture_report(name),
+        &second.get("/api/v1/report").1,
+    );
+}

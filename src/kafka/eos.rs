@@ -243,7 +243,13 @@ pub async fn connect(
     for input in &k.topics {
         let t0 = Instant::now();
         loop {
-            let counts = partition_counts(&admin, &[input], timeout)?;
+            let counts = partition_counts(&admin, &[input], timeout).map_err(|e| {
+                anyhow::anyhow!(
+                    "no Kafka broker answered at kafka.brokers = `{}` within {} s: {e}",
+                    k.brokers,
+                    timeout.as_secs()
+                )
+            })?;
             if let Some(n) = counts.get(input.as_str()) {
                 partitions = partitions.max(*n);
                 break;
