@@ -107,6 +107,7 @@ fn smtp_down_while_events_flow_then_each_decision_delivered_once() {
     // SMTP up for LEAD, then down for `outage`, sampled every second.
     std::thread::sleep(LEAD);
     sink.stop();
+    eprintln!("SMTP down for {outage:?}");
     let down_at = Instant::now();
     let before = sample(&inst);
     let produced_before = produced.load(Ordering::SeqCst);
@@ -135,6 +136,7 @@ fn smtp_down_while_events_flow_then_each_decision_delivered_once() {
     // SMTP comes back on the same port.
     let sink = Sink::start(&sink_cmd, mail_dir.path(), port);
     let up_at = Instant::now();
+    eprintln!("SMTP up again");
 
     // The outage was real: decisions were taken, the mailer retried, nothing was sent.
     assert!(
@@ -167,6 +169,7 @@ fn smtp_down_while_events_flow_then_each_decision_delivered_once() {
     producer.join().expect("the producer");
     let produced_all = t0.elapsed();
     assert_eq!(produced.load(Ordering::SeqCst), total);
+    eprintln!("{total} events produced in {produced_all:?}");
 
     // After recovery: the fixture's report, and each of its decisions delivered once.
     let expected = common::fixture_report(NAME);

@@ -236,6 +236,7 @@ fn run(test: &str, fault: Fault) {
     let f0 = folded(&inst);
     fault.apply(&proxy);
     let fault_at = Instant::now();
+    eprintln!("{fault:?}: on for {:?}", fault.hold());
     let b0 = proxy.bytes();
     std::thread::sleep(SETTLE);
     let f1 = folded(&inst);
@@ -254,6 +255,7 @@ fn run(test: &str, fault: Fault) {
     let held = fault_at.elapsed();
     fault.lift(&proxy);
     let lifted_at = Instant::now();
+    eprintln!("{fault:?}: lifted");
     producer.join().expect("the producer");
 
     // Recovery, by itself: the fixture's report, each decision emailed once.

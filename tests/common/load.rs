@@ -30,14 +30,29 @@ pub fn paced_produce(
         rt.block_on(async {
             for (i, chunk) in lines.chunks(per_tick).enumerate() {
                 tokio::time::sleep_until((t0 + tick * i as u32).into()).await;
-                let mut futures = Vec::with_capacity(chunk.len());
+                let mut deliveries = Vec::with_capacity(chunk.len());
                 for line in chunk {
                     let key = key_of(line);
-                    let record = FutureRecord::to(&topic).key(&key).payload(line);
-                    futures.push(p.send(record, Duration::from_secs(30)));
+                    let mut record = FutureRecord::to(&topic).key(&key).payload(line);
+                    // Enqueue now (send_result), so a batch goes out at once.
+                    loop {
+                        match p.send_result(record) {
+                            Ok(d) => {
+                                deliveries.push(d);
+                                break;
+                            }
+                            Err((_, r)) => {
+                                record = r; // queue full: let deliveries drain
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                        }
+                    }
                 }
-                for f in futures {
-                    f.await.map_err(|(e, _)| e).expect("delivery");
+                for d in deliveries {
+                    d.await
+                        .expect("delivery future")
+                        .map_err(|(e, _)| e)
+                        .expect("delivery");
                 }
                 produced.fetch_add(chunk.len(), Ordering::SeqCst);
             }
