@@ -1,7 +1,7 @@
 //! A Toxiproxy server (`KEYPULSE_TOXIPROXY`, built by scripts/ensure-tools) in front of
 //! one of the broker's proxied listeners (`KEYPULSE_KAFKA_PROXIED`, see
-//! scripts/kafka-broker), driven through its HTTP API, and a raw Kafka request to time a
-//! round trip through it.
+//! scripts/kafka-broker), driven through its HTTP API; a raw Kafka request to time a
+//! round trip through it; the TCP peers of a process.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -53,7 +53,9 @@ pub struct Toxiproxy {
     pub listen: String,
 }
 
-/// The proxy's byte counters (`toxiproxy_proxy_{received,sent}_bytes_total`).
+/// The proxy's byte counters (`toxiproxy_proxy_{received,sent}_bytes_total`). Toxiproxy
+/// 2.5 adds a connection's bytes when the connection ends: they count closed connections
+/// only, so they are figures, not a live proof.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Bytes {
     /// From the clients, into the proxy.
@@ -177,10 +179,10 @@ impl Drop for Toxiproxy {
 }
 
 /// Sends one Kafka `ApiVersions` v0 request to `addr` on a new connection and returns
-/// the time until its whole response arrived.
-pub fn api_versions_round_trip(addr: &str) -> std::io::Result<Duration> {
+/// the time until its whole response arrived (an error after `wait` without one).
+pub fn api_versions_round_trip(addr: &str, wait: Duration) -> std::io::Result<Duration> {
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    s.set_read_timeout(Some(wait))?;
     let client_id = b"keypulse-probe";
     let mut body = Vec::new();
     body.extend_from_slice(&18i16.to_be_bytes()); // api_key: ApiVersions
@@ -202,4 +204,18 @@ pub fn api_versions_round_trip(addr: &str) -> std::io::Result<Duration> {
         return Err(std::io::Error::other("unexpected correlation id"));
     }
     Ok(elapsed)
+}
+
+/// The remote addresses of the established TCP connections of process `pid` (`ss`).
+pub fn tcp_peers(pid: u32) -> Vec<String> {
+    let out = Command::new("ss")
+        .args(["-tnpH", "state", "established"])
+        .output()
+        .expect("run ss (package iproute2)");
+    let marker = format!("pid={pid},");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&marker))
+        .filter_map(|l| l.split_whitespace().nth(3).map(String::from))
+        .collect()
 }
