@@ -157,7 +157,10 @@ fn smtp_down_while_events_flow_then_each_decision_delivered_once() {
     );
     // The fold never waited: ready throughout, and by the outage's end it had folded at
     // least what was produced by its middle.
-    assert_eq!(not_ready, 0, "/readyz not 200 in {not_ready}/{samples} samples");
+    assert_eq!(
+        not_ready, 0,
+        "/readyz not 200 in {not_ready}/{samples} samples"
+    );
     let produced_mid = produced_mid.unwrap_or(produced_end);
     assert!(
         during.folded >= produced_mid as f64,
@@ -178,15 +181,11 @@ fn smtp_down_while_events_flow_then_each_decision_delivered_once() {
         let (status, r) = inst.get("/api/v1/report");
         (status == 200 && common::diff(&expected, &r).is_empty()).then_some(r)
     });
-    wait_for(
-        "every decision delivered",
-        Duration::from_secs(120),
-        || {
-            let (_, text) = inst.get_text("/metrics");
-            let depth = metric_sum(&text, "keypulse_outbox_depth", &[]).unwrap_or(-1.0);
-            (received_ids(mail_dir.path()).len() >= want && depth == 0.0).then_some(())
-        },
-    );
+    wait_for("every decision delivered", Duration::from_secs(120), || {
+        let (_, text) = inst.get_text("/metrics");
+        let depth = metric_sum(&text, "keypulse_outbox_depth", &[]).unwrap_or(-1.0);
+        (received_ids(mail_dir.path()).len() >= want && depth == 0.0).then_some(())
+    });
     let delivered_in = up_at.elapsed();
     // A little longer, so that a late duplicate would show.
     std::thread::sleep(Duration::from_secs(3));

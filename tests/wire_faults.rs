@@ -158,11 +158,17 @@ fn prove(fault: Fault, proxy: &Toxiproxy, d: &During, total: usize) {
                 rtt >= Duration::from_millis(500),
                 "a round trip through the proxy took {rtt:?}: no latency"
             );
-            assert!(f2 > f0, "nothing folded through the slow proxy ({f0} → {f2})");
+            assert!(
+                f2 > f0,
+                "nothing folded through the slow proxy ({f0} → {f2})"
+            );
         }
         Fault::Reset => {
             assert_eq!(toxics, ["reset_peer"], "{state}");
-            assert!(probe.is_err(), "a request through the proxy got an answer: {probe:?}");
+            assert!(
+                probe.is_err(),
+                "a request through the proxy got an answer: {probe:?}"
+            );
             stalled();
         }
     }
@@ -216,23 +222,19 @@ fn run(test: &str, fault: Fault) {
         .filter_map(|a| a.rsplit(':').next().map(|p| format!(":{p}")))
         .collect();
     assert!(
-        peers.iter().any(|p| *p == listen),
+        peers.contains(&listen),
         "{fault:?}: no connection of the service to the proxy {listen}: {peers:?}"
     );
     assert!(
-        !peers.iter().any(|p| broker_ports.iter().any(|b| p.ends_with(b))),
+        !peers
+            .iter()
+            .any(|p| broker_ports.iter().any(|b| p.ends_with(b))),
         "{fault:?}: the service is connected to the broker directly: {peers:?}"
     );
 
     // The rest of the stream flows while the fault starts.
     let produced = Arc::new(AtomicUsize::new(0));
-    let producer = paced_produce(
-        brokers.clone(),
-        topic.clone(),
-        rest,
-        PACE,
-        produced.clone(),
-    );
+    let producer = paced_produce(brokers.clone(), topic.clone(), rest, PACE, produced.clone());
     std::thread::sleep(Duration::from_secs(2));
     let f0 = folded(&inst);
     let log_at_fault = inst.log.lock().unwrap().len();

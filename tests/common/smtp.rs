@@ -120,7 +120,11 @@ pub fn report_ids(report: &Value) -> BTreeSet<String> {
         .iter()
         .map(|n| message_id(&n.idempotency_key()))
         .collect();
-    assert_eq!(ids.len(), ns.len(), "two decisions of the report share a key");
+    assert_eq!(
+        ids.len(),
+        ns.len(),
+        "two decisions of the report share a key"
+    );
     ids
 }
 

@@ -33,7 +33,9 @@ fn need(test: &str, var: &str) -> Option<String> {
 pub fn proxied_slot(test: &str, slot: usize) -> Option<(String, String)> {
     let all = need(test, "KEYPULSE_KAFKA_PROXIED")?;
     let pair = all.split(',').nth(slot).unwrap_or_else(|| {
-        panic!("{test}: KEYPULSE_KAFKA_PROXIED has no slot {slot}: {all:?} (KEYPULSE_KAFKA_PROXIES)")
+        panic!(
+            "{test}: KEYPULSE_KAFKA_PROXIED has no slot {slot}: {all:?} (KEYPULSE_KAFKA_PROXIES)"
+        )
     });
     let (listen, upstream) = pair
         .split_once('>')
@@ -73,7 +75,13 @@ impl Toxiproxy {
     pub fn start(bin: &std::path::Path, listen: &str, upstream: &str) -> Toxiproxy {
         let port = super::smtp::free_port();
         let child = Command::new(bin)
-            .args(["-host", "127.0.0.1", "-port", &port.to_string(), "-proxy-metrics"])
+            .args([
+                "-host",
+                "127.0.0.1",
+                "-port",
+                &port.to_string(),
+                "-proxy-metrics",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -89,7 +97,11 @@ impl Toxiproxy {
             listen: listen.to_string(),
         };
         super::kafka::wait_for("the Toxiproxy API", Duration::from_secs(20), || {
-            t.http.get(t.url("/version")).send().ok().filter(|r| r.status().is_success())
+            t.http
+                .get(t.url("/version"))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
         });
         t.call(
             reqwest::Method::POST,
@@ -113,7 +125,10 @@ impl Toxiproxy {
             .unwrap_or_else(|e| panic!("toxiproxy {method} {path}: {e}"));
         let status = r.status();
         let text = r.text().unwrap_or_default();
-        assert!(status.is_success(), "toxiproxy {method} {path}: {status} {text}");
+        assert!(
+            status.is_success(),
+            "toxiproxy {method} {path}: {status} {text}"
+        );
         serde_json::from_str(&text).unwrap_or(Value::Null)
     }
 
@@ -137,8 +152,10 @@ impl Toxiproxy {
         self.call(
             reqwest::Method::POST,
             &format!("/proxies/{PROXY}/toxics"),
-            Some(json!({"name": name, "type": kind, "stream": stream, "toxicity": 1.0,
-                        "attributes": attributes})),
+            Some(
+                json!({"name": name, "type": kind, "stream": stream, "toxicity": 1.0,
+                        "attributes": attributes}),
+            ),
         );
     }
 
@@ -159,8 +176,7 @@ impl Toxiproxy {
             .and_then(|r| r.text())
             .expect("toxiproxy /metrics");
         let m = |name: &str, dir: &str| {
-            super::smtp::metric_sum(&text, name, &[&format!("direction=\"{dir}\"")])
-                .unwrap_or(0.0)
+            super::smtp::metric_sum(&text, name, &[&format!("direction=\"{dir}\"")]).unwrap_or(0.0)
         };
         Bytes {
             received_up: m("toxiproxy_proxy_received_bytes_total", "upstream"),
