@@ -59,9 +59,9 @@ mod check;
 #[path = "../../src/email/render.rs"]
 mod render;
 
-use render::{message_id, RenderError, Renderer};
 use keypulse_core::signals::{Facts, LicenseFacts};
 use keypulse_core::{Notification, NotificationKind};
+use render::{message_id, RenderError, Renderer};
 
 /// A tag that must never reach the HTML part as a tag.
 const TAG: &str = "<img src=x onerror=kp()>";
@@ -167,7 +167,10 @@ fuzz_target!(|i: Input| {
     let to = if i.raw_to {
         i.to.clone()
     } else {
-        format!("\"{}\" <someone@example.com>", i.to.replace(['"', '\\'], ""))
+        format!(
+            "\"{}\" <someone@example.com>",
+            i.to.replace(['"', '\\'], "")
+        )
     };
     let n = Notification {
         kind,
@@ -195,7 +198,14 @@ fuzz_target!(|i: Input| {
                 );
                 let bytes = email.to_bytes();
                 let names = header_names(&bytes);
-                for h in ["from", "to", "subject", "message-id", "x-keypulse-kind", "date"] {
+                for h in [
+                    "from",
+                    "to",
+                    "subject",
+                    "message-id",
+                    "x-keypulse-kind",
+                    "date",
+                ] {
                     let count = names.iter().filter(|n| *n == h).count();
                     assert_eq!(count, 1, "{h} header {count} times in {names:?}");
                 }
