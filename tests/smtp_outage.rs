@@ -106,6 +106,17 @@ fn smtp_down_while_events_flow_then_each_decision_delivered_once() {
 
     // SMTP up for LEAD, then down for `outage`, sampled every second.
     std::thread::sleep(LEAD);
+    // Stop it between two emails (the outbox empty), so that no email is cut between the
+    // sink's writing it and the client's reading the 250: SMTP has no idempotent
+    // submission, and such an email would rightly be sent again.
+    let idle_by = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < idle_by {
+        let (_, text) = inst.get_text("/metrics");
+        if metric_sum(&text, "keypulse_outbox_depth", &[]) == Some(0.0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     sink.stop();
     eprintln!("SMTP down for {outage:?}");
     let down_at = Instant::now();
