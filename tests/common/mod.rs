@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod load;
+pub mod smtp;
+pub mod toxiproxy;
 
 use std::path::PathBuf;
 
