@@ -42,6 +42,13 @@ pub trait DecisionSink: Send + Sync {
     /// decides nothing again, so take on their decisions still `pending` in the log.
     /// Called on the consumer's poll thread; may block for a bounded time.
     fn customers_restored(&self, _customers: &HashSet<Box<str>>) {}
+
+    /// Whether the sink may hold pending decisions that [`Self::customers_restored`]
+    /// would take over (`true` when unsure): without any, a takeover skips building the
+    /// set of restored customers.
+    fn has_unclaimed(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that only logs each decision (the `none` transport and `--dry-run`).
@@ -115,6 +122,10 @@ impl DecisionSink for DeferredSink {
 
     fn submit_recorded(&self, n: &Notification) {
         self.forward_or_keep(|s| s.submit_recorded(n), || Waiting::Recorded(n.clone()));
+    }
+
+    fn has_unclaimed(&self) -> bool {
+        self.inner.get().map_or(true, |s| s.has_unclaimed())
     }
 
     fn customers_restored(&self, customers: &HashSet<Box<str>>) {

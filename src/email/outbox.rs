@@ -438,6 +438,15 @@ impl DecisionSink for Outbox {
         self.take(n, true);
     }
 
+    fn has_unclaimed(&self) -> bool {
+        self.shared
+            .map
+            .lock()
+            .expect("outbox map")
+            .values()
+            .any(|slot| matches!(slot, Slot::Unclaimed(_)))
+    }
+
     fn customers_restored(&self, customers: &std::collections::HashSet<Box<str>>) {
         let shared = self.shared.clone();
         self.wait_on("customers_restored", async move {

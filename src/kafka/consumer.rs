@@ -266,7 +266,13 @@ impl Router {
             let counted = lock(&self.counted_through).get(tp).copied().unwrap_or(0);
             let worker = self.least_loaded_worker();
             let progress = Arc::new(PartitionProgress::new(tp.clone(), worker));
-            match consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5)) {
+            let plan = lock(&self.plans).remove(tp);
+            let marks = match plan.as_ref().and_then(|p| p.watermarks) {
+                // read by the takeover already, in parallel
+                Some(m) => Ok(m),
+                None => consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(5)),
+            };
+            match marks {
                 Ok((low, high)) => {
                     progress.low.store(low, Ordering::Release);
                     progress.target.store(high, Ordering::Release);
@@ -278,7 +284,7 @@ impl Router {
             }
             write(&self.assignment).insert(tp.clone(), progress.clone());
             let target = progress.target.load(Ordering::Acquire);
-            let msg = match lock(&self.plans).remove(tp) {
+            let msg = match plan {
                 Some(plan) => {
                     progress.set_path(plan.path);
                     WorkerMsg::Assign {
@@ -682,7 +688,8 @@ pub fn poll_loop(
             None => router.flush_batches(None),
         }
         router.setup_assigned(&consumer);
-        if last_housekeeping.elapsed() >= Duration::from_millis(100) {
+        let housekeeping = last_housekeeping.elapsed() >= Duration::from_millis(100);
+        if housekeeping {
             last_housekeeping = Instant::now();
             router.flush_batches(None);
             check_caught_up(&consumer, &router);
@@ -694,7 +701,16 @@ pub fn poll_loop(
         if let Some(eos) = &router.eos {
             eos.settle(&router.workers, false, &router.metrics);
         }
-        if last_commit.elapsed() >= settings.commit_interval {
+        // Checked with the housekeeping (every 100 ms), not per message.
+        let early = housekeeping
+            && router.eos.is_some()
+            && router
+                .partitions()
+                .iter()
+                .map(|p| p.dirty.load(Ordering::Acquire))
+                .sum::<i64>()
+                >= super::eos::EARLY_COMMIT_CUSTOMERS;
+        if early || last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
             if let Some(eos) = &router.eos {
                 eos.start(&consumer, &router.workers, None);

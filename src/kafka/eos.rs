@@ -32,6 +32,11 @@ use super::takeover::Takeover;
 use super::txn::{CommitBatch, CommitError, Committer, PendingCommit};
 use super::TopicPartition;
 
+/// A commit starts before `kafka.commit_interval_ms` when the assigned partitions hold
+/// this many changed customers: it bounds a transaction's size (a few MB of records)
+/// and its duration, well inside `kafka.transaction_timeout_ms`.
+pub const EARLY_COMMIT_CUSTOMERS: i64 = 20_000;
+
 /// How long a worker may take to stage.
 const STAGE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -30,7 +30,7 @@ impl PartitionAssigned<'_> {
         info!(
             topic = %self.tp.topic, partition = self.tp.partition, worker = self.worker,
             committed = self.committed, catch_up_target = self.target,
-            "partition assigned; rebuilding its state from the beginning"
+            "partition assigned"
         );
     }
 }

@@ -380,7 +380,9 @@ impl Worker {
                     .filter(|(tp, _)| only.as_ref().map_or(true, |o| o.contains(tp)))
                     .filter_map(|(tp, h)| {
                         let next = h.next;
-                        h.durable.as_mut()?.stage(tp, &mut h.state, next, sink)
+                        let staged = h.durable.as_mut()?.stage(tp, &mut h.state, next, sink);
+                        h.progress.dirty.store(0, Ordering::Release);
+                        staged
                     })
                     .collect();
                 let _ = reply.send(staged);
@@ -554,6 +556,11 @@ impl Worker {
         // Release: the dead-letter copies above happen-before the offset is seen folded.
         h.progress.newest_ts.store(h.newest_ts, Ordering::Release);
         h.progress.folded_next.store(h.next, Ordering::Release);
+        if h.durable.is_some() {
+            h.progress
+                .dirty
+                .store(h.state.dirty_count() as i64, Ordering::Release);
+        }
         let metrics = &self.shared.metrics;
         metrics
             .fold_latency_seconds

@@ -87,6 +87,10 @@ pub struct PartitionProgress {
     pub caught_up: AtomicBool,
     /// How it was taken over: an index into [`takeover::Path::ALL`].
     path: AtomicU8,
+    /// Customers changed since the last staged commit (exactly-once mode): a commit is
+    /// started early when the partitions' total passes `eos::EARLY_COMMIT_CUSTOMERS`, so
+    /// no transaction grows without bound (a rebuild touches every customer).
+    pub dirty: AtomicI64,
 }
 
 impl PartitionProgress {
@@ -103,6 +107,7 @@ impl PartitionProgress {
             newest_ts: AtomicI64::new(i64::MIN),
             caught_up: AtomicBool::new(false),
             path: AtomicU8::new(1),
+            dirty: AtomicI64::new(0),
         }
     }
 

@@ -92,6 +92,8 @@ pub struct Plan {
     pub count_from: i64,
     /// The durable side.
     pub durable: Option<Box<Durable>>,
+    /// The input partition's (low, high) watermarks, when read.
+    pub watermarks: Option<(i64, i64)>,
 }
 
 /// What taking over needs.
@@ -137,14 +139,47 @@ impl Takeover {
                     .collect();
             }
         };
+        // Partitions are decoded on parallel threads (one per core): decoding is CPU work.
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, restores.len().max(1));
+        let mut groups: Vec<Vec<PartitionRestore>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, r) in restores.into_iter().enumerate() {
+            groups[i % threads].push(r);
+        }
+        let planned: Vec<(Plan, Vec<Box<str>>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .map(|group| {
+                    scope.spawn(move || {
+                        group
+                            .into_iter()
+                            .map(|r| {
+                                let counted = counted.get(&r.input).copied().unwrap_or(0);
+                                let mut customers = Vec::new();
+                                let plan =
+                                    self.plan_one(consumer, r, counted, &mut customers, metrics);
+                                (plan, customers)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        // The set is built only when the sink has pending decisions to take over.
+        let take_over = sink.has_unclaimed();
         let mut restored_customers: HashSet<Box<str>> = HashSet::new();
-        let plans: Vec<Plan> = restores
-            .into_iter()
-            .map(|r| {
-                let counted = counted.get(&r.input).copied().unwrap_or(0);
-                self.plan_one(consumer, r, counted, &mut restored_customers, metrics)
-            })
-            .collect();
+        let mut plans = Vec::with_capacity(planned.len());
+        for (plan, customers) in planned {
+            if take_over {
+                restored_customers.extend(customers);
+            }
+            plans.push(plan);
+        }
         if !restored_customers.is_empty() {
             sink.customers_restored(&restored_customers);
         }
@@ -156,11 +191,14 @@ impl Takeover {
         consumer: &BaseConsumer<C>,
         r: PartitionRestore,
         counted: i64,
-        restored_customers: &mut HashSet<Box<str>>,
+        restored_customers: &mut Vec<Box<str>>,
         metrics: &EosMetrics,
     ) -> Plan {
         let tp = r.input.clone();
         let cl = r.changelog;
+        let watermarks = consumer
+            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
+            .ok();
         metrics.observe_restore(cl.seconds, cl.records_read, cl.bytes_read);
         for p in &cl.problems {
             tracing::warn!(partition = %tp, problem = ?p, "changelog record that fits no key; ignored");
@@ -177,15 +215,10 @@ impl Takeover {
             .unwrap_or(1_000_000);
         let writer = PartitionWriter::new(&cl.topic, cl.partition, cl.chunks);
         let Some(figures) = figures else {
-            return self.rebuild_or_refuse(
-                consumer,
-                tp,
-                r.committed,
-                counted,
-                writer,
-                limit,
-                metrics,
-            );
+            let mut plan =
+                self.rebuild_or_refuse(consumer, tp, r.committed, counted, writer, limit, metrics);
+            plan.watermarks = plan.watermarks.or(watermarks);
+            return plan;
         };
         let customers: Vec<(String, Vec<u8>)> = values
             .into_iter()
@@ -194,7 +227,9 @@ impl Takeover {
                 StateKey::Partition(_) => None,
             })
             .collect();
+        let decode_started = std::time::Instant::now();
         let state = PartitionState::from_records(&figures, customers.iter().map(|(_, v)| &v[..]));
+        let decode_seconds = decode_started.elapsed().as_secs_f64();
         let (state, next) = match (state, input_offset) {
             (Ok(s), Some(next)) => (s, next),
             (Err(e), _) => {
@@ -211,7 +246,7 @@ impl Takeover {
         }
         restored_customers.extend(customers.into_iter().map(|(id, _)| id.into_boxed_str()));
         let (c, l) = state.sizes();
-        tracing::info!(partition = %tp, customers = c, licenses = l, offset = next, records = cl.records_read, seconds = cl.seconds, "partition restored from its changelog");
+        tracing::info!(partition = %tp, customers = c, licenses = l, offset = next, records = cl.records_read, read_seconds = cl.seconds, decode_seconds, "partition restored from its changelog");
         metrics.count_path(Path::Changelog);
         Plan {
             durable: Some(Box::new(Durable::new(
@@ -226,6 +261,7 @@ impl Takeover {
             state: Box::new(state),
             next,
             count_from: next.max(counted),
+            watermarks,
         }
     }
 
@@ -266,6 +302,7 @@ impl Takeover {
             state: Box::new(PartitionState::new()),
             next: NO_OFFSET,
             count_from: committed.unwrap_or(0).max(counted),
+            watermarks: None,
         }
     }
 
@@ -279,6 +316,7 @@ impl Takeover {
             next: NO_OFFSET,
             count_from: i64::MAX,
             durable: None,
+            watermarks: None,
         }
     }
 }
