@@ -127,3 +127,85 @@ impl Shards {
         merged
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::BATCH_LINES;
+
+    /// A log of several batches: customers (and events without one) interleaved, with
+    /// duplicates (a payment's id comes back for its customer every 407 lines), blank, malformed and too-large lines spread over the batches.
+    fn log() -> String {
+        let mut out = String::new();
+        for i in 0..(BATCH_LINES * 3 + 77) {
+            let c = i % 37;
+            let day = 1 + i / 900;
+            let line = match i % 11 {
+                0 => format!(
+                    r#"{{"type":"license.issued","ts":"2026-10-{day:02}T10:00:00Z","event_id":"e{i}","customer_id":"c{c}","license_key":"k{c}-{}","plan":"pro","domain_limit":2,"mrr_cents":{},"email":"a{c}@example.com"}}"#,
+                    i % 3,
+                    1000 + c
+                ),
+                1 => format!(
+                    r#"{{"type":"license.validated","ts":"2026-10-{day:02}T11:00:00Z","result":"invalid_format","country":"DE"}}"#
+                ),
+                2 => "not json".to_string(),
+                3 => String::new(),
+                4 => format!(r#"{{"pad":"{}"}}"#, "x".repeat(600)),
+                5 => format!(
+                    r#"{{"type":"payment.failed","ts":"2026-10-{day:02}T12:00:00Z","event_id":"p{}","customer_id":"c{c}"}}"#,
+                    i % (37 * 11)
+                ),
+                _ => format!(
+                    r#"{{"type":"license.validated","ts":"2026-10-{day:02}T1{}:00:00Z","event_id":"v{i}","customer_id":"c{c}","license_key":"k{c}-{}","result":"{}","domain":"d{}.example","country":"FR"}}"#,
+                    i % 10,
+                    i % 3,
+                    ["valid", "expired", "domain_mismatch"][i % 3],
+                    i % 5
+                ),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn shards_fold_as_one_thread() {
+        let cfg = CoreConfig {
+            max_event_bytes: 400,
+            dedup_horizon_secs: 7 * 86_400,
+            ..CoreConfig::default()
+        };
+        let text = log();
+        let fold = |threads: usize| {
+            let mut r = Replay::new();
+            r.feed_reader_on(text.as_bytes(), &cfg, threads, |_| {})
+                .unwrap();
+            r
+        };
+        let one = fold(1);
+        assert!(one.state.sizes().0 >= 37, "{:?}", one.state.sizes());
+        assert!(one.rejections.by_reason.len() >= 2);
+        assert!(one.state.counts().duplicates > 0);
+        for threads in [2, 5] {
+            let many = fold(threads);
+            assert_eq!(many.report(&cfg), one.report(&cfg), "{threads} threads");
+            assert_eq!(many.rejections, one.rejections);
+            assert_eq!(many.decisions, one.decisions);
+            assert_eq!(many.state.counts(), one.state.counts());
+        }
+    }
+
+    #[test]
+    fn every_customer_has_one_shard() {
+        for n in 1..6 {
+            for id in [None, Some(""), Some("c1"), Some("cus_000042")] {
+                let s = shard_of(id, n);
+                assert!((s as usize) < n);
+                assert_eq!(s, shard_of(id, n));
+            }
+            assert_eq!(shard_of(None, n), shard_of(Some(""), n));
+        }
+    }
+}
