@@ -235,8 +235,17 @@ impl Replay {
         let mut batch = LineBatch::default();
         // Decided at the first batch: sharded when the input is more than one batch, the
         // machine has more than one core and nothing was fed before.
+        // Once sharded, batches are larger: each batch costs two meetings of the threads.
         let mut sharded: Option<Option<shards::Shards>> = None;
-        while batch.fill(&mut input, BATCH_LINES, BATCH_BYTES, cfg.max_event_bytes)? {
+        let limits = |sharded: &Option<Option<_>>| match sharded {
+            Some(Some(_)) => (shards::BATCH_LINES, shards::BATCH_BYTES),
+            _ => (BATCH_LINES, BATCH_BYTES),
+        };
+        loop {
+            let (max_lines, max_bytes) = limits(&sharded);
+            if !batch.fill(&mut input, max_lines, max_bytes, cfg.max_event_bytes)? {
+                break;
+            }
             let mode = sharded.get_or_insert_with(|| {
                 let fresh = self.lines == 0 && self.state.sizes() == (0, 0);
                 let n = threads.min(MAX_THREADS);

@@ -18,6 +18,11 @@ use xxhash_rust::xxh3::xxh3_64;
 use super::{Line, LineBatch, Replay};
 use crate::core::{CoreConfig, Notification, PartitionState, RejectReason};
 
+/// Lines per batch of a sharded replay (after its first, of the usual size).
+pub(super) const BATCH_LINES: usize = 65_536;
+/// Bytes after which a batch of a sharded replay stops taking lines.
+pub(super) const BATCH_BYTES: usize = 32 << 20;
+
 /// Batches with fewer lines than this are decoded and folded on the calling thread alone.
 const PARALLEL_MIN_LINES: usize = 1024;
 
