@@ -126,3 +126,41 @@ fn the_comparison_can_fail() {
         .collect();
     assert_eq!(kinds, ["churn_warning"]);
 }
+
+/// The parallel replay (decoding in parallel, folding in customer shards, merged at the
+/// end) gives what one thread gives: the same report to the last field, the same
+/// rejection summary (line numbers included) and the same decisions in the same order.
+/// Every fixture but `edge` is more than one batch, so it takes the sharded path.
+#[test]
+fn sharded_replays_equal_one_thread() {
+    let cfg = v2_config();
+    let mut sharded = 0;
+    for name in v2_names() {
+        let bytes = std::fs::read(v2_events(&name)).expect("events");
+        let fold = |threads: usize| {
+            let mut r = keypulse::replay::Replay::new();
+            r.feed_reader_on(&bytes[..], &cfg, threads, |_| {}).unwrap();
+            let report = serde_json::to_value(r.report(&cfg)).unwrap();
+            (report, r.rejections, r.decisions, r.state.sizes())
+        };
+        let one = fold(1);
+        for threads in [2, 3] {
+            let many = fold(threads);
+            common::assert_same_report(&format!("{name} on {threads} threads"), &one.0, &many.0);
+            assert_eq!(one.1, many.1, "{name}: rejections on {threads} threads");
+            assert_eq!(one.2, many.2, "{name}: decisions on {threads} threads");
+            assert_eq!(
+                one.3, many.3,
+                "{name}: customers and licenses on {threads} threads"
+            );
+        }
+        if bytes.iter().filter(|b| **b == b'\n').count() > keypulse::replay::BATCH_LINES {
+            sharded += 1;
+            assert!(!one.2.is_empty(), "{name}: a log with decisions");
+        }
+    }
+    assert!(
+        sharded >= 3,
+        "only {sharded} fixtures take the sharded path"
+    );
+}

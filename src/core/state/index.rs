@@ -118,6 +118,37 @@ impl PartitionState {
             .copied()
     }
 
+    /// Appends a license record (its customer already remapped) and indexes it: the
+    /// merge's way in, without rebuilding the whole index.
+    pub(super) fn push_license(&mut self, l: License) -> u32 {
+        let i = self.licenses.len() as u32;
+        let h = license_hash(&self.index.hasher, l.customer, l.key());
+        self.licenses.push(l);
+        let hasher = &self.index.hasher;
+        let licenses = &self.licenses;
+        self.index.licenses.insert_unique(h, i, |&j| {
+            let l = &licenses[j as usize];
+            license_hash(hasher, l.customer, l.key())
+        });
+        i
+    }
+
+    /// Room for `customers` and `licenses` more, in the records and their indexes.
+    pub(super) fn reserve_records(&mut self, more_customers: usize, more_licenses: usize) {
+        self.customers.reserve_exact(more_customers);
+        self.licenses.reserve_exact(more_licenses);
+        let customers = &self.customers;
+        let hasher = &self.index.hasher;
+        self.index.customers.reserve(more_customers, |&j| {
+            hasher.hash_one(&*customers[j as usize].id)
+        });
+        let licenses = &self.licenses;
+        self.index.licenses.reserve(more_licenses, |&j| {
+            let l = &licenses[j as usize];
+            license_hash(hasher, l.customer, l.key())
+        });
+    }
+
     /// The license of `customer` with `key`, created on the fly when never seen.
     pub(super) fn license_index(&mut self, customer: u32, key: &str, ts: Micros) -> (u32, bool) {
         if let Some(i) = self.find_license(customer, key) {

@@ -1,8 +1,10 @@
 //! Merging two states over disjoint customers into one.
 //!
 //! Owns [`PartitionState::merge`]. Guarantees: the merged state holds every customer,
-//! license, decision and per-day figure of both, with license and plan indexes remapped,
-//! so its report equals the report of one state that folded both partitions.
+//! license, decision and per-day figure of both, with license and plan indexes remapped
+//! and each record indexed as it moves in (room for them reserved first: no index rebuilt,
+//! no vector doubled), so its report equals the report of one state that folded both
+//! partitions.
 
 use super::PartitionState;
 
@@ -12,6 +14,7 @@ impl PartitionState {
     pub fn merge(&mut self, other: PartitionState) {
         let lic_base = self.licenses.len() as u32;
         let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
+        self.reserve_records(other.customers.len(), other.licenses.len());
         let mut customer_map = Vec::with_capacity(other.customers.len());
         for mut c in other.customers {
             for li in c.licenses.iter_mut().chain(c.upgrade_candidates.iter_mut()) {
@@ -41,7 +44,7 @@ impl PartitionState {
         for mut l in other.licenses {
             l.plan = plan_map[l.plan as usize];
             l.customer = customer_map[l.customer as usize];
-            self.licenses.push(l);
+            self.push_license(l);
         }
         for (day, s) in other.days {
             let mine = self.days.entry(day).or_default();
@@ -65,6 +68,5 @@ impl PartitionState {
         self.counts.excluded += other.counts.excluded;
         self.movements.merge(other.movements);
         self.max_day = self.max_day.max(other.max_day);
-        self.rebuild_index();
     }
 }

@@ -10,6 +10,8 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
+mod shards;
+
 use crate::core::{
     decode_bounded, CoreConfig, Event, Notification, PartitionState, RejectReason, Report,
 };
@@ -141,6 +143,11 @@ impl LineBatch {
         })
     }
 
+    /// Whether the last fill stopped at the batch's limits (rather than at the input's end).
+    fn is_full(&self) -> bool {
+        self.spans.len() >= BATCH_LINES || self.bytes.len() >= BATCH_BYTES
+    }
+
     /// Bytes read from the input so far, over every fill.
     pub fn bytes_read(&self) -> u64 {
         self.read
@@ -151,6 +158,20 @@ impl LineBatch {
 pub const BATCH_LINES: usize = 8192;
 /// Bytes after which a batch stops taking lines.
 pub const BATCH_BYTES: usize = 4 << 20;
+
+/// The most threads a replay folds on.
+pub const MAX_THREADS: usize = 8;
+
+/// How many threads fold a large replay: the cores available (at most [`MAX_THREADS`]),
+/// or `KEYPULSE_REPLAY_THREADS` when set to a number (1: the calling thread alone).
+pub fn fold_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::env::var("KEYPULSE_REPLAY_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(cores)
+        .clamp(1, MAX_THREADS)
+}
 
 /// A replay in progress: feed it lines, then take the report.
 #[derive(Debug, Default)]
@@ -187,19 +208,62 @@ impl Replay {
         }
     }
 
-    /// Folds every line of `input`; `on_progress` is told the bytes read so far.
+    /// Folds every line of `input`; `on_progress` is told the bytes read so far. An input
+    /// of more than one batch is folded on [`fold_threads`] threads (see
+    /// [`Replay::feed_reader_on`]).
     pub fn feed_reader(
+        &mut self,
+        input: impl BufRead,
+        cfg: &CoreConfig,
+        on_progress: impl FnMut(u64),
+    ) -> std::io::Result<()> {
+        self.feed_reader_on(input, cfg, fold_threads(), on_progress)
+    }
+
+    /// [`Replay::feed_reader`] on `threads` threads: when `threads` > 1, the input is more
+    /// than one batch and nothing was fed before, lines are decoded in parallel and folded
+    /// in `threads` customer shards, merged at the end (`shards.rs`); else on this thread
+    /// alone. The report, the rejection summary and [`Replay::decisions`] are the same
+    /// either way (sums of floats within their last bits).
+    pub fn feed_reader_on(
         &mut self,
         mut input: impl BufRead,
         cfg: &CoreConfig,
+        threads: usize,
         mut on_progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
         let mut batch = LineBatch::default();
-        while batch.fill(&mut input, BATCH_LINES, BATCH_BYTES, cfg.max_event_bytes)? {
-            for line in batch.decoded(cfg.max_event_bytes) {
-                self.feed_decoded(&line, cfg);
+        // Decided at the first batch: sharded when the input is more than one batch, the
+        // machine has more than one core and nothing was fed before.
+        // Once sharded, batches are larger: each batch costs two meetings of the threads.
+        let mut sharded: Option<Option<shards::Shards>> = None;
+        let limits = |sharded: &Option<Option<_>>| match sharded {
+            Some(Some(_)) => (shards::BATCH_LINES, shards::BATCH_BYTES),
+            _ => (BATCH_LINES, BATCH_BYTES),
+        };
+        loop {
+            let (max_lines, max_bytes) = limits(&sharded);
+            if !batch.fill(&mut input, max_lines, max_bytes, cfg.max_event_bytes)? {
+                break;
+            }
+            let mode = sharded.get_or_insert_with(|| {
+                let fresh = self.lines == 0 && self.state.sizes() == (0, 0);
+                let n = threads.min(MAX_THREADS);
+                (fresh && n > 1 && batch.is_full()).then(|| shards::Shards::new(n))
+            });
+            match mode {
+                Some(shards) => shards.feed(self, &batch, cfg),
+                None => {
+                    for line in batch.decoded(cfg.max_event_bytes) {
+                        self.feed_decoded(&line, cfg);
+                    }
+                }
             }
             on_progress(batch.bytes_read());
+        }
+        if let Some(Some(shards)) = sharded {
+            // Nothing was folded into `self.state` (it was fresh): the shards replace it.
+            self.state = shards.merge();
         }
         Ok(())
     }

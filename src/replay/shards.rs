@@ -1,0 +1,216 @@
+//! The parallel fold of `keypulse replay`: each batch of lines is decoded in parallel,
+//! then folded by customer shard, one [`PartitionState`] per shard, each on its own thread;
+//! the shards merge into one state at the end.
+//!
+//! Owns [`Shards`]. Guarantees, the same as one fold's: a customer's events all go to one
+//! shard (chosen by a hash of its id, the no-customer group included), in file order, and
+//! every decision for a customer depends only on its own events (see
+//! `core::state`), so the merged state's report equals that of one fold (integers equal;
+//! sums of floats may differ in their last bits). The rejection summary's line numbers
+//! and [`Replay::decisions`]' order are those of one fold: rejections are recorded in file
+//! order on the calling thread, and each batch's decisions are put back in the order of
+//! the lines that made them.
+
+use std::thread;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::{Line, LineBatch, Replay};
+use crate::core::{CoreConfig, Notification, PartitionState, RejectReason};
+
+/// Lines per batch of a sharded replay (after its first, of the usual size).
+pub(super) const BATCH_LINES: usize = 65_536;
+/// Bytes after which a batch of a sharded replay stops taking lines.
+pub(super) const BATCH_BYTES: usize = 32 << 20;
+
+/// Batches with fewer lines than this are decoded and folded on the calling thread alone.
+const PARALLEL_MIN_LINES: usize = 1024;
+
+/// A line's shard when it is not an event (blank or rejected): folded by none.
+const NO_SHARD: u32 = u32::MAX;
+
+/// The states of a sharded replay, one per shard.
+#[derive(Debug)]
+pub(super) struct Shards {
+    states: Vec<PartitionState>,
+}
+
+/// The shard of a customer id among `n`.
+fn shard_of(customer_id: Option<&str>, n: usize) -> u32 {
+    (xxh3_64(customer_id.unwrap_or("").as_bytes()) % n as u64) as u32
+}
+
+/// Runs `f` on each item, the first on the calling thread and the others on threads of
+/// their own (or all on the calling thread when `parallel` is false); results in order.
+fn run_all<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    if !parallel {
+        return items.into_iter().map(f).collect();
+    }
+    thread::scope(|s| {
+        let f = &f;
+        let mut items = items.into_iter();
+        let first = items.next();
+        let handles: Vec<_> = items.map(|item| s.spawn(move || f(item))).collect();
+        let mut out = Vec::with_capacity(handles.len() + 1);
+        out.extend(first.map(f));
+        for h in handles {
+            out.push(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        out
+    })
+}
+
+impl Shards {
+    /// `n` empty shards (at least one).
+    pub(super) fn new(n: usize) -> Self {
+        Self {
+            states: (0..n.max(1)).map(|_| PartitionState::new()).collect(),
+        }
+    }
+
+    /// Decodes and folds one batch: lines are decoded in as many parts as there are
+    /// shards, then each shard folds the events of its customers, in file order. Blank
+    /// and rejected lines are counted into `replay`, in file order, and the batch's
+    /// decisions appended to `replay.decisions` in the order of their lines.
+    pub(super) fn feed(&mut self, replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig) {
+        let n = self.states.len();
+        let max = cfg.max_event_bytes;
+        let parallel = n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
+        let part = batch.spans.len().div_ceil(n).max(1);
+        let parts: Vec<_> = batch.spans.chunks(part).collect();
+        let decoded: Vec<Vec<(Line<'_>, u32)>> = run_all(parts, parallel, |spans| {
+            spans
+                .iter()
+                .map(|&(a, b, cut)| {
+                    let line = if cut {
+                        Line::Rejected(RejectReason::TooLarge)
+                    } else {
+                        Line::decode(&batch.bytes[a..b], max)
+                    };
+                    let shard = match &line {
+                        Line::Event(ev) => shard_of(ev.customer_id.as_deref(), n),
+                        _ => NO_SHARD,
+                    };
+                    (line, shard)
+                })
+                .collect()
+        });
+        let decoded = &decoded;
+        let shards: Vec<(u32, &mut PartitionState)> = (0..).zip(self.states.iter_mut()).collect();
+        let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
+            let mut out = Vec::new();
+            let mut made = Vec::new();
+            let lines = decoded.iter().flatten();
+            for (i, (line, shard)) in (0u32..).zip(lines) {
+                if let (Line::Event(ev), true) = (line, *shard == j) {
+                    state.apply(ev, cfg, &mut out);
+                    made.extend(out.drain(..).map(|n| (i, n)));
+                }
+            }
+            made
+        });
+        for (line, _) in decoded.iter().flatten() {
+            replay.lines += 1;
+            if let Line::Rejected(reason) = line {
+                self.states[0].record_rejected();
+                replay.rejections.record(*reason, replay.lines);
+            }
+        }
+        let mut made: Vec<(u32, Notification)> = made.into_iter().flatten().collect();
+        // Stable: a line's decisions come from one shard, already in their order.
+        made.sort_by_key(|(i, _)| *i);
+        replay.decisions.extend(made.into_iter().map(|(_, n)| n));
+    }
+
+    /// The one state of every shard's customers.
+    pub(super) fn merge(self) -> PartitionState {
+        let mut states = self.states.into_iter();
+        let mut merged = states.next().unwrap_or_default();
+        for s in states {
+            merged.merge(s);
+        }
+        merged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::BATCH_LINES;
+
+    /// A log of several batches: customers (and events without one) interleaved, with
+    /// duplicates (a payment's id comes back for its customer every 407 lines), blank, malformed and too-large lines spread over the batches.
+    fn log() -> String {
+        let mut out = String::new();
+        for i in 0..(BATCH_LINES * 3 + 77) {
+            let c = i % 37;
+            let day = 1 + i / 900;
+            let line = match i % 11 {
+                0 => format!(
+                    r#"{{"type":"license.issued","ts":"2026-10-{day:02}T10:00:00Z","event_id":"e{i}","customer_id":"c{c}","license_key":"k{c}-{}","plan":"pro","domain_limit":2,"mrr_cents":{},"email":"a{c}@example.com"}}"#,
+                    i % 3,
+                    1000 + c
+                ),
+                1 => format!(
+                    r#"{{"type":"license.validated","ts":"2026-10-{day:02}T11:00:00Z","result":"invalid_format","country":"DE"}}"#
+                ),
+                2 => "not json".to_string(),
+                3 => String::new(),
+                4 => format!(r#"{{"pad":"{}"}}"#, "x".repeat(600)),
+                5 => format!(
+                    r#"{{"type":"payment.failed","ts":"2026-10-{day:02}T12:00:00Z","event_id":"p{}","customer_id":"c{c}"}}"#,
+                    i % (37 * 11)
+                ),
+                _ => format!(
+                    r#"{{"type":"license.validated","ts":"2026-10-{day:02}T1{}:00:00Z","event_id":"v{i}","customer_id":"c{c}","license_key":"k{c}-{}","result":"{}","domain":"d{}.example","country":"FR"}}"#,
+                    i % 10,
+                    i % 3,
+                    ["valid", "expired", "domain_mismatch"][i % 3],
+                    i % 5
+                ),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn shards_fold_as_one_thread() {
+        let cfg = CoreConfig {
+            max_event_bytes: 400,
+            dedup_horizon_secs: 7 * 86_400,
+            ..CoreConfig::default()
+        };
+        let text = log();
+        let fold = |threads: usize| {
+            let mut r = Replay::new();
+            r.feed_reader_on(text.as_bytes(), &cfg, threads, |_| {})
+                .unwrap();
+            r
+        };
+        let one = fold(1);
+        assert!(one.state.sizes().0 >= 37, "{:?}", one.state.sizes());
+        assert!(one.rejections.by_reason.len() >= 2);
+        assert!(one.state.counts().duplicates > 0);
+        for threads in [2, 5] {
+            let many = fold(threads);
+            assert_eq!(many.report(&cfg), one.report(&cfg), "{threads} threads");
+            assert_eq!(many.rejections, one.rejections);
+            assert_eq!(many.decisions, one.decisions);
+            assert_eq!(many.state.counts(), one.state.counts());
+        }
+    }
+
+    #[test]
+    fn every_customer_has_one_shard() {
+        for n in 1..6 {
+            for id in [None, Some(""), Some("c1"), Some("cus_000042")] {
+                let s = shard_of(id, n);
+                assert!((s as usize) < n);
+                assert_eq!(s, shard_of(id, n));
+            }
+            assert_eq!(shard_of(None, n), shard_of(Some(""), n));
+        }
+    }
+}
