@@ -77,6 +77,8 @@ pub struct Service {
     http: Option<Server>,
     /// Set when the consumer stopped on a fatal error.
     failed: tokio::sync::watch::Receiver<Option<String>>,
+    /// The group view (SPEC §8.8).
+    group: Option<Arc<crate::group::Group>>,
 }
 
 impl Service {
@@ -90,6 +92,9 @@ impl Service {
         let access = crate::http::Access {
             auth: crate::http::Auth::from_config(&config.http, |k| std::env::var(k).ok())?,
             metrics_require_auth: config.http.metrics_require_auth,
+            peer_token: crate::group::PeerToken::from_config(&config.http, |k| {
+                std::env::var(k).ok()
+            })?,
         };
         let listener = tokio::net::TcpListener::bind(&config.http.bind)
             .await
@@ -193,13 +198,27 @@ impl Service {
             ready: false,
             partitions: Vec::new(),
         };
-        let app = Arc::new(AppState::new(
-            first,
-            metrics.clone(),
-            senders,
-            core,
-            opts.clock,
-        ));
+        let group = start_group(&config, &clients, &access, addr, &metrics).await?;
+        let mut app = AppState::new(first, metrics.clone(), senders, core, opts.clock);
+        if let Some(g) = &group {
+            app = app.with_group(g.clone());
+        }
+        let app = Arc::new(app);
+        if let Some(g) = &group {
+            let settings = crate::group::members::MembersSettings {
+                clients: clients.clone(),
+                topic: k.members_topic_name(),
+                group_id: k.group_id.clone(),
+                inputs: k.topics.clone(),
+                id: g.id.clone(),
+                url: advertised_url(&config, addr),
+                interval: Duration::from_millis(k.members_interval_ms),
+            };
+            let t =
+                crate::group::members::spawn(settings, g.table.clone(), app.clone(), g.stop_flag())
+                    .context("cannot start the members thread (kafka.members_topic)")?;
+            g.attach(t);
+        }
         let refresh = Duration::from_millis(config.http.refresh_ms);
         let (ra, rr, rs) = (app.clone(), router.clone(), stop.clone());
         let refresher = std::thread::Builder::new()
@@ -241,6 +260,7 @@ impl Service {
             admin_addr,
             http: Some(http),
             failed,
+            group,
         })
     }
 
@@ -283,7 +303,12 @@ impl Service {
         let poll = self.poll_thread.take();
         let refresher = self.refresher.take();
         let workers = std::mem::take(&mut self.worker_threads);
+        let group = self.group.take();
         tokio::task::spawn_blocking(move || {
+            // The tombstone first: the others stop asking this instance at once.
+            if let Some(g) = group {
+                g.stop();
+            }
             if let Some(t) = poll {
                 let _ = t.join();
             }
@@ -311,6 +336,52 @@ impl Drop for Service {
             h.signal_stop();
         }
     }
+}
+
+/// `http.advertised_url`, or `http://` and the bound address (the host's name in place of
+/// an unspecified address such as 0.0.0.0).
+fn advertised_url(config: &Config, addr: SocketAddr) -> String {
+    if let Some(u) = &config.http.advertised_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    if addr.ip().is_unspecified() {
+        let host = hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// The group view of SPEC §8.8: creates the members topic if missing (a failure is
+/// logged: the group answers then stay incomplete, the service runs on).
+async fn start_group(
+    config: &Config,
+    clients: &ClientSettings,
+    access: &crate::http::Access,
+    addr: SocketAddr,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Arc<crate::group::Group>>> {
+    let k = &config.kafka;
+    let topic = k.members_topic_name();
+    if let Err(e) = crate::group::members::ensure_topic(clients, &topic).await {
+        tracing::warn!(error = %e, "the members topic is not available: group answers will be incomplete");
+    }
+    let gm = crate::group::GroupMetrics::register(metrics.registry())
+        .context("cannot register the group metrics")?;
+    let id = crate::kafka::instance::instance_id(k, &config.http.bind);
+    let g = crate::group::Group::new(
+        id,
+        access.peer_token.clone(),
+        Duration::from_millis(k.members_stale_ms),
+        Duration::from_millis(config.http.peer_timeout_ms),
+        Duration::from_millis(config.http.refresh_ms),
+        gm,
+    )?;
+    tracing::info!(member = %g.id, url = %advertised_url(config, addr), members_topic = %topic, peer_token = access.peer_token.enabled(), "group member");
+    Ok(Some(Arc::new(g)))
 }
 
 fn refresh_loop(app: Arc<AppState>, router: Arc<Router>, stop: Arc<AtomicBool>, every: Duration) {
@@ -389,6 +460,7 @@ fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
             position: p.position(),
             target: p.target.load(Ordering::Acquire),
             path: p.path().as_str(),
+            watermark: Some(p.newest_ts.load(Ordering::Acquire)).filter(|t| *t != i64::MIN),
         })
         .collect();
     let snapshot = Arc::new(Snapshot {
