@@ -234,3 +234,54 @@ impl Group {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn the_peer_token_is_compared_and_without_one_only_loopback_passes() {
+        let lo: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let far: std::net::SocketAddr = "10.0.0.7:5000".parse().unwrap();
+        let open = PeerToken::default();
+        assert!(open.allows(None, Some(lo)));
+        assert!(!open.allows(None, Some(far)));
+        assert!(!open.allows(Some(b"anything-at-all-here"), Some(far)));
+        assert!(!open.allows(None, None));
+        let t = PeerToken::with_token("a-shared-secret-0123");
+        assert!(t.allows(Some(b"a-shared-secret-0123"), Some(far)));
+        assert!(!t.allows(Some(b"a-shared-secret-0124"), Some(lo)));
+        assert!(!t.allows(None, Some(lo)));
+        assert!(!format!("{t:?}").contains("secret"));
+    }
+
+    #[test]
+    fn peer_token_and_group_keys_are_checked() {
+        let c = Config::from_toml("").unwrap();
+        let short = PeerToken::from_config(&c.http, |_| Some("short".into()));
+        let e = short.unwrap_err().to_string();
+        assert!(e.contains("peer_token") && !e.contains("short"), "{e}");
+        assert!(!PeerToken::from_config(&c.http, |_| None).unwrap().enabled());
+        assert_eq!(c.kafka.members_topic_name(), "keypulse.members");
+        for (text, key) in [
+            (
+                "[kafka]\nmembers_interval_ms = 5\n",
+                "kafka.members_interval_ms",
+            ),
+            (
+                "[kafka]\nmembers_interval_ms = 5000\nmembers_stale_ms = 4000\n",
+                "kafka.members_stale_ms",
+            ),
+            ("[kafka]\nmembers_topic = \"a b\"\n", "kafka.members_topic"),
+            (
+                "[http]\nadvertised_url = \"10.0.0.1:9464\"\n",
+                "http.advertised_url",
+            ),
+            ("[http]\npeer_timeout_ms = 0\n", "http.peer_timeout_ms"),
+        ] {
+            let e = Config::from_toml(text).unwrap_err().to_string();
+            assert!(e.contains(key), "{text:?}: {e}");
+        }
+    }
+}

@@ -133,7 +133,13 @@ impl Group {
                 app.snapshot().report.as_of.max(announced)
             }
         };
-        let all = self.table.all_partitions();
+        // Every partition of the input topics, and any a live member announced (should
+        // the metadata be behind): each must be answered for.
+        let mut all = self.table.all_partitions();
+        all.extend(
+            super::members::holders(&self.table.live(super::members::now_ms(), self.stale))
+                .into_keys(),
+        );
         let mut choice = choose(&all, self.gather(&app, &peers, at).await?);
         let mut at = at;
         if as_of.is_none() && app.clock == ClockMode::Event {
