@@ -1,7 +1,8 @@
 //! What the HTTP handlers and the snapshot refresher share: [`AppState`] and [`Snapshot`].
 //!
 //! Owns the served snapshot (replaced whole, every `http.refresh_ms`, by the service's
-//! refresher) and the queries that go to the fold workers (`?as_of=`, one customer). Both
+//! refresher), the queries that go to the fold workers (`?as_of=`, one customer, each
+//! partition's aggregate for the group's answers) and the group view, if any. Both
 //! `http` and `service` use it; it uses neither. Guarantees: reading the snapshot never
 //! waits for the fold (a read lock held only to clone an `Arc`); a worker query gives up
 //! after 30 s rather than hang a handler.

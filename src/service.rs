@@ -11,10 +11,12 @@
 //! 4. the refresher recomputes the served [`Snapshot`](crate::app_state::Snapshot) every `http.refresh_ms`: in wall-clock
 //!    mode it first moves every caught-up partition's clock to now (so midnights pass with
 //!    no event), then merges the workers' aggregates into the report and the gauges;
-//! 5. HTTP serves the snapshot.
+//! 5. the group view (SPEC §8.8, [`crate::group`]): the members topic is created if
+//!    missing and the members thread announces this instance and reads the others;
+//! 6. HTTP serves the snapshot, and the group's answers.
 //!
-//! Shutdown ([`Service::shutdown`]) stops HTTP, stops consuming, folds what was polled,
-//! commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
+//! Shutdown ([`Service::shutdown`]) stops HTTP, writes this instance's tombstone to the
+//! members topic, stops consuming, folds what was polled, commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
 //! report and gauges are computed at most once per refresh, never per event.
 
 use std::net::SocketAddr;
@@ -198,26 +200,17 @@ impl Service {
             ready: false,
             partitions: Vec::new(),
         };
-        let group = start_group(&config, &clients, &access, addr, &metrics).await?;
+        let group = Some(
+            crate::group::start(&config, &clients, access.peer_token.clone(), addr, &metrics)
+                .await?,
+        );
         let mut app = AppState::new(first, metrics.clone(), senders, core, opts.clock);
         if let Some(g) = &group {
             app = app.with_group(g.clone());
         }
         let app = Arc::new(app);
         if let Some(g) = &group {
-            let settings = crate::group::members::MembersSettings {
-                clients: clients.clone(),
-                topic: k.members_topic_name(),
-                group_id: k.group_id.clone(),
-                inputs: k.topics.clone(),
-                id: g.id.clone(),
-                url: advertised_url(&config, addr),
-                interval: Duration::from_millis(k.members_interval_ms),
-            };
-            let t =
-                crate::group::members::spawn(settings, g.table.clone(), app.clone(), g.stop_flag())
-                    .context("cannot start the members thread (kafka.members_topic)")?;
-            g.attach(t);
+            g.spawn_members(&config, &clients, addr, app.clone())?;
         }
         let refresh = Duration::from_millis(config.http.refresh_ms);
         let (ra, rr, rs) = (app.clone(), router.clone(), stop.clone());
@@ -336,52 +329,6 @@ impl Drop for Service {
             h.signal_stop();
         }
     }
-}
-
-/// `http.advertised_url`, or `http://` and the bound address (the host's name in place of
-/// an unspecified address such as 0.0.0.0).
-fn advertised_url(config: &Config, addr: SocketAddr) -> String {
-    if let Some(u) = &config.http.advertised_url {
-        return u.trim_end_matches('/').to_string();
-    }
-    if addr.ip().is_unspecified() {
-        let host = hostname::get()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_else(|| "localhost".into());
-        format!("http://{host}:{}", addr.port())
-    } else {
-        format!("http://{addr}")
-    }
-}
-
-/// The group view of SPEC §8.8: creates the members topic if missing (a failure is
-/// logged: the group answers then stay incomplete, the service runs on).
-async fn start_group(
-    config: &Config,
-    clients: &ClientSettings,
-    access: &crate::http::Access,
-    addr: SocketAddr,
-    metrics: &Metrics,
-) -> anyhow::Result<Option<Arc<crate::group::Group>>> {
-    let k = &config.kafka;
-    let topic = k.members_topic_name();
-    if let Err(e) = crate::group::members::ensure_topic(clients, &topic).await {
-        tracing::warn!(error = %e, "the members topic is not available: group answers will be incomplete");
-    }
-    let gm = crate::group::GroupMetrics::register(metrics.registry())
-        .context("cannot register the group metrics")?;
-    let id = crate::kafka::instance::instance_id(k, &config.http.bind);
-    let g = crate::group::Group::new(
-        id,
-        access.peer_token.clone(),
-        Duration::from_millis(k.members_stale_ms),
-        Duration::from_millis(config.http.peer_timeout_ms),
-        Duration::from_millis(config.http.refresh_ms),
-        gm,
-    )?;
-    tracing::info!(member = %g.id, url = %advertised_url(config, addr), members_topic = %topic, peer_token = access.peer_token.enabled(), "group member");
-    Ok(Some(Arc::new(g)))
 }
 
 fn refresh_loop(app: Arc<AppState>, router: Arc<Router>, stop: Arc<AtomicBool>, every: Duration) {

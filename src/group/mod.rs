@@ -3,7 +3,8 @@
 //!
 //! Owns [`Group`]: this instance's view of its consumer group ([`members`]), the shared
 //! peer token, the HTTP client that asks peers for their per-partition aggregates, and the
-//! merge of those with this instance's own ([`merge`]). Guarantees:
+//! merge of those with this instance's own ([`merge`]); [`start`] wires it into
+//! `keypulse run`. Guarantees:
 //! - every live member is asked in parallel, each with `http.peer_timeout_ms`; a member
 //!   that fails or times out only makes its partitions missing;
 //! - all members are asked at one `as_of`: the wall clock, or under `--clock event` the
@@ -17,15 +18,19 @@ pub mod members;
 pub mod merge;
 pub mod peers;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
 use subtle::ConstantTimeEq;
 
-use crate::config::ConfigError;
+use crate::config::{Config, ConfigError};
 use crate::http::config::HttpConfig;
+use crate::kafka::client::ClientSettings;
+use crate::metrics::Metrics;
 
 pub use members::{Announcement, MemberTable};
 pub use merge::{PartitionAnswer, PartitionId};
@@ -232,6 +237,78 @@ impl Group {
         v.retain(|a| a.id != self.id);
         self.metrics.peers.set(v.len() as i64);
         v
+    }
+}
+
+/// `http.advertised_url`, or `http://` and the bound address (the host's name in place of
+/// an unspecified address such as 0.0.0.0).
+pub fn advertised_url(config: &Config, addr: SocketAddr) -> String {
+    if let Some(u) = &config.http.advertised_url {
+        return u.trim_end_matches('/').to_string();
+    }
+    if addr.ip().is_unspecified() {
+        let host = hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "localhost".into());
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// The group view of SPEC §8.8: creates the members topic if missing (a failure is
+/// logged: the group answers then stay incomplete, the service runs on).
+pub async fn start(
+    config: &Config,
+    clients: &ClientSettings,
+    token: PeerToken,
+    addr: SocketAddr,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<Group>> {
+    let k = &config.kafka;
+    let topic = k.members_topic_name();
+    if let Err(e) = members::ensure_topic(clients, &topic).await {
+        tracing::warn!(error = %e, "the members topic is not available: group answers will be incomplete");
+    }
+    let gm =
+        GroupMetrics::register(metrics.registry()).context("cannot register the group metrics")?;
+    let id = crate::kafka::instance::instance_id(k, &config.http.bind);
+    let g = Group::new(
+        id,
+        token,
+        Duration::from_millis(k.members_stale_ms),
+        Duration::from_millis(config.http.peer_timeout_ms),
+        Duration::from_millis(config.http.refresh_ms),
+        gm,
+    )?;
+    tracing::info!(member = %g.id, url = %advertised_url(config, addr), members_topic = %topic, peer_token = g.token.enabled(), "group member");
+    Ok(Arc::new(g))
+}
+
+impl Group {
+    /// Starts the members thread (announcing this instance, reading the others).
+    pub fn spawn_members(
+        &self,
+        config: &Config,
+        clients: &ClientSettings,
+        addr: SocketAddr,
+        app: Arc<crate::app_state::AppState>,
+    ) -> anyhow::Result<()> {
+        let k = &config.kafka;
+        let settings = members::MembersSettings {
+            clients: clients.clone(),
+            topic: k.members_topic_name(),
+            group_id: k.group_id.clone(),
+            inputs: k.topics.clone(),
+            id: self.id.clone(),
+            url: advertised_url(config, addr),
+            interval: Duration::from_millis(k.members_interval_ms),
+        };
+        let t = members::spawn(settings, self.table.clone(), app, self.stop_flag())
+            .context("cannot start the members thread (kafka.members_topic)")?;
+        self.attach(t);
+        Ok(())
     }
 }
 

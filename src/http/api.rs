@@ -4,7 +4,10 @@
 //! the report, the bounded summary, one customer, the paged lists, `/metrics`,
 //! `/healthz` and `/readyz`. Guarantees: every list answer is paged (`limit` ≤
 //! `paging::MAX_LIMIT`) and says its `total`; every 4xx is JSON; handlers read the
-//! snapshot and never lock the fold (the two state queries are messages to the workers).
+//! snapshot and never lock the fold (the state queries are messages to the workers).
+//! Running in a group, the report, the summary and the lists are the group's (SPEC §8.8,
+//! `http/group.rs`), with `complete` and `missing_partitions`; `?scope=local` gives the
+//! snapshot's; a customer not held here is asked of the other members.
 
 use std::sync::Arc;
 
