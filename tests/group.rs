@@ -214,3 +214,94 @@ fn three_instances_answer_for_the_whole_group() {
         assert!(inst.terminate(Duration::from_secs(15)).success());
     }
 }
+
+/// The default wall clock, with the users' token and the peer token both set (from
+/// files): two instances answer the group's counts with the users' token, the peers
+/// ask each other with theirs, and the users' token is no peer token.
+#[test]
+fn wall_clock_and_the_users_token_beside_the_peer_token() {
+    let Some(brokers) = brokers("wall_clock_and_the_users_token_beside_the_peer_token") else {
+        return;
+    };
+    let name = "small";
+    let topic = unique("group-wall");
+    create_topic(&brokers, &topic, 6);
+    let events = common::fixture_events(name);
+    produce(&brokers, &topic, &lines(&events));
+    let expected = common::fixture_report(name);
+    let secrets = tempfile::tempdir().unwrap();
+    let user_token = "the-users-token-0123456789";
+    let user_file = secrets.path().join("user");
+    let peer_file = secrets.path().join("peer");
+    std::fs::write(&user_file, user_token).unwrap();
+    std::fs::write(&peer_file, PEER_TOKEN).unwrap();
+    let config = config_toml(
+        &brokers,
+        &topic,
+        &format!("{topic}-g"),
+        &format!("{topic}.dlq"),
+        "members_interval_ms = 300\nmembers_stale_ms = 2000\n",
+    )
+    .replace(
+        "[http]\n",
+        &format!(
+            "[http]\nauth_token_file = {:?}\npeer_token_file = {:?}\n",
+            user_file.display().to_string(),
+            peer_file.display().to_string()
+        ),
+    );
+    let mut all: Vec<Instance> = ["A", "B"]
+        .iter()
+        .map(|n| Instance::start_with(&format!("wall {n}"), &config, &[]))
+        .collect();
+    for i in &mut all {
+        i.wait_ready(LIMIT);
+    }
+    let get = |inst: &Instance, path: &str| -> (u16, Value) {
+        let r = client()
+            .get(inst.url(path))
+            .bearer_auth(user_token)
+            .send()
+            .expect("get");
+        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+    };
+    let applied = expected["events"]["applied"].as_u64().unwrap();
+    for inst in &all {
+        assert_eq!(
+            inst.get("/api/v1/report").0,
+            401,
+            "the users' token guards the API"
+        );
+        let report = wait_for(
+            &format!("{}: a complete group report", inst.name),
+            LIMIT,
+            || {
+                let (s, r) = get(inst, "/api/v1/report");
+                (s == 200 && r["complete"] == true && r["events"]["applied"] == applied)
+                    .then_some(r)
+            },
+        );
+        for k in ["rejected", "duplicates"] {
+            assert_eq!(
+                report["events"][k], expected["events"][k],
+                "{}: events.{k}",
+                inst.name
+            );
+        }
+        let (s, local) = get(inst, "/api/v1/report?scope=local");
+        assert_eq!(s, 200);
+        assert!(local["events"]["applied"].as_u64().unwrap() < applied);
+        // The users' token is not the peer token.
+        assert_eq!(
+            peer_get(inst, "/internal/v1/aggregates", Some(user_token)),
+            403
+        );
+        assert_eq!(
+            peer_get(inst, "/internal/v1/aggregates", Some(PEER_TOKEN)),
+            200
+        );
+    }
+    for mut inst in all {
+        assert!(inst.terminate(Duration::from_secs(15)).success());
+    }
+}
