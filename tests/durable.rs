@@ -477,11 +477,7 @@ fn a_compacted_changelog_restores_exactly() {
         std::thread::sleep(Duration::from_millis(700));
     }
     first.wait_ready(READY_LIMIT);
-    let commits = metric(
-        &first,
-        "keypulse_transactions_total",
-        "outcome=\"committed\"",
-    );
+    let commits = metric(&first, "keypulse_transactions_total", "outcome=\"committed\"");
     assert!(commits >= 10.0, "{commits} commits");
     assert!(first.terminate(Duration::from_secs(15)).success());
 
@@ -491,18 +487,14 @@ fn a_compacted_changelog_restores_exactly() {
     let appended: i64 = marks.iter().map(|(_, h)| h).sum();
     // Cleaning ran: the input offset, written at every commit of a partition, is left
     // with at most its latest values (the active segment is never cleaned).
-    let left = wait_for(
-        "the cleaner to compact the changelog",
-        Duration::from_secs(90),
-        || {
-            let records = read_all(&brokers, &changelog);
-            let offsets = records
-                .iter()
-                .filter(|(k, _, _)| k.as_deref() == Some(&offset_key[..]))
-                .count();
-            (offsets <= 2 * PARTITIONS as usize).then_some(records.len())
-        },
-    );
+    let left = wait_for("the cleaner to compact the changelog", Duration::from_secs(90), || {
+        let records = read_all(&brokers, &changelog);
+        let offsets = records
+            .iter()
+            .filter(|(k, _, _)| k.as_deref() == Some(&offset_key[..]))
+            .count();
+        (offsets <= 2 * PARTITIONS as usize).then_some(records.len())
+    });
     assert!(
         (left as i64) < appended / 2,
         "{left} records left of {appended} offsets appended"
