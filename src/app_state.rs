@@ -1,7 +1,8 @@
 //! What the HTTP handlers and the snapshot refresher share: [`AppState`] and [`Snapshot`].
 //!
 //! Owns the served snapshot (replaced whole, every `http.refresh_ms`, by the service's
-//! refresher) and the queries that go to the fold workers (`?as_of=`, one customer). Both
+//! refresher), the queries that go to the fold workers (`?as_of=`, one customer, each
+//! partition's aggregate for the group's answers) and the group view, if any. Both
 //! `http` and `service` use it; it uses neither. Guarantees: reading the snapshot never
 //! waits for the fold (a read lock held only to clone an `Arc`); a worker query gives up
 //! after 30 s rather than hang a handler.
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use crate::core::time::Micros;
 use crate::core::{Aggregate, CoreConfig, CustomerView, Report};
-use crate::kafka::fold::{ClockMode, WorkerMsg};
+use crate::kafka::fold::{ClockMode, PartitionAggregate, WorkerMsg};
 use crate::metrics::Metrics;
 
 /// How long a query waits for the fold workers.
@@ -34,6 +35,9 @@ pub struct PartitionStatus {
     /// How it was taken over: `changelog`, `rebuild`, `refused` or `failed` (see
     /// `kafka/takeover.rs`).
     pub path: &'static str,
+    /// The newest event `ts` folded (announced to the group, SPEC §8.8; not in `/readyz`).
+    #[serde(skip)]
+    pub watermark: Option<Micros>,
 }
 
 /// What HTTP serves, recomputed every `http.refresh_ms`.
@@ -60,6 +64,8 @@ pub struct AppState {
     pub core: Arc<CoreConfig>,
     /// Wall or event clock.
     pub clock: ClockMode,
+    /// The consumer group's view, for group-wide answers (SPEC §8.8); none: local only.
+    pub group: Option<Arc<crate::group::Group>>,
 }
 
 impl AppState {
@@ -85,7 +91,36 @@ impl AppState {
             workers,
             core,
             clock,
+            group: None,
         }
+    }
+
+    /// The same state, answering for the group too.
+    pub fn with_group(mut self, group: Arc<crate::group::Group>) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// Each held partition's aggregate at `as_of`, apart (blocking).
+    pub fn partition_aggregates(
+        &self,
+        as_of: Option<Micros>,
+    ) -> anyhow::Result<Vec<PartitionAggregate>> {
+        let mut replies = Vec::new();
+        for w in &self.workers {
+            let (reply, rx) = mpsc::channel();
+            w.send(WorkerMsg::Partitions { as_of, reply })
+                .map_err(|_| anyhow::anyhow!("the fold workers are stopped"))?;
+            replies.push(rx);
+        }
+        let mut out = Vec::new();
+        for rx in replies {
+            out.extend(
+                rx.recv_timeout(QUERY_TIMEOUT)
+                    .map_err(|_| anyhow::anyhow!("a fold worker did not answer"))?,
+            );
+        }
+        Ok(out)
     }
 
     /// Replaces the served snapshot.

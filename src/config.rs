@@ -95,6 +95,13 @@ pub struct KafkaConfig {
     pub allow_partial_rebuild: bool,
     /// How long the restore of the partitions of one assignment may take, in milliseconds.
     pub restore_timeout_ms: u64,
+    /// Compacted topic where the group's instances announce themselves (SPEC §8.8);
+    /// `{group}` is the group id. Created (compacted, one partition) when missing.
+    pub members_topic: String,
+    /// How often an instance announces itself again, in milliseconds.
+    pub members_interval_ms: u64,
+    /// Members whose last announcement is older than this are ignored, in milliseconds.
+    pub members_stale_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -118,6 +125,9 @@ impl Default for KafkaConfig {
             exactly_once: true,
             allow_partial_rebuild: false,
             restore_timeout_ms: 120_000,
+            members_topic: "{group}.members".into(),
+            members_interval_ms: 2_000,
+            members_stale_ms: 10_000,
         }
     }
 }
@@ -426,6 +436,11 @@ fn is_kafka_name(s: &str) -> bool {
 }
 
 impl KafkaConfig {
+    /// The members topic (`kafka.members_topic` with `{group}` replaced).
+    pub fn members_topic_name(&self) -> String {
+        self.members_topic.replace("{group}", &self.group_id)
+    }
+
     /// The changelog topic of input topic `input`.
     pub fn changelog_topic_of(&self, input: &str) -> String {
         crate::kafka::changelog::changelog_name(&self.changelog_topic, input, &self.group_id)
@@ -505,6 +520,24 @@ impl KafkaConfig {
             return Err(key_error(
                 "kafka.transaction_timeout_ms",
                 "must be from 1000 to 900000 (the broker's default transaction.max.timeout.ms)",
+            ));
+        }
+        if !(100..=600_000).contains(&self.members_interval_ms) {
+            return Err(key_error(
+                "kafka.members_interval_ms",
+                "must be from 100 to 600000",
+            ));
+        }
+        if self.members_stale_ms <= self.members_interval_ms {
+            return Err(key_error(
+                "kafka.members_stale_ms",
+                "must be above kafka.members_interval_ms",
+            ));
+        }
+        if !is_kafka_name(&self.members_topic_name()) {
+            return Err(key_error(
+                "kafka.members_topic",
+                "must name a topic (A-Z a-z 0-9 . _ -; `{group}` is the group id)",
             ));
         }
         Ok(())

@@ -14,7 +14,8 @@
 //! - [`sink`]: the seam between the fold's decisions and their delivery;
 //! - [`email`]: rendering, transports, the outbox and its durable decision log;
 //! - [`sim`]: the customer-base simulator behind `keypulse simulate` and the demo;
-//! - [`dashboard`]: the built-in dashboard's embedded pages and their routes.
+//! - [`dashboard`]: the built-in dashboard's embedded pages and their routes;
+//! - [`group`]: one answer from any instance: members, peers, the group-wide report.
 
 pub mod app_state;
 pub mod backtest;
@@ -23,6 +24,7 @@ pub use keypulse_core as core;
 pub mod dashboard;
 pub mod demo;
 pub mod email;
+pub mod group;
 pub mod http;
 pub mod kafka;
 pub mod metrics;

@@ -11,10 +11,12 @@
 //! 4. the refresher recomputes the served [`Snapshot`](crate::app_state::Snapshot) every `http.refresh_ms`: in wall-clock
 //!    mode it first moves every caught-up partition's clock to now (so midnights pass with
 //!    no event), then merges the workers' aggregates into the report and the gauges;
-//! 5. HTTP serves the snapshot.
+//! 5. the group view (SPEC §8.8, [`crate::group`]): the members topic is created if
+//!    missing and the members thread announces this instance and reads the others;
+//! 6. HTTP serves the snapshot, and the group's answers.
 //!
-//! Shutdown ([`Service::shutdown`]) stops HTTP, stops consuming, folds what was polled,
-//! commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
+//! Shutdown ([`Service::shutdown`]) stops HTTP, writes this instance's tombstone to the
+//! members topic, stops consuming, folds what was polled, commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
 //! report and gauges are computed at most once per refresh, never per event.
 
 use std::net::SocketAddr;
@@ -77,6 +79,8 @@ pub struct Service {
     http: Option<Server>,
     /// Set when the consumer stopped on a fatal error.
     failed: tokio::sync::watch::Receiver<Option<String>>,
+    /// The group view (SPEC §8.8).
+    group: Option<Arc<crate::group::Group>>,
 }
 
 impl Service {
@@ -90,6 +94,9 @@ impl Service {
         let access = crate::http::Access {
             auth: crate::http::Auth::from_config(&config.http, |k| std::env::var(k).ok())?,
             metrics_require_auth: config.http.metrics_require_auth,
+            peer_token: crate::group::PeerToken::from_config(&config.http, |k| {
+                std::env::var(k).ok()
+            })?,
         };
         let listener = tokio::net::TcpListener::bind(&config.http.bind)
             .await
@@ -193,13 +200,18 @@ impl Service {
             ready: false,
             partitions: Vec::new(),
         };
-        let app = Arc::new(AppState::new(
-            first,
-            metrics.clone(),
-            senders,
-            core,
-            opts.clock,
-        ));
+        let group = Some(
+            crate::group::start(&config, &clients, access.peer_token.clone(), addr, &metrics)
+                .await?,
+        );
+        let mut app = AppState::new(first, metrics.clone(), senders, core, opts.clock);
+        if let Some(g) = &group {
+            app = app.with_group(g.clone());
+        }
+        let app = Arc::new(app);
+        if let Some(g) = &group {
+            g.spawn_members(&config, &clients, addr, app.clone())?;
+        }
         let refresh = Duration::from_millis(config.http.refresh_ms);
         let (ra, rr, rs) = (app.clone(), router.clone(), stop.clone());
         let refresher = std::thread::Builder::new()
@@ -241,6 +253,7 @@ impl Service {
             admin_addr,
             http: Some(http),
             failed,
+            group,
         })
     }
 
@@ -283,7 +296,12 @@ impl Service {
         let poll = self.poll_thread.take();
         let refresher = self.refresher.take();
         let workers = std::mem::take(&mut self.worker_threads);
+        let group = self.group.take();
         tokio::task::spawn_blocking(move || {
+            // The tombstone first: the others stop asking this instance at once.
+            if let Some(g) = group {
+                g.stop();
+            }
             if let Some(t) = poll {
                 let _ = t.join();
             }
@@ -389,6 +407,7 @@ fn refresh_once(app: &AppState, router: &Router) -> anyhow::Result<()> {
             position: p.position(),
             target: p.target.load(Ordering::Acquire),
             path: p.path().as_str(),
+            watermark: Some(p.newest_ts.load(Ordering::Acquire)).filter(|t| *t != i64::MIN),
         })
         .collect();
     let snapshot = Arc::new(Snapshot {

@@ -206,7 +206,12 @@ fn two_instances_split_the_partitions_and_add_up() {
             if pa.is_empty() || pb.is_empty() || all != (0..6).collect::<Vec<_>>() {
                 return None;
             }
-            let q = format!("/api/v1/report?as_of={}", as_of.replace('+', "%2B"));
+            // Each instance's own share (SPEC §8.8: without `scope=local` both answer
+            // for the whole group).
+            let q = format!(
+                "/api/v1/report?scope=local&as_of={}",
+                as_of.replace('+', "%2B")
+            );
             let (sa, ra) = a.get(&q);
             let (sb, rb) = b.get(&q);
             if sa != 200 || sb != 200 {

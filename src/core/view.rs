@@ -7,7 +7,7 @@
 //! to the customer's licenses plus the partition's notification list, never a walk of
 //! every license.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::CoreConfig;
 use super::signals::Notification;
@@ -16,7 +16,7 @@ use super::state::Status;
 use super::time::{day_of, format_rfc3339, Micros, NEVER};
 
 /// One customer, as the HTTP API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerView {
     /// The customer id.
     pub customer_id: String,
@@ -31,7 +31,7 @@ pub struct CustomerView {
 }
 
 /// A health score with the penalties that lowered it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CustomerHealth {
     /// 0–100.
     pub score: u32,
@@ -42,7 +42,7 @@ pub struct CustomerHealth {
 }
 
 /// One health penalty.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Penalty {
     /// The reason, e.g. `inactive_7d`.
     pub reason: String,
@@ -51,7 +51,7 @@ pub struct Penalty {
 }
 
 /// One license of the customer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LicenseView {
     /// The license key.
     pub license_key: String,

@@ -690,6 +690,13 @@
     b.hidden = !text;
     b.textContent = text || '';
   }
+  // SPEC §8.8: a group answer short of some partitions says so; so does the dashboard.
+  function incomplete(r) {
+    if (!r || r.complete !== false) return '';
+    const parts = (r.missing_partitions || []).map((p) => p.topic + '/' + p.partition);
+    return 'Incomplete: the figures leave out ' + (parts.length ? 'partitions ' + parts.join(', ') : 'some partitions') +
+      ' (a member unreachable, or a partition unassigned or still restoring); retrying.';
+  }
   function setStatus(ok, asOf) {
     const dot = document.getElementById('live-dot');
     if (dot) { dot.className = 'dot'; void dot.offsetWidth; dot.className = 'dot ' + (ok ? 'ok' : 'err'); }
@@ -765,7 +772,7 @@
       const r = await getJson('/api/v1/summary?top=' + TOP);
       drawOverview(r);
       setStatus(true, r.as_of);
-      banner('');
+      banner(incomplete(r));
     } catch (e) {
       setStatus(false);
       banner(e.status === 401 ? '' : 'Cannot load the summary (' + e.message + '); retrying.');

@@ -43,6 +43,17 @@ pub struct HttpConfig {
     pub auth_token_file: Option<PathBuf>,
     /// Whether `/metrics` also needs the token (it never does when no token is set).
     pub metrics_require_auth: bool,
+    /// The URL the group's other instances reach this one at (SPEC §8.8), e.g.
+    /// `http://10.1.2.3:9464` (in Kubernetes, the pod IP). Default: `http://` and the
+    /// bound address of `http.bind`.
+    pub advertised_url: Option<String>,
+    /// Name of the environment variable holding the instances' shared peer token.
+    pub peer_token_env: String,
+    /// File holding the peer token (used when the variable is unset). With neither, the
+    /// internal endpoint answers loopback peers only.
+    pub peer_token_file: Option<PathBuf>,
+    /// How long a group answer waits for a peer, in milliseconds.
+    pub peer_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -59,6 +70,10 @@ impl Default for HttpConfig {
             auth_token_env: "KEYPULSE_HTTP_TOKEN".into(),
             auth_token_file: None,
             metrics_require_auth: false,
+            advertised_url: None,
+            peer_token_env: "KEYPULSE_PEER_TOKEN".into(),
+            peer_token_file: None,
+            peer_timeout_ms: 2_000,
         }
     }
 }
@@ -90,6 +105,7 @@ impl HttpConfig {
         }
         for (key, v) in [
             ("http.refresh_ms", self.refresh_ms),
+            ("http.peer_timeout_ms", self.peer_timeout_ms),
             ("http.header_read_timeout_ms", self.header_read_timeout_ms),
             ("http.idle_timeout_ms", self.idle_timeout_ms),
             ("http.max_connections", self.max_connections as u64),
@@ -127,6 +143,14 @@ impl HttpConfig {
                 "http.auth_token_env",
                 "must be the name of an environment variable (letters, digits, `_`)",
             ));
+        }
+        if let Some(u) = &self.advertised_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(key_error(
+                    "http.advertised_url",
+                    format!("`{u}` must start with http:// or https://"),
+                ));
+            }
         }
         Ok(())
     }

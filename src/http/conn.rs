@@ -153,7 +153,10 @@ impl Conn {
         });
         let (router, requests, act) =
             (self.router.clone(), self.requests.clone(), activity.clone());
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // Who is asking (the internal routes answer only loopback without a peer token).
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             act.in_flight.fetch_add(1, Ordering::Relaxed);
             act.started.fetch_add(1, Ordering::Relaxed);
             let guard = InFlight(act.clone());

@@ -9,7 +9,13 @@
 //!   with their upgrade triggers, notifications), licenses paged by `limit`/`offset`;
 //! - `GET /api/v1/churn-risk`, `/api/v1/upgrade-pipeline`, `/api/v1/sharing-suspects` (SPEC §8.3), `/api/v1/notifications`: the
 //!   report's lists, paged ([`paging`]);
-//! - `GET /metrics`, `/healthz`, `/readyz`; and the dashboard's pages ([`crate::dashboard`]).
+//! - `GET /metrics`, `/healthz`, `/readyz`; and the dashboard's pages ([`crate::dashboard`]);
+//! - `GET /internal/v1/...`: what the group's instances ask each other ([`group`]), behind
+//!   the peer token, not the user's.
+//!
+//! The report, the summary and the lists answer for the whole consumer group when the
+//! service runs in one (SPEC §8.8: `complete`, `missing_partitions`); `?scope=local` gives
+//! this instance's own share.
 //!
 //! The admin listener (`http.admin_bind`, optional) serves only `/healthz`, `/readyz` and
 //! `/metrics`, with its own accept loop and connection cap ([`server`]).
@@ -25,6 +31,7 @@ pub mod auth;
 pub mod config;
 mod conn;
 pub mod error;
+pub mod group;
 pub mod paging;
 pub mod server;
 pub mod summary;
@@ -46,6 +53,8 @@ pub struct Access {
     pub auth: Auth,
     /// Whether `/metrics` needs the token too.
     pub metrics_require_auth: bool,
+    /// The instances' shared token for the internal routes (none: loopback peers only).
+    pub peer_token: crate::group::PeerToken,
 }
 
 /// The API routes that the token guards (add new `/api/v1/...` routes here).
@@ -87,8 +96,9 @@ pub fn router(app: Arc<AppState>, access: &Access) -> Router {
         .with_state(app.clone())
         .route_layer(from_fn_with_state(access.auth.clone(), auth::require_token));
     with_fallbacks(
-        probe_routes(app, access)
+        probe_routes(app.clone(), access)
             .merge(api)
+            .merge(group::internal_routes(app, access.peer_token.clone()))
             .merge(crate::dashboard::dashboard_routes()),
     )
 }

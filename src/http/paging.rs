@@ -29,6 +29,8 @@ pub struct PageQuery {
     pub limit: Option<usize>,
     /// Items to skip.
     pub offset: Option<usize>,
+    /// `group` (default) or `local` (SPEC §8.8).
+    pub scope: Option<super::group::Scope>,
 }
 
 impl PageQuery {

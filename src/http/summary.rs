@@ -36,6 +36,8 @@ const SERIES_DAYS: i32 = 14;
 pub struct SummaryQuery {
     /// Items per list (default [`DEFAULT_TOP`], at most [`MAX_TOP`]).
     pub top: Option<usize>,
+    /// `group` (default) or `local` (SPEC §8.8).
+    pub scope: Option<super::group::Scope>,
 }
 
 /// The first `n` items of `list`, with the list's length: `{"total", "items"}`.

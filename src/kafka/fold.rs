@@ -124,6 +124,19 @@ pub struct WorkerAggregate {
     pub bytes: usize,
 }
 
+/// One partition's aggregate at a given `as_of` (for the group's answers, SPEC §8.8).
+#[derive(Debug)]
+pub struct PartitionAggregate {
+    /// Which partition.
+    pub tp: TopicPartition,
+    /// The next offset to fold ([`NO_OFFSET`] before any).
+    pub next: i64,
+    /// The newest event `ts` folded (`i64::MIN` before any).
+    pub newest_ts: Micros,
+    /// Its aggregate.
+    pub aggregate: Aggregate,
+}
+
 /// A message to a fold worker.
 pub enum WorkerMsg {
     /// A partition was assigned: hold `state` for it (empty for a rebuild).
@@ -176,6 +189,13 @@ pub enum WorkerMsg {
         as_of: Option<Micros>,
         /// Where to answer.
         reply: Sender<WorkerAggregate>,
+    },
+    /// The aggregate of each of the worker's partitions at `as_of`, apart (SPEC §8.8).
+    Partitions {
+        /// The instant (`None`: before any event).
+        as_of: Option<Micros>,
+        /// Where to answer.
+        reply: Sender<Vec<PartitionAggregate>>,
     },
     /// The view of one customer, if one of the worker's partitions holds it.
     Customer {
@@ -434,6 +454,19 @@ impl Worker {
                         .with_label_values(&[&*tp.topic, &tp.partition.to_string()])
                         .set(bytes as i64);
                 }
+                let _ = reply.send(out);
+            }
+            WorkerMsg::Partitions { as_of, reply } => {
+                let out = self
+                    .held
+                    .iter()
+                    .map(|(tp, h)| PartitionAggregate {
+                        tp: tp.clone(),
+                        next: h.next,
+                        newest_ts: h.newest_ts,
+                        aggregate: h.state.aggregate(as_of, &self.shared.cfg),
+                    })
+                    .collect();
                 let _ = reply.send(out);
             }
             WorkerMsg::Customer { id, as_of, reply } => {
