@@ -49,6 +49,12 @@ pub trait DecisionSink: Send + Sync {
     fn has_unclaimed(&self) -> bool {
         true
     }
+
+    /// Whether the sink can answer [`Self::is_recorded`] yet (`false` while the outbox is
+    /// still loading the decision log). Exactly-once commits wait for it.
+    fn is_ready(&self) -> bool {
+        true
+    }
 }
 
 /// A sink that only logs each decision (the `none` transport and `--dry-run`).
@@ -128,6 +134,10 @@ impl DecisionSink for DeferredSink {
         self.inner.get().map_or(true, |s| s.has_unclaimed())
     }
 
+    fn is_ready(&self) -> bool {
+        self.inner.get().is_some_and(|s| s.is_ready())
+    }
+
     fn customers_restored(&self, customers: &HashSet<Box<str>>) {
         self.forward_or_keep(
             |s| s.customers_restored(customers),
@@ -177,6 +187,15 @@ mod tests {
             reasons: vec!["expired".into()],
             facts: None,
         }
+    }
+
+    #[test]
+    fn deferred_sink_is_ready_and_knows_records_only_once_attached() {
+        let deferred = DeferredSink::new();
+        assert!(!deferred.is_ready(), "commits wait for the outbox");
+        assert!(!deferred.is_recorded("k"));
+        deferred.attach(Arc::new(Collect::default()));
+        assert!(deferred.is_ready());
     }
 
     #[test]

@@ -354,7 +354,13 @@ impl Router {
             // the state last committed).
             if lost {
                 eos.settle(&self.workers, true, &self.metrics);
-            } else if !eos.commit_now(consumer, &self.workers, Some(tps), &self.metrics) {
+            } else if !eos.commit_now(
+                consumer,
+                &self.workers,
+                Some(tps),
+                &self.metrics,
+                &*self.sink,
+            ) {
                 tracing::warn!(partitions = tps.len(), "the last commit of revoked partitions did not go through; their next owner restores the state last committed");
             }
         }
@@ -713,7 +719,7 @@ pub fn poll_loop(
         if early || last_commit.elapsed() >= settings.commit_interval {
             last_commit = Instant::now();
             if let Some(eos) = &router.eos {
-                eos.start(&consumer, &router.workers, None);
+                eos.start(&consumer, &router.workers, None, &*router.sink);
                 continue;
             }
             let due: Vec<(TopicPartition, i64)> = router
@@ -732,7 +738,13 @@ pub fn poll_loop(
     tracing::info!("stopping the consumer: folding what was polled, then committing");
     router.flush_batches(None);
     if let Some(eos) = &router.eos {
-        if eos.commit_now(&consumer, &router.workers, None, &router.metrics) {
+        if eos.commit_now(
+            &consumer,
+            &router.workers,
+            None,
+            &router.metrics,
+            &*router.sink,
+        ) {
             tracing::info!("folded state, dead letters, decisions and offsets committed");
         } else {
             tracing::warn!("the last commit did not go through; the next owner restores the state last committed");

@@ -15,7 +15,8 @@
 //! - [`Eos::commit_now`]: the same, waited for, on revocation and at shutdown.
 //!
 //! Guarantees: at most one commit is in flight; its outcome is settled before the next
-//! is staged; the transaction calls never run on a fold worker or the async runtime.
+//! is staged; nothing is committed before the decision sink is ready (the outbox has
+//! loaded the decision log, so it knows which decisions are recorded already); the transaction calls never run on a fold worker or the async runtime.
 
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Mutex;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
 use crate::metrics::Metrics;
+use crate::sink::DecisionSink;
 
 use super::durable::StagedPartition;
 use super::eos_metrics::EosMetrics;
@@ -76,9 +78,15 @@ impl Eos {
         consumer: &BaseConsumer<C>,
         workers: &[SyncSender<WorkerMsg>],
         only: Option<&[TopicPartition]>,
+        sink: &dyn DecisionSink,
     ) -> bool {
         let mut slot = lock(&self.in_flight);
         if slot.is_some() {
+            return false;
+        }
+        if !sink.is_ready() {
+            // The outbox has not loaded the decision log yet: it could not tell which
+            // decisions are recorded already, so nothing is committed before it has.
             return false;
         }
         let started = Instant::now();
@@ -166,9 +174,10 @@ impl Eos {
         workers: &[SyncSender<WorkerMsg>],
         only: Option<&[TopicPartition]>,
         metrics: &Metrics,
+        sink: &dyn DecisionSink,
     ) -> bool {
         self.settle(workers, true, metrics);
-        if !self.start(consumer, workers, only) {
+        if !self.start(consumer, workers, only, sink) {
             return true;
         }
         self.settle(workers, true, metrics) == Some(true)
