@@ -31,24 +31,10 @@ impl Rng {
 /// RFC 3339 with milliseconds, `sec` seconds after 2026-08-30T00:00:00Z.
 fn ts(sec: u64, ms: u64) -> String {
     const START: i64 = 1_788_048_000;
-    let t = START + sec as i64;
-    let (days, rem) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    // civil from days (H. Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    chrono::DateTime::from_timestamp(START + sec as i64, (ms * 1_000_000) as u32)
+        .expect("a time inside chrono's range")
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 struct Names {
