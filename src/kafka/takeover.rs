@@ -196,9 +196,10 @@ impl Takeover {
     ) -> Plan {
         let tp = r.input.clone();
         let cl = r.changelog;
-        let watermarks = consumer
-            .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
-            .ok();
+        // Read once: the rebuild-or-refuse decision needs the first offset, the consumer
+        // setup the last.
+        let marks = consumer.fetch_watermarks(&tp.topic, tp.partition, self.timeout);
+        let watermarks = marks.as_ref().ok().copied();
         metrics.observe_restore(cl.seconds, cl.records_read, cl.bytes_read);
         for p in &cl.problems {
             tracing::warn!(partition = %tp, problem = ?p, "changelog record that fits no key; ignored");
@@ -215,10 +216,7 @@ impl Takeover {
             .unwrap_or(1_000_000);
         let writer = PartitionWriter::new(&cl.topic, cl.partition, cl.chunks);
         let Some(figures) = figures else {
-            let mut plan =
-                self.rebuild_or_refuse(consumer, tp, r.committed, counted, writer, limit, metrics);
-            plan.watermarks = plan.watermarks.or(watermarks);
-            return plan;
+            return self.rebuild_or_refuse(marks, tp, r.committed, counted, writer, limit, metrics);
         };
         let customers: Vec<(String, Vec<u8>)> = values
             .into_iter()
@@ -266,9 +264,9 @@ impl Takeover {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn rebuild_or_refuse<C: ConsumerContext>(
+    fn rebuild_or_refuse(
         &self,
-        consumer: &BaseConsumer<C>,
+        marks: rdkafka::error::KafkaResult<(i64, i64)>,
         tp: TopicPartition,
         committed: Option<i64>,
         counted: i64,
@@ -276,8 +274,8 @@ impl Takeover {
         limit: usize,
         metrics: &EosMetrics,
     ) -> Plan {
-        let low = match consumer.fetch_watermarks(&tp.topic, tp.partition, self.timeout) {
-            Ok((low, _)) => low,
+        let (low, high) = match marks {
+            Ok(m) => m,
             Err(e) => {
                 tracing::error!(partition = %tp, error = %e, "cannot read the input's first offset; the partition stays paused");
                 return self.paused(&tp, Path::Failed, metrics);
@@ -302,7 +300,7 @@ impl Takeover {
             state: Box::new(PartitionState::new()),
             next: NO_OFFSET,
             count_from: committed.unwrap_or(0).max(counted),
-            watermarks: None,
+            watermarks: Some((low, high)),
         }
     }
 
