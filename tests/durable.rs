@@ -20,22 +20,10 @@ use serde_json::Value;
 const READY_LIMIT: Duration = Duration::from_secs(180);
 const PARTITIONS: i32 = 6;
 
-/// The value of one series of a Prometheus text exposition (`labels` as written, or
-/// empty for an unlabelled one).
-fn series(text: &str, name: &str, labels: &str) -> Option<f64> {
-    let prefix = if labels.is_empty() {
-        format!("{name} ")
-    } else {
-        format!("{name}{{{labels}}} ")
-    };
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-}
-
 fn metric(inst: &Instance, name: &str, labels: &str) -> f64 {
     let (_, text) = inst.get_text("/metrics");
-    series(&text, name, labels).unwrap_or(0.0)
+    let labels: Vec<&str> = (!labels.is_empty()).then_some(labels).into_iter().collect();
+    common::smtp::metric_sum(&text, name, &labels).unwrap_or(0.0)
 }
 
 /// The `path` of every partition `/readyz` lists.

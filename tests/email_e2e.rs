@@ -12,10 +12,11 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::smtp::Sink;
 use keypulse::config::Config;
 use keypulse::core::{CoreConfig, Notification, NotificationKind};
 use keypulse::email::render::message_id;
@@ -57,50 +58,6 @@ macro_rules! need {
             None => return,
         }
     };
-}
-
-/// A running smtp_sink.py; killed when dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-}
-
-impl Sink {
-    fn start(cmd: &[String], dir: &Path, port: u16, extra: &[&str]) -> Sink {
-        let mut c = Command::new(&cmd[0]);
-        c.args(&cmd[1..])
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--dir")
-            .arg(dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = c.spawn().expect("spawn the SMTP sink");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("sink stdout"))
-            .read_line(&mut line)
-            .expect("read the sink's LISTENING line");
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from the sink: {line:?}"));
-        Sink { child, port }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// One message the sink accepted.
@@ -305,7 +262,7 @@ async fn every_fixture_arrives_as_its_report_says() {
     let brokers = need!(brokers());
     for name in common::fixture_names() {
         let dir = tempfile::tempdir().unwrap();
-        let sink = Sink::start(&sink_cmd, dir.path(), 0, &[]);
+        let sink = Sink::start(&sink_cmd, dir.path(), 0);
         let cfg = config(sink.port, Some(&brokers));
         let decisions = decisions_of(&common::fixture_events(&name));
         let expected = expected_of(&name);
@@ -372,7 +329,7 @@ async fn killed_mid_stream_and_restarted_sends_each_email_once() {
     let sink_cmd = need!(sink_command());
     let brokers = need!(brokers());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), 0);
     let port = sink.port;
     let cfg = config(port, Some(&brokers));
     let decisions = decisions_of(&common::fixture_events("noisy"));
@@ -411,7 +368,7 @@ async fn killed_mid_stream_and_restarted_sends_each_email_once() {
 
     // 3. Restart: SMTP back, a new outbox on the same topic, every decision re-submitted
     //    (a partition rebuilt from the start of its Kafka partition).
-    let sink = Sink::start(&sink_cmd, dir.path(), port, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), port);
     let b = start_outbox(&cfg, kafka_log(&cfg).await).await;
     for n in &decisions {
         b.submit(n);
@@ -438,7 +395,7 @@ async fn killed_at_an_arbitrary_moment_loses_nothing() {
     let sink_cmd = need!(sink_command());
     let brokers = need!(brokers());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), 0);
     let cfg = config(sink.port, Some(&brokers));
     let decisions = decisions_of(&common::fixture_events("noisy"));
     let a = start_outbox(&cfg, kafka_log(&cfg).await).await;
@@ -511,7 +468,7 @@ async fn smtp_down_while_deciding_then_up_delivers_each_once() {
     assert_eq!(m.total(Outcome::Sent), 0);
     assert_eq!(outbox.depth() as usize, decisions.len());
     assert_eq!(m.total(Outcome::Failed), 0);
-    let sink = Sink::start(&sink_cmd, dir.path(), port, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), port);
     let down_for = t0.elapsed();
     wait_until("all sent once SMTP is up", Duration::from_secs(30), || {
         m.total(Outcome::Sent) as usize == decisions.len() && outbox.depth() == 0
@@ -532,7 +489,7 @@ async fn smtp_down_while_deciding_then_up_delivers_each_once() {
 async fn a_4xx_is_retried_and_delivered_once() {
     let sink_cmd = need!(sink_command());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &["--fail-first", "2"]);
+    let sink = Sink::start_with(&sink_cmd, dir.path(), 0, &["--fail-first", "2"]);
     let cfg = config(sink.port, None);
     let decisions = decisions_of(&common::fixture_events("edge"));
     let outbox = start_outbox(&cfg, Arc::new(MemoryLog::new())).await;
@@ -562,7 +519,7 @@ async fn a_5xx_is_recorded_failed_and_not_retried() {
     let sink_cmd = need!(sink_command());
     let brokers = need!(brokers());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &["--reject-all"]);
+    let sink = Sink::start_with(&sink_cmd, dir.path(), 0, &["--reject-all"]);
     let cfg = config(sink.port, Some(&brokers));
     let decisions = decisions_of(&common::fixture_events("edge"));
     let outbox = start_outbox(&cfg, kafka_log(&cfg).await).await;
@@ -675,7 +632,7 @@ fn hostile_events() -> Vec<u8> {
 async fn hostile_event_fields_are_escaped_or_refused_and_counted() {
     let sink_cmd = need!(sink_command());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), 0);
     let cfg = config(sink.port, None);
     let decisions = decisions_of(&hostile_events());
     let kinds: Vec<_> = decisions.iter().map(|n| n.kind).collect();
@@ -814,7 +771,7 @@ async fn a_second_instance_catches_up_before_a_rebuild() {
     let sink_cmd = need!(sink_command());
     let brokers = need!(brokers());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), 0);
     let cfg = config(sink.port, Some(&brokers));
     let decisions = decisions_of(&common::fixture_events("small"));
     let b = start_outbox(&cfg, kafka_log(&cfg).await).await;
@@ -886,7 +843,7 @@ async fn a_revoked_partition_is_released_and_sent_once_by_its_new_owner() {
     }
     let mb = b.metrics().clone();
     assert_eq!(mb.total(Outcome::Resumed) as usize, decisions.len());
-    let sink = Sink::start(&sink_cmd, dir.path(), port, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), port);
     wait_until("B sent everything", Duration::from_secs(30), || {
         mb.total(Outcome::Sent) as usize == decisions.len() && b.depth() == 0
     })
@@ -911,7 +868,7 @@ async fn starttls_required_means_nothing_goes_out_in_clear_text() {
     // given up, and the outbox keeps waiting for a server it may use.
     let sink_cmd = need!(sink_command());
     let dir = tempfile::tempdir().unwrap();
-    let sink = Sink::start(&sink_cmd, dir.path(), 0, &[]);
+    let sink = Sink::start(&sink_cmd, dir.path(), 0);
     let mut cfg = config(sink.port, None);
     cfg.email.smtp.security = "starttls".into();
     let decisions = decisions_of(&common::fixture_events("edge"));
@@ -1091,7 +1048,7 @@ fn start_tls_sink(
         .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("TLS sink said {line:?}"));
-    Sink { child, port }
+    Sink::adopt(child, port)
 }
 
 async fn tls_round_trip(mode: &str, with_auth: bool) {

@@ -38,12 +38,18 @@ pub struct Sink {
 impl Sink {
     /// Starts the sink on `port` (0: any free port) and waits for its `LISTENING` line.
     pub fn start(cmd: &[String], dir: &Path, port: u16) -> Sink {
+        Self::start_with(cmd, dir, port, &[])
+    }
+
+    /// As [`Self::start`], with extra arguments for the sink (e.g. `--reply-4xx`).
+    pub fn start_with(cmd: &[String], dir: &Path, port: u16, extra: &[&str]) -> Sink {
         let mut child = Command::new(&cmd[0])
             .args(&cmd[1..])
             .arg("--port")
             .arg(port.to_string())
             .arg("--dir")
             .arg(dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -59,6 +65,11 @@ impl Sink {
             .and_then(|a| a.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from the sink: {line:?}"));
+        Sink { child, port }
+    }
+
+    /// A sink started otherwise (e.g. the TLS sink of `email_e2e`), listening on `port`.
+    pub fn adopt(child: Child, port: u16) -> Sink {
         Sink { child, port }
     }
 
