@@ -5,54 +5,14 @@
 //! realistic mix (mostly validations, some lifecycle, domain and support events) over
 //! 100 k licenses, 1.2 M lines of about 200–250 bytes.
 
-use std::borrow::Cow;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use keypulse::core::{decode, CoreConfig, PartitionState};
-use serde::Deserialize;
+use support::{BareEvent, Rng};
 
-/// The event's fields as a plain serde struct: the baseline "bare serde_json" decode.
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct BareEvent<'a> {
-    #[serde(borrow, rename = "type")]
-    ty: Cow<'a, str>,
-    #[serde(borrow)]
-    ts: Cow<'a, str>,
-    #[serde(borrow)]
-    event_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    customer_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    license_key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    plan: Option<Cow<'a, str>>,
-    domain_limit: Option<u64>,
-    mrr_cents: Option<u64>,
-    #[serde(borrow)]
-    email: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    domain: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    result: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    country: Option<Cow<'a, str>>,
-}
-
-/// A small deterministic generator (xorshift), so every run folds the same log.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "../crates/keypulse-core/examples/support/mod.rs"]
+mod support;
 
 fn ts(sec: u64) -> String {
     chrono::DateTime::from_timestamp(1_788_000_000 + sec as i64, 0)

@@ -8,39 +8,13 @@
 //! Reads the whole file, then decodes line by line; prints `lines=`, `decoded=` and
 //! `decode_secs=` (the decode alone; `scripts/bench` times the whole process).
 
-use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::Instant;
 
-use serde::Deserialize;
+#[path = "support/mod.rs"]
+mod support;
 
-/// The event's fields as a plain serde struct (strings borrowed where unescaped).
-#[allow(dead_code)]
-#[derive(Deserialize)]
-struct BareEvent<'a> {
-    #[serde(borrow, rename = "type")]
-    ty: Cow<'a, str>,
-    #[serde(borrow)]
-    ts: Cow<'a, str>,
-    #[serde(borrow)]
-    event_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    customer_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    license_key: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    plan: Option<Cow<'a, str>>,
-    domain_limit: Option<u64>,
-    mrr_cents: Option<u64>,
-    #[serde(borrow)]
-    email: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    domain: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    result: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    country: Option<Cow<'a, str>>,
-}
+use support::BareEvent;
 
 fn main() {
     let Some(path) = std::env::args().nth(1) else {

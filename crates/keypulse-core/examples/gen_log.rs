@@ -14,19 +14,10 @@
 
 use std::io::{BufWriter, Write};
 
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+#[path = "support/mod.rs"]
+mod support;
+
+use support::Rng;
 
 /// RFC 3339 with milliseconds, `sec` seconds after 2026-08-30T00:00:00Z.
 fn ts(sec: u64, ms: u64) -> String {
