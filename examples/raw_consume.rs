@@ -1,8 +1,10 @@
 //! `scripts/bench-kafka`'s baseline: a bare librdkafka consumer that reads a whole topic
 //! from the beginning and does nothing with the messages. Same fetch settings as the
-//! service (`fetch.queue.backoff.ms=10`). Prints `raw_rate=<msg/s>` (first message to last).
+//! service's defaults (`kafka::client::GROUP_CONSUMER_DEFAULTS`' fetch keys). Prints
+//! `raw_rate=<msg/s>` (first message to last).
 //!
-//! Usage: `raw_consume BROKERS TOPIC`
+//! Usage: `raw_consume BROKERS TOPIC [ISOLATION]` (`read_committed`, the default, or
+//! `read_uncommitted`)
 
 use std::time::{Duration, Instant};
 
@@ -13,16 +15,21 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 3 {
-        eprintln!("usage: raw_consume BROKERS TOPIC");
+        eprintln!("usage: raw_consume BROKERS TOPIC [ISOLATION]");
         std::process::exit(2);
     }
     let (brokers, topic) = (&args[1], &args[2]);
-    let consumer: BaseConsumer = ClientConfig::new()
+    let isolation = args.get(3).map_or("read_committed", String::as_str);
+    let mut config = ClientConfig::new();
+    for (k, v) in keypulse::kafka::client::FETCH_DEFAULTS {
+        config.set(k, v);
+    }
+    let consumer: BaseConsumer = config
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("raw-consume-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("fetch.queue.backoff.ms", "10")
+        .set("isolation.level", isolation)
         .create()
         .expect("consumer");
     let md = consumer
