@@ -42,18 +42,18 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 
+use super::batch::{Batch, BatchPool};
 use super::client::ClientSettings;
 use super::dlq::DeadLetter;
 use super::eos::Eos;
-use super::fold::{Batch, WorkerMsg};
+use super::fold::WorkerMsg;
 use super::takeover::Plan;
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
 use crate::sink::DecisionSink;
 
-/// A batch is handed to its worker at this many messages...
-const BATCH_MESSAGES: usize = 1024;
-/// ...or this many bytes, or when the client has nothing more to give right now.
-const BATCH_BYTES: usize = 512 * 1024;
+/// The poll loop looks at the clock, the commit and the housekeeping once every this many
+/// messages (and whenever the client has nothing to give), not after each message.
+const CHECK_EVERY: u32 = 64;
 /// How long a revocation or a shutdown waits for a worker to answer.
 const WORKER_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -65,9 +65,13 @@ pub struct Router {
     assignment: RwLock<BTreeMap<TopicPartition, Arc<PartitionProgress>>>,
     /// Batches being filled by the poll thread, at most one per partition.
     batches: Mutex<Vec<Batch>>,
+    /// Where the batches' buffers come from and go back to.
+    pool: Arc<BatchPool>,
     /// Partitions assigned by the group, not yet set up (done on the poll thread, outside
     /// the rebalance callback, since it asks the broker for offsets).
     pending_assign: Mutex<Vec<TopicPartition>>,
+    /// Set when `pending_assign` gets partitions: the poll thread looks at the list only then.
+    assign_pending: AtomicBool,
     /// Per partition, the offset below which this process already counted every message.
     counted_through: Mutex<HashMap<TopicPartition, i64>>,
     /// Interned topic names.
@@ -113,7 +117,9 @@ impl Router {
             workers,
             assignment: RwLock::new(BTreeMap::new()),
             batches: Mutex::new(Vec::new()),
+            pool: Arc::default(),
             pending_assign: Mutex::new(Vec::new()),
+            assign_pending: AtomicBool::new(false),
             counted_through: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
             joined: AtomicBool::new(false),
@@ -170,22 +176,17 @@ impl Router {
                         topic: self.intern(topic),
                         partition,
                     };
-                    batches.push(Batch::new(tp));
+                    batches.push(self.pool.batch(tp));
                     batches.len() - 1
                 }
             };
             let b = &mut batches[i];
             b.push(m.offset(), m.key(), m.payload());
-            (b.msgs.len() >= BATCH_MESSAGES || b.buf.len() >= BATCH_BYTES)
-                .then(|| batches.swap_remove(i))
+            b.is_full().then(|| batches.swap_remove(i))
         };
         if let Some(b) = full {
             self.hand_over(b);
         }
-    }
-
-    fn has_partial(&self) -> bool {
-        !lock(&self.batches).is_empty()
     }
 
     /// Hands every partial batch (of `only` these partitions, if given) to its worker.
@@ -226,6 +227,9 @@ impl Router {
 
     /// Sets up the partitions the group assigned (on the poll thread).
     fn setup_assigned<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        if !self.assign_pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
         // Left in `pending_assign` until set up, so that readiness never sees them in
         // neither table.
         let tps = lock(&self.pending_assign).clone();
@@ -564,6 +568,7 @@ impl ConsumerContext for Ctx {
                         }
                         let tps = tps_of(tpl, &self.router);
                         lock(&self.router.pending_assign).extend(tps);
+                        self.router.assign_pending.store(true, Ordering::Release);
                         // The settle time counts from the end of a (possibly long) restore.
                         *lock(&self.router.last_change) = Instant::now();
                         self.router.joined.store(true, Ordering::Release);
@@ -657,19 +662,11 @@ pub fn poll_loop(
     let mut last_poll_error: Option<Instant> = None;
     let started = Instant::now();
     let mut warned_no_assignment = false;
+    // Messages routed since the last flush, and since the last look at the clock.
+    let mut unflushed = false;
+    let mut since_check = 0u32;
     while !stop.load(Ordering::Acquire) {
-        if !warned_no_assignment
-            && settings.default_protocol
-            && started.elapsed() > Duration::from_secs(30)
-            && !router.joined.load(Ordering::Acquire)
-        {
-            warned_no_assignment = true;
-            tracing::warn!(
-                "no partition assigned after 30 s with group.protocol=consumer (KIP-848); \
-                 brokers older than Apache Kafka 4.0 need kafka.properties.\"group.protocol\" = \"classic\""
-            );
-        }
-        let timeout = if router.has_partial() {
+        let timeout = if unflushed {
             Duration::ZERO
         } else {
             Duration::from_millis(100)
@@ -678,6 +675,11 @@ pub fn poll_loop(
             Some(Ok(m)) => {
                 router.setup_assigned(&consumer);
                 router.route(&m);
+                unflushed = true;
+                since_check += 1;
+                if since_check < CHECK_EVERY {
+                    continue;
+                }
             }
             Some(Err(e)) => {
                 if let Some((code, reason)) = consumer.client().fatal_error() {
@@ -691,13 +693,29 @@ pub fn poll_loop(
                     tracing::warn!(error = %e, "consumer error (repeats within 5 s not logged)");
                 }
             }
-            None => router.flush_batches(None),
+            None => {
+                router.flush_batches(None);
+                unflushed = false;
+            }
         }
+        since_check = 0;
         router.setup_assigned(&consumer);
         let housekeeping = last_housekeeping.elapsed() >= Duration::from_millis(100);
         if housekeeping {
             last_housekeeping = Instant::now();
             router.flush_batches(None);
+            unflushed = false;
+            if !warned_no_assignment
+                && settings.default_protocol
+                && started.elapsed() > Duration::from_secs(30)
+                && !router.joined.load(Ordering::Acquire)
+            {
+                warned_no_assignment = true;
+                tracing::warn!(
+                    "no partition assigned after 30 s with group.protocol=consumer (KIP-848); \
+                     brokers older than Apache Kafka 4.0 need kafka.properties.\"group.protocol\" = \"classic\""
+                );
+            }
             check_caught_up(&consumer, &router);
             if last_lag.elapsed() >= Duration::from_secs(1) {
                 last_lag = Instant::now();

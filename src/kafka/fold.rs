@@ -26,19 +26,19 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
-use std::time::Instant;
 
-use crate::core::event::{EventKind, RejectReason, EVENT_TYPES};
+use crate::core::event::EventKind;
 use crate::core::time::Micros;
 use crate::core::{
-    decode_bounded, Aggregate, Applied, CoreConfig, CustomerView, Notification, NotificationKind,
-    PartitionState,
+    decode_bounded, Aggregate, Applied, CoreConfig, CustomerView, Notification, PartitionState,
 };
-use crate::metrics::{country_label, Metrics};
+use crate::metrics::Metrics;
 use crate::sink::DecisionSink;
 
+use super::batch::Batch;
 use super::dlq::{dead_letter_record, DeadLetter, Origin};
 use super::durable::{Durable, StagedPartition};
+use super::tally::Tally;
 use super::{PartitionProgress, TopicPartition, NO_OFFSET};
 
 /// How `as_of` and the passing of time are decided.
@@ -48,67 +48,6 @@ pub enum ClockMode {
     Wall,
     /// `as_of` is the newest event `ts` of the instance's partitions (as in replay).
     Event,
-}
-
-/// A message as handed from the poll thread: byte ranges into the batch's buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct RawMessage {
-    /// The message's offset.
-    pub offset: i64,
-    /// The key's byte range in [`Batch::buf`], if the message has a key.
-    pub key: Option<(u32, u32)>,
-    /// The value's byte range in [`Batch::buf`], if the message has a value.
-    pub payload: Option<(u32, u32)>,
-}
-
-/// Consecutive messages of one partition, copied out of the client's buffers.
-#[derive(Debug)]
-pub struct Batch {
-    /// Their partition.
-    pub tp: TopicPartition,
-    /// When the first message was polled.
-    pub polled_at: Instant,
-    /// Keys and values, back to back.
-    pub buf: Vec<u8>,
-    /// The messages, in offset order.
-    pub msgs: Vec<RawMessage>,
-}
-
-impl Batch {
-    /// An empty batch for `tp`.
-    pub fn new(tp: TopicPartition) -> Self {
-        Self {
-            tp,
-            polled_at: Instant::now(),
-            buf: Vec::with_capacity(64 * 1024),
-            msgs: Vec::with_capacity(256),
-        }
-    }
-
-    /// Appends a message.
-    pub fn push(&mut self, offset: i64, key: Option<&[u8]>, payload: Option<&[u8]>) {
-        if self.msgs.is_empty() {
-            self.polled_at = Instant::now();
-        }
-        let mut range = |b: Option<&[u8]>| {
-            b.map(|b| {
-                let start = self.buf.len() as u32;
-                self.buf.extend_from_slice(b);
-                (start, self.buf.len() as u32)
-            })
-        };
-        let key = range(key);
-        let payload = range(payload);
-        self.msgs.push(RawMessage {
-            offset,
-            key,
-            payload,
-        });
-    }
-
-    fn slice(&self, r: Option<(u32, u32)>) -> Option<&[u8]> {
-        r.map(|(s, e)| &self.buf[s as usize..e as usize])
-    }
 }
 
 /// What one worker's partitions add up to at a given `as_of`.
@@ -243,84 +182,6 @@ struct Held {
     newest_ts: Micros,
     /// The durable side (exactly-once mode).
     durable: Option<Box<Durable>>,
-}
-
-/// Per-batch tallies, added to the counters once per batch.
-#[derive(Default)]
-struct Tally {
-    /// Messages folded (rebuilds included).
-    folded: u64,
-    /// Applied events by type, in [`EVENT_TYPES`] order.
-    events: [u64; EVENT_TYPES.len()],
-    /// Validations by result, in `ValidationResult::ALL` order.
-    results: [u64; 6],
-    /// Rejections by reason, in [`RejectReason::ALL`] order.
-    rejected: [u64; RejectReason::ALL.len()],
-    /// Duplicates.
-    duplicates: u64,
-    /// Events of excluded customers.
-    excluded: u64,
-    /// Decisions by kind, in [`NotificationKind::ALL`] order.
-    decided: [u64; NotificationKind::ALL.len()],
-    /// Validations by country label.
-    countries: HashMap<String, u64>,
-}
-
-impl Tally {
-    fn flush(&mut self, m: &Metrics) {
-        m.messages_folded_total.inc_by(self.folded);
-        for (i, n) in self.events.iter().enumerate() {
-            if *n > 0 {
-                m.events_total
-                    .with_label_values(&[EVENT_TYPES[i]])
-                    .inc_by(*n);
-            }
-        }
-        for (i, n) in self.results.iter().enumerate() {
-            if *n > 0 {
-                let r = crate::core::ValidationResult::ALL[i];
-                m.validations_total
-                    .with_label_values(&[r.as_str()])
-                    .inc_by(*n);
-            }
-        }
-        for (i, n) in self.rejected.iter().enumerate() {
-            if *n > 0 {
-                m.events_rejected_total
-                    .with_label_values(&[RejectReason::ALL[i].as_str()])
-                    .inc_by(*n);
-            }
-        }
-        if self.duplicates > 0 {
-            m.events_duplicate_total.inc_by(self.duplicates);
-        }
-        if self.excluded > 0 {
-            m.events_excluded_total.inc_by(self.excluded);
-        }
-        for (i, n) in self.decided.iter().enumerate() {
-            if *n > 0 {
-                m.notifications_decided_total
-                    .with_label_values(&[NotificationKind::ALL[i].as_str()])
-                    .inc_by(*n);
-            }
-        }
-        for (c, n) in self.countries.drain() {
-            m.validations_by_country_total
-                .with_label_values(&[&c])
-                .inc_by(n);
-        }
-        *self = Tally {
-            countries: std::mem::take(&mut self.countries),
-            ..Default::default()
-        };
-    }
-}
-
-fn kind_index(k: NotificationKind) -> usize {
-    NotificationKind::ALL
-        .iter()
-        .position(|x| *x == k)
-        .unwrap_or(0)
 }
 
 /// A fold worker.
@@ -515,13 +376,7 @@ impl Worker {
                             {
                                 t.results[result.index()] += 1;
                                 if let Some(c) = country {
-                                    let label = country_label(c);
-                                    match t.countries.get_mut(label) {
-                                        Some(n) => *n += 1,
-                                        None => {
-                                            t.countries.insert(label.to_string(), 1);
-                                        }
-                                    }
+                                    t.country(c);
                                 }
                             }
                         }
@@ -541,11 +396,7 @@ impl Worker {
                 Err(why) => {
                     h.state.record_rejected();
                     if counted {
-                        let i = RejectReason::ALL
-                            .iter()
-                            .position(|r| *r == why.reason)
-                            .unwrap_or(0);
-                        t.rejected[i] += 1;
+                        t.rejected(why.reason);
                         super::events::MessageRejected {
                             tp: &b.tp,
                             offset: m.offset,
@@ -576,7 +427,7 @@ impl Worker {
             }
             for n in self.out.drain(..) {
                 if counted {
-                    t.decided[kind_index(n.kind)] += 1;
+                    t.decided(n.kind);
                 }
                 match h.durable.as_mut() {
                     // Handed to the sink once its transaction has committed.
@@ -609,7 +460,7 @@ impl Worker {
             }
             h.state.advance_to(now, cfg, &mut self.out);
             for n in self.out.drain(..) {
-                self.tally.decided[kind_index(n.kind)] += 1;
+                self.tally.decided(n.kind);
                 match h.durable.as_mut() {
                     Some(d) => d.decided(n),
                     None => self.shared.sink.submit(&n),

@@ -3,8 +3,10 @@
 //! Owns everything that talks to Kafka. Layout:
 //! - [`client`]: the one librdkafka configuration builder of every client;
 //! - [`consumer`]: the poll thread, the group's assignment and revocation, offsets;
+//! - [`batch`]: the batches the poll thread hands to the fold workers, and their pool;
 //! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
-//!   of the partitions routed to it, where messages are decoded and folded;
+//!   of the partitions routed to it, where messages are decoded and folded ([`tally`]:
+//!   their per-batch counter updates);
 //! - [`dlq`]: the dead-letter producer;
 //! - [`changelog`], [`txn`], [`restore`], [`instance`]: durable state: the compacted
 //!   changelog topic, its keys and chunks, the transactional committer, the restore
@@ -22,6 +24,7 @@
 //! messages already folded; decisions made while rebuilding are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
+pub mod batch;
 pub mod changelog;
 pub mod client;
 pub mod commit;
@@ -35,6 +38,7 @@ pub mod fold;
 pub mod instance;
 pub mod restore;
 pub mod takeover;
+pub mod tally;
 pub mod txn;
 
 use std::fmt;
