@@ -2,7 +2,9 @@
 //!
 //! Owns everything that talks to Kafka. Layout:
 //! - [`client`]: the one librdkafka configuration builder of every client;
-//! - [`consumer`]: the poll thread, the group's assignment and revocation, offsets;
+//! - [`consumer`]: the group consumer and its callbacks; [`poll`]: its poll thread;
+//!   [`router`]: which worker holds each partition, and the batches handed to them;
+//!   [`assign`]: the group's assignment and revocation, offsets;
 //! - [`batch`]: the batches the poll thread hands to the fold workers, and their pool;
 //! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
 //!   of the partitions routed to it, where messages are decoded and folded ([`tally`]:
@@ -24,6 +26,7 @@
 //! messages already folded; decisions made while rebuilding are submitted again to the
 //! [`DecisionSink`](crate::sink::DecisionSink), which de-duplicates them by idempotency key.
 
+pub mod assign;
 pub mod batch;
 pub mod changelog;
 pub mod client;
@@ -36,7 +39,9 @@ pub mod eos_metrics;
 pub mod events;
 pub mod fold;
 pub mod instance;
+pub mod poll;
 pub mod restore;
+pub mod router;
 pub mod takeover;
 pub mod tally;
 pub mod txn;
