@@ -8,7 +8,7 @@
 //! - [`batch`]: the batches the poll thread hands to the fold workers, and their pool;
 //! - [`fold`]: the fold workers, each owning the [`PartitionState`](crate::core::PartitionState)
 //!   of the partitions routed to it, where messages are decoded and folded ([`tally`]:
-//!   their per-batch counter updates);
+//!   their per-batch counter updates; [`worker_msg`]: what they are sent and answer);
 //! - [`dlq`]: the dead-letter producer;
 //! - [`changelog`], [`txn`], [`restore`], [`instance`]: durable state: the compacted
 //!   changelog topic, its keys and chunks, the transactional committer, the restore
@@ -45,6 +45,7 @@ pub mod router;
 pub mod takeover;
 pub mod tally;
 pub mod txn;
+pub mod worker_msg;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
