@@ -1,4 +1,5 @@
-//! The file adapter: fold a JSONL event log, in file order, into one state.
+//! The file adapter: fold a JSONL event log, in file order, into one state (or into
+//! customer shards that report as one, see `shards.rs`).
 //!
 //! Owns reading lines (from a file or stdin), skipping blank ones, and keeping the
 //! rejection summary that `keypulse replay` prints. Guarantees: a line that is not a valid
@@ -12,8 +13,11 @@ use std::io::BufRead;
 
 mod shards;
 
+use crate::core::state::EventCounts;
+use crate::core::time::Micros;
 use crate::core::{
-    decode_bounded, CoreConfig, Event, Notification, PartitionState, RejectReason, Report,
+    decode_bounded, Aggregate, CoreConfig, Event, Notification, PartitionState, RejectReason,
+    Report,
 };
 
 /// How many line numbers per reason the summary keeps.
@@ -174,12 +178,30 @@ pub fn fold_threads() -> usize {
 }
 
 /// A replay in progress: feed it lines, then take the report.
-#[derive(Debug, Default)]
+///
+/// Its state is one [`PartitionState`], or, after a sharded [`Replay::feed_reader`], one
+/// per customer shard (disjoint customers, see `shards.rs`): the shards are never merged
+/// for the report (it is the merge of their aggregates, computed in parallel); only
+/// [`Replay::state_mut`] and [`Replay::into_state`] merge them, for callers that need
+/// one state (to write it out, or to fold on by hand).
+#[derive(Debug)]
 pub struct Replay {
-    pub state: PartitionState,
+    /// One state, or one per shard (at least one).
+    states: Vec<PartitionState>,
     pub rejections: RejectionSummary,
     pub decisions: Vec<Notification>,
     lines: u64,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self {
+            states: vec![PartitionState::new()],
+            rejections: RejectionSummary::default(),
+            decisions: Vec::new(),
+            lines: 0,
+        }
+    }
 }
 
 impl Replay {
@@ -193,16 +215,23 @@ impl Replay {
         self.feed_decoded(&Line::decode(line, cfg.max_event_bytes), cfg);
     }
 
-    /// Folds one line decoded with [`Line::decode`]: the fold's only entry for a line.
+    /// Folds one line decoded with [`Line::decode`]: the fold's only entry for a line (an
+    /// event goes to its customer's shard when the replay is sharded).
     pub fn feed_decoded(&mut self, line: &Line<'_>, cfg: &CoreConfig) {
         self.lines += 1;
         match line {
             Line::Blank => {}
             Line::Event(ev) => {
-                self.state.apply(ev, cfg, &mut self.decisions);
+                let n = self.states.len();
+                let i = if n == 1 {
+                    0
+                } else {
+                    shards::shard_of(ev.customer_id.as_deref(), n) as usize
+                };
+                self.states[i].apply(ev, cfg, &mut self.decisions);
             }
             Line::Rejected(reason) => {
-                self.state.record_rejected();
+                self.states[0].record_rejected();
                 self.rejections.record(*reason, self.lines);
             }
         }
@@ -222,9 +251,10 @@ impl Replay {
 
     /// [`Replay::feed_reader`] on `threads` threads: when `threads` > 1, the input is more
     /// than one batch and nothing was fed before, lines are decoded in parallel and folded
-    /// in `threads` customer shards, merged at the end (`shards.rs`); else on this thread
-    /// alone. The report, the rejection summary and [`Replay::decisions`] are the same
-    /// either way (sums of floats within their last bits).
+    /// in `threads` customer shards, kept apart (`shards.rs`); else on this thread alone
+    /// (a replay already sharded keeps its shards). The report, the rejection summary and
+    /// [`Replay::decisions`] are the same either way (sums of floats within their last
+    /// bits).
     pub fn feed_reader_on(
         &mut self,
         mut input: impl BufRead,
@@ -235,42 +265,100 @@ impl Replay {
         let mut batch = LineBatch::default();
         // Decided at the first batch: sharded when the input is more than one batch, the
         // machine has more than one core and nothing was fed before.
-        // Once sharded, batches are larger: each batch costs two meetings of the threads.
-        let mut sharded: Option<Option<shards::Shards>> = None;
-        let limits = |sharded: &Option<Option<_>>| match sharded {
-            Some(Some(_)) => (shards::BATCH_LINES, shards::BATCH_BYTES),
-            _ => (BATCH_LINES, BATCH_BYTES),
-        };
+        let mut decided = false;
+        let threads = threads.min(MAX_THREADS);
         loop {
-            let (max_lines, max_bytes) = limits(&sharded);
+            let sharded = threads > 1 && self.states.len() > 1;
+            // Once sharded, batches are larger: each batch costs two meetings of the threads.
+            let (max_lines, max_bytes) = if sharded {
+                (shards::BATCH_LINES, shards::BATCH_BYTES)
+            } else {
+                (BATCH_LINES, BATCH_BYTES)
+            };
             if !batch.fill(&mut input, max_lines, max_bytes, cfg.max_event_bytes)? {
                 break;
             }
-            let mode = sharded.get_or_insert_with(|| {
-                let fresh = self.lines == 0 && self.state.sizes() == (0, 0);
-                let n = threads.min(MAX_THREADS);
-                (fresh && n > 1 && batch.is_full()).then(|| shards::Shards::new(n))
-            });
-            match mode {
-                Some(shards) => shards.feed(self, &batch, cfg),
-                None => {
-                    for line in batch.decoded(cfg.max_event_bytes) {
-                        self.feed_decoded(&line, cfg);
-                    }
+            if !decided {
+                decided = true;
+                let fresh = self.lines == 0 && self.states.len() == 1 && self.sizes() == (0, 0);
+                if fresh && threads > 1 && batch.is_full() {
+                    self.states = (0..threads).map(|_| PartitionState::new()).collect();
+                }
+            }
+            if threads > 1 && self.states.len() > 1 {
+                shards::feed(self, &batch, cfg);
+            } else {
+                for line in batch.decoded(cfg.max_event_bytes) {
+                    self.feed_decoded(&line, cfg);
                 }
             }
             on_progress(batch.bytes_read());
         }
-        if let Some(Some(shards)) = sharded {
-            // Nothing was folded into `self.state` (it was fresh): the shards replace it.
-            self.state = shards.merge();
-        }
         Ok(())
     }
 
-    /// The report at the watermark.
+    /// The latest clock over every shard (the watermark of the one state they make).
+    pub fn watermark(&self) -> Option<Micros> {
+        self.states.iter().filter_map(|s| s.watermark()).max()
+    }
+
+    /// The mergeable sums at the watermark: the merge of the shards' aggregates, computed
+    /// in parallel, one thread per shard.
+    pub fn aggregate(&self, cfg: &CoreConfig) -> Aggregate {
+        shards::aggregate(&self.states, self.watermark(), cfg)
+    }
+
+    /// The report at the watermark (of one state alone, or of the shards' aggregates).
     pub fn report(&self, cfg: &CoreConfig) -> Report {
-        self.state.report(self.state.watermark(), cfg)
+        match &self.states[..] {
+            [one] => one.report(one.watermark(), cfg),
+            _ => self.aggregate(cfg).finish(cfg),
+        }
+    }
+
+    /// The state's parts: one state, or one per shard (disjoint customers).
+    pub fn states(&self) -> &[PartitionState] {
+        &self.states
+    }
+
+    /// Customers (the no-customer group included when present) and licenses, over every
+    /// shard.
+    pub fn sizes(&self) -> (usize, usize) {
+        self.states.iter().fold((0, 0), |(c, l), s| {
+            let (sc, sl) = s.sizes();
+            (c + sc, l + sl)
+        })
+    }
+
+    /// Event counts over every shard.
+    pub fn counts(&self) -> EventCounts {
+        self.states.iter().fold(EventCounts::default(), |mut a, s| {
+            let c = s.counts();
+            a.applied += c.applied;
+            a.rejected += c.rejected;
+            a.duplicates += c.duplicates;
+            a.excluded += c.excluded;
+            a
+        })
+    }
+
+    /// The state's own size estimate ([`PartitionState::approx_bytes`]), over every shard.
+    pub fn approx_bytes(&self) -> usize {
+        self.states.iter().map(PartitionState::approx_bytes).sum()
+    }
+
+    /// The one state: the shards, if any, are merged into it first (and stay merged).
+    pub fn state_mut(&mut self) -> &mut PartitionState {
+        if self.states.len() > 1 {
+            let merged = shards::merge(std::mem::take(&mut self.states));
+            self.states = vec![merged];
+        }
+        &mut self.states[0]
+    }
+
+    /// The one state, the shards merged.
+    pub fn into_state(self) -> PartitionState {
+        shards::merge(self.states)
     }
 }
 
