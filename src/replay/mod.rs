@@ -6,7 +6,8 @@
 //! event is counted by reason and changes nothing else; a read error is an error (never a
 //! silently shorter replay); `as_of` is the watermark, as SPEC §2 asks of a replay; a line
 //! longer than `core.max_event_bytes` is `too_large`: it is never parsed, nor held whole
-//! in memory (the reader keeps at most the limit and skips to the line's end).
+//! in memory (the reader keeps at most the limit and skips to the line's end). Lines are
+//! split in the input's blocks with memchr, not read one by one.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -119,20 +120,61 @@ impl LineBatch {
         // A line end may be `\r\n`: keep two bytes more than the limit, so that a line of
         // exactly the limit plus its line end is not taken for a longer one.
         let keep = max_line_bytes.saturating_add(2);
-        while self.spans.len() < max_lines && self.bytes.len() < max_bytes {
-            let start = self.bytes.len();
-            let (n, cut) = read_line_bounded(input, &mut self.bytes, start + keep)?;
-            if n == 0 {
+        // The line being read across the input's blocks: its start in `bytes`, and
+        // whether it was cut.
+        let mut open: Option<(usize, bool)> = None;
+        while open.is_some() || (self.spans.len() < max_lines && self.bytes.len() < max_bytes) {
+            let block = match input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if block.is_empty() {
+                // The input's end: its last line has no line end.
+                if let Some((start, cut)) = open {
+                    self.push_span(start, cut);
+                }
                 break;
             }
-            self.read += n;
-            let mut end = self.bytes.len();
-            while !cut && end > start && matches!(self.bytes[end - 1], b'\n' | b'\r') {
-                end -= 1;
+            // Every line end of the block, found with memchr; the block's whole lines are
+            // taken until the batch is full, the rest of a line is carried to the next block.
+            let mut used = 0;
+            while open.is_some() || (self.spans.len() < max_lines && self.bytes.len() < max_bytes) {
+                let rest = &block[used..];
+                if rest.is_empty() {
+                    break;
+                }
+                let (start, mut cut) = open.unwrap_or((self.bytes.len(), false));
+                let end = memchr::memchr(b'\n', rest);
+                let part = &rest[..end.map_or(rest.len(), |i| i + 1)];
+                let room = start.saturating_add(keep).saturating_sub(self.bytes.len());
+                if part.len() > room {
+                    cut = true;
+                }
+                self.bytes.extend_from_slice(&part[..part.len().min(room)]);
+                used += part.len();
+                if end.is_some() {
+                    self.push_span(start, cut);
+                    open = None;
+                } else {
+                    open = Some((start, cut));
+                    break;
+                }
             }
-            self.spans.push((start, end, cut));
+            input.consume(used);
+            self.read += used as u64;
         }
         Ok(!self.spans.is_empty())
+    }
+
+    /// Ends the line that starts at `start` (through the end of `bytes`), its line end
+    /// stripped unless it was cut.
+    fn push_span(&mut self, start: usize, cut: bool) {
+        let mut end = self.bytes.len();
+        while !cut && end > start && matches!(self.bytes[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        self.spans.push((start, end, cut));
     }
 
     /// The lines of the batch, in order, decoded with [`Line::decode`]; a line that was
@@ -362,42 +404,6 @@ impl Replay {
     }
 }
 
-/// Reads one line (through its `\n`, or to the end of the input) into `buf`, keeping
-/// `buf` at most `keep` bytes long. Returns the bytes consumed and whether the line was cut.
-fn read_line_bounded(
-    input: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    keep: usize,
-) -> std::io::Result<(u64, bool)> {
-    let mut consumed = 0u64;
-    let mut cut = false;
-    loop {
-        let chunk = match input.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok((consumed, cut));
-        }
-        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (&chunk[..=i], true),
-            None => (chunk, false),
-        };
-        let room = keep.saturating_sub(buf.len());
-        if part.len() > room {
-            cut = true;
-        }
-        buf.extend_from_slice(&part[..part.len().min(room)]);
-        let n = part.len();
-        input.consume(n);
-        consumed += n as u64;
-        if done {
-            return Ok((consumed, cut));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +436,94 @@ mod tests {
         assert_eq!(too_large, &(2, vec![2, 5]));
         assert_eq!(r.rejections.total(), 2);
         assert_eq!(r.report(&CoreConfig::default()).events.applied, 3);
+    }
+
+    /// Every line of `text` as a plain split sees it: without its line end (unless cut),
+    /// and whether it is longer than `max` (its `\r\n` or `\n` aside).
+    fn split(text: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
+        let mut pieces: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+        if pieces.last().is_some_and(|p| p.is_empty()) {
+            pieces.pop();
+        }
+        let last = pieces.len().saturating_sub(1);
+        let keep = max + 2;
+        (0..)
+            .zip(pieces)
+            .map(|(i, p)| {
+                let raw = p.len() + usize::from(i < last || text.ends_with(b"\n"));
+                if raw > keep {
+                    return (Vec::new(), true);
+                }
+                let mut end = p.len();
+                while end > 0 && p[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                (p[..end].to_vec(), false)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_the_lines_of_a_plain_split_whatever_the_blocks() {
+        let max = 10;
+        let lines = [
+            "",
+            "a",
+            "0123456789",
+            "0123456789a",
+            " ",
+            "            ",
+            "x\r",
+            "01234567\r",
+            "012345678\r",
+            "0123456789\r",
+            "0123456789a\r",
+            "\r",
+            "\r\r",
+        ];
+        let long = "long".repeat(40);
+        let mut text = Vec::new();
+        for (i, l) in lines
+            .iter()
+            .chain([&long.as_str()])
+            .cycle()
+            .take(300)
+            .enumerate()
+        {
+            text.extend_from_slice(l.as_bytes());
+            text.extend_from_slice(if i % 7 == 3 { b"\r\n" } else { b"\n" });
+        }
+        for tail in ["", "tail", "0123456789", "0123456789ab", "0123456789\r"] {
+            let mut text = text.clone();
+            text.extend_from_slice(tail.as_bytes());
+            let expected = split(&text, max);
+            for capacity in [1, 2, 3, 5, 64, 1 << 16] {
+                for (max_lines, max_bytes) in [(1, 1 << 20), (3, 1 << 20), (8192, 1), (8192, 50)] {
+                    let mut input = std::io::BufReader::with_capacity(capacity, &text[..]);
+                    let mut batch = LineBatch::default();
+                    let mut got = Vec::new();
+                    while batch.fill(&mut input, max_lines, max_bytes, max).unwrap() {
+                        assert!(batch.spans.len() <= max_lines);
+                        for &(a, b, cut) in &batch.spans {
+                            assert!(b - a <= max + 2);
+                            got.push((
+                                if cut {
+                                    Vec::new()
+                                } else {
+                                    batch.bytes[a..b].to_vec()
+                                },
+                                cut,
+                            ));
+                        }
+                    }
+                    assert_eq!(batch.bytes_read(), text.len() as u64);
+                    assert_eq!(
+                        got, expected,
+                        "capacity {capacity}, batch {max_lines}/{max_bytes}, tail {tail:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
