@@ -18,7 +18,7 @@ fn bytes_of(lines: impl Iterator<Item = String>) -> usize {
     for l in lines {
         r.feed_line(l.as_bytes(), &cfg);
     }
-    r.state.approx_bytes()
+    r.approx_bytes()
 }
 
 fn payment(c: u64, id: Option<u64>) -> String {

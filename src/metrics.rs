@@ -889,7 +889,7 @@ mod tests {
         .core;
         let mut replay = crate::replay::Replay::new();
         replay.feed_reader(text.as_bytes(), &cfg, |_| {}).unwrap();
-        let agg = replay.state.aggregate(replay.state.watermark(), &cfg);
+        let agg = replay.aggregate(&cfg);
         let report = agg.clone().finish(&cfg);
         let m = Metrics::new().unwrap();
         m.set_business_gauges(&agg, &report);

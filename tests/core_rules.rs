@@ -368,20 +368,21 @@ fn state_survives_serialization() {
     let cfg = CoreConfig::default();
     let (half, rest) = lines.split_at(lines.len() / 2);
     let (_, mut a) = fold(half);
-    let bytes = a.state.to_bytes().unwrap();
+    let a = a.state_mut();
+    let bytes = a.to_bytes().unwrap();
     let mut restored = keypulse::core::PartitionState::from_bytes(&bytes).unwrap();
     let mut out = Vec::new();
     for l in rest {
         let text = l.to_string();
         if let Ok(e) = keypulse::core::decode(text.as_bytes()) {
             restored.apply(&e, &cfg, &mut out);
-            a.state.apply(&e, &cfg, &mut Vec::new());
+            a.apply(&e, &cfg, &mut Vec::new());
         }
     }
-    let wm = a.state.watermark();
+    let wm = a.watermark();
     assert_eq!(
         serde_json::to_value(restored.report(wm, &cfg)).unwrap(),
-        serde_json::to_value(a.state.report(wm, &cfg)).unwrap()
+        serde_json::to_value(a.report(wm, &cfg)).unwrap()
     );
 }
 

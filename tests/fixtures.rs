@@ -141,7 +141,8 @@ fn sharded_replays_equal_one_thread() {
             let mut r = keypulse::replay::Replay::new();
             r.feed_reader_on(&bytes[..], &cfg, threads, |_| {}).unwrap();
             let report = serde_json::to_value(r.report(&cfg)).unwrap();
-            (report, r.rejections, r.decisions, r.state.sizes())
+            let sizes = r.sizes();
+            (report, r.rejections, r.decisions, sizes)
         };
         let one = fold(1);
         for threads in [2, 3] {

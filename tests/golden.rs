@@ -32,7 +32,7 @@ fn folded(name: &str, cfg: &CoreConfig) -> PartitionState {
     let events = std::fs::read(common::v2_events(name)).unwrap();
     let mut replay = Replay::new();
     replay.feed_reader(&events[..], cfg, |_| {}).unwrap();
-    replay.state
+    replay.into_state()
 }
 
 fn report_of(state: &PartitionState, cfg: &CoreConfig) -> Value {

@@ -1,20 +1,24 @@
-//! The file adapter: fold a JSONL event log, in file order, into one state.
+//! The file adapter: fold a JSONL event log, in file order, into one state (or into
+//! customer shards that report as one, see `shards.rs`).
 //!
-//! Owns reading lines (from a file or stdin), skipping blank ones, and keeping the
-//! rejection summary that `keypulse replay` prints. Guarantees: a line that is not a valid
-//! event is counted by reason and changes nothing else; a read error is an error (never a
-//! silently shorter replay); `as_of` is the watermark, as SPEC §2 asks of a replay; a line
-//! longer than `core.max_event_bytes` is `too_large`: it is never parsed, nor held whole
-//! in memory (the reader keeps at most the limit and skips to the line's end).
+//! Owns [`Replay`] (feeding it lines from a file or stdin, read by `lines.rs`, skipping
+//! blank ones) and the rejection summary that `keypulse replay` prints. Guarantees: a line
+//! that is not a valid event is counted by reason and changes nothing else; a read error
+//! is an error (never a silently shorter replay); `as_of` is the watermark, as SPEC §2 asks
+//! of a replay; a line longer than `core.max_event_bytes` is `too_large`, never parsed nor
+//! held whole (see `lines.rs`).
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
+mod lines;
 mod shards;
 
-use crate::core::{
-    decode_bounded, CoreConfig, Event, Notification, PartitionState, RejectReason, Report,
-};
+pub use lines::{Line, LineBatch, BATCH_BYTES, BATCH_LINES};
+
+use crate::core::state::EventCounts;
+use crate::core::time::Micros;
+use crate::core::{Aggregate, CoreConfig, Notification, PartitionState, RejectReason, Report};
 
 /// How many line numbers per reason the summary keeps.
 pub const EXAMPLE_LINES: usize = 5;
@@ -65,100 +69,6 @@ impl std::fmt::Display for RejectionSummary {
     }
 }
 
-/// One line of a log, decoded once: a backtest folds the same decoded lines under two
-/// configurations.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Line<'a> {
-    /// Empty or whitespace only: skipped, but it keeps its line number.
-    Blank,
-    Event(Event<'a>),
-    Rejected(RejectReason),
-}
-
-impl<'a> Line<'a> {
-    /// Decodes one line (without its newline); a line longer than `max_bytes` is
-    /// `too_large`, even if blank.
-    pub fn decode(line: &'a [u8], max_bytes: usize) -> Self {
-        if line.len() <= max_bytes && line.iter().all(u8::is_ascii_whitespace) {
-            return Self::Blank;
-        }
-        match decode_bounded(line, max_bytes) {
-            Ok(ev) => Self::Event(ev),
-            Err(r) => Self::Rejected(r.reason),
-        }
-    }
-}
-
-/// A block of whole lines read from a log, their newlines (`\n`, `\r\n`) stripped.
-#[derive(Debug, Default)]
-pub struct LineBatch {
-    bytes: Vec<u8>,
-    /// Start, end, and whether the line was cut (longer than the batch keeps of a line).
-    spans: Vec<(usize, usize, bool)>,
-    read: u64,
-}
-
-impl LineBatch {
-    /// Replaces the batch with the next lines of `input`: up to `max_lines`, or fewer once
-    /// about `max_bytes` are held. Of a line longer than `max_line_bytes` (its line end
-    /// excluded) only that much is held: it is never kept whole. Returns false at the end
-    /// of the input (the batch is then empty).
-    pub fn fill(
-        &mut self,
-        input: &mut impl BufRead,
-        max_lines: usize,
-        max_bytes: usize,
-        max_line_bytes: usize,
-    ) -> std::io::Result<bool> {
-        self.bytes.clear();
-        self.spans.clear();
-        // A line end may be `\r\n`: keep two bytes more than the limit, so that a line of
-        // exactly the limit plus its line end is not taken for a longer one.
-        let keep = max_line_bytes.saturating_add(2);
-        while self.spans.len() < max_lines && self.bytes.len() < max_bytes {
-            let start = self.bytes.len();
-            let (n, cut) = read_line_bounded(input, &mut self.bytes, start + keep)?;
-            if n == 0 {
-                break;
-            }
-            self.read += n;
-            let mut end = self.bytes.len();
-            while !cut && end > start && matches!(self.bytes[end - 1], b'\n' | b'\r') {
-                end -= 1;
-            }
-            self.spans.push((start, end, cut));
-        }
-        Ok(!self.spans.is_empty())
-    }
-
-    /// The lines of the batch, in order, decoded with [`Line::decode`]; a line that was
-    /// cut is `too_large` without being parsed.
-    pub fn decoded(&self, max_line_bytes: usize) -> impl Iterator<Item = Line<'_>> {
-        self.spans.iter().map(move |&(a, b, cut)| {
-            if cut {
-                Line::Rejected(RejectReason::TooLarge)
-            } else {
-                Line::decode(&self.bytes[a..b], max_line_bytes)
-            }
-        })
-    }
-
-    /// Whether the last fill stopped at the batch's limits (rather than at the input's end).
-    fn is_full(&self) -> bool {
-        self.spans.len() >= BATCH_LINES || self.bytes.len() >= BATCH_BYTES
-    }
-
-    /// Bytes read from the input so far, over every fill.
-    pub fn bytes_read(&self) -> u64 {
-        self.read
-    }
-}
-
-/// Lines per batch read from a log.
-pub const BATCH_LINES: usize = 8192;
-/// Bytes after which a batch stops taking lines.
-pub const BATCH_BYTES: usize = 4 << 20;
-
 /// The most threads a replay folds on.
 pub const MAX_THREADS: usize = 8;
 
@@ -174,12 +84,30 @@ pub fn fold_threads() -> usize {
 }
 
 /// A replay in progress: feed it lines, then take the report.
-#[derive(Debug, Default)]
+///
+/// Its state is one [`PartitionState`], or, after a sharded [`Replay::feed_reader`], one
+/// per customer shard (disjoint customers, see `shards.rs`): the shards are never merged
+/// for the report (it is the merge of their aggregates, computed in parallel); only
+/// [`Replay::state_mut`] and [`Replay::into_state`] merge them, for callers that need
+/// one state (to write it out, or to fold on by hand).
+#[derive(Debug)]
 pub struct Replay {
-    pub state: PartitionState,
+    /// One state, or one per shard (at least one).
+    states: Vec<PartitionState>,
     pub rejections: RejectionSummary,
     pub decisions: Vec<Notification>,
     lines: u64,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self {
+            states: vec![PartitionState::new()],
+            rejections: RejectionSummary::default(),
+            decisions: Vec::new(),
+            lines: 0,
+        }
+    }
 }
 
 impl Replay {
@@ -193,16 +121,23 @@ impl Replay {
         self.feed_decoded(&Line::decode(line, cfg.max_event_bytes), cfg);
     }
 
-    /// Folds one line decoded with [`Line::decode`]: the fold's only entry for a line.
+    /// Folds one line decoded with [`Line::decode`]: the fold's only entry for a line (an
+    /// event goes to its customer's shard when the replay is sharded).
     pub fn feed_decoded(&mut self, line: &Line<'_>, cfg: &CoreConfig) {
         self.lines += 1;
         match line {
             Line::Blank => {}
             Line::Event(ev) => {
-                self.state.apply(ev, cfg, &mut self.decisions);
+                let n = self.states.len();
+                let i = if n == 1 {
+                    0
+                } else {
+                    shards::shard_of(ev.customer_id.as_deref(), n) as usize
+                };
+                self.states[i].apply(ev, cfg, &mut self.decisions);
             }
             Line::Rejected(reason) => {
-                self.state.record_rejected();
+                self.states[0].record_rejected();
                 self.rejections.record(*reason, self.lines);
             }
         }
@@ -222,9 +157,10 @@ impl Replay {
 
     /// [`Replay::feed_reader`] on `threads` threads: when `threads` > 1, the input is more
     /// than one batch and nothing was fed before, lines are decoded in parallel and folded
-    /// in `threads` customer shards, merged at the end (`shards.rs`); else on this thread
-    /// alone. The report, the rejection summary and [`Replay::decisions`] are the same
-    /// either way (sums of floats within their last bits).
+    /// in `threads` customer shards, kept apart (`shards.rs`); else on this thread alone
+    /// (a replay already sharded keeps its shards). The report, the rejection summary and
+    /// [`Replay::decisions`] are the same either way (sums of floats within their last
+    /// bits).
     pub fn feed_reader_on(
         &mut self,
         mut input: impl BufRead,
@@ -235,78 +171,100 @@ impl Replay {
         let mut batch = LineBatch::default();
         // Decided at the first batch: sharded when the input is more than one batch, the
         // machine has more than one core and nothing was fed before.
-        // Once sharded, batches are larger: each batch costs two meetings of the threads.
-        let mut sharded: Option<Option<shards::Shards>> = None;
-        let limits = |sharded: &Option<Option<_>>| match sharded {
-            Some(Some(_)) => (shards::BATCH_LINES, shards::BATCH_BYTES),
-            _ => (BATCH_LINES, BATCH_BYTES),
-        };
+        let mut decided = false;
+        let threads = threads.min(MAX_THREADS);
         loop {
-            let (max_lines, max_bytes) = limits(&sharded);
+            let sharded = threads > 1 && self.states.len() > 1;
+            // Once sharded, batches are larger: each batch costs two meetings of the threads.
+            let (max_lines, max_bytes) = if sharded {
+                (shards::BATCH_LINES, shards::BATCH_BYTES)
+            } else {
+                (BATCH_LINES, BATCH_BYTES)
+            };
             if !batch.fill(&mut input, max_lines, max_bytes, cfg.max_event_bytes)? {
                 break;
             }
-            let mode = sharded.get_or_insert_with(|| {
-                let fresh = self.lines == 0 && self.state.sizes() == (0, 0);
-                let n = threads.min(MAX_THREADS);
-                (fresh && n > 1 && batch.is_full()).then(|| shards::Shards::new(n))
-            });
-            match mode {
-                Some(shards) => shards.feed(self, &batch, cfg),
-                None => {
-                    for line in batch.decoded(cfg.max_event_bytes) {
-                        self.feed_decoded(&line, cfg);
-                    }
+            if !decided {
+                decided = true;
+                let fresh = self.lines == 0 && self.states.len() == 1 && self.sizes() == (0, 0);
+                if fresh && threads > 1 && batch.is_full() {
+                    self.states = (0..threads).map(|_| PartitionState::new()).collect();
+                }
+            }
+            if threads > 1 && self.states.len() > 1 {
+                shards::feed(self, &batch, cfg);
+            } else {
+                for line in batch.decoded(cfg.max_event_bytes) {
+                    self.feed_decoded(&line, cfg);
                 }
             }
             on_progress(batch.bytes_read());
         }
-        if let Some(Some(shards)) = sharded {
-            // Nothing was folded into `self.state` (it was fresh): the shards replace it.
-            self.state = shards.merge();
-        }
         Ok(())
     }
 
-    /// The report at the watermark.
-    pub fn report(&self, cfg: &CoreConfig) -> Report {
-        self.state.report(self.state.watermark(), cfg)
+    /// The latest clock over every shard (the watermark of the one state they make).
+    pub fn watermark(&self) -> Option<Micros> {
+        self.states.iter().filter_map(|s| s.watermark()).max()
     }
-}
 
-/// Reads one line (through its `\n`, or to the end of the input) into `buf`, keeping
-/// `buf` at most `keep` bytes long. Returns the bytes consumed and whether the line was cut.
-fn read_line_bounded(
-    input: &mut impl BufRead,
-    buf: &mut Vec<u8>,
-    keep: usize,
-) -> std::io::Result<(u64, bool)> {
-    let mut consumed = 0u64;
-    let mut cut = false;
-    loop {
-        let chunk = match input.fill_buf() {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if chunk.is_empty() {
-            return Ok((consumed, cut));
+    /// The mergeable sums at the watermark: the merge of the shards' aggregates, computed
+    /// in parallel, one thread per shard.
+    pub fn aggregate(&self, cfg: &CoreConfig) -> Aggregate {
+        shards::aggregate(&self.states, self.watermark(), cfg)
+    }
+
+    /// The report at the watermark (of one state alone, or of the shards' aggregates).
+    pub fn report(&self, cfg: &CoreConfig) -> Report {
+        match &self.states[..] {
+            [one] => one.report(one.watermark(), cfg),
+            _ => self.aggregate(cfg).finish(cfg),
         }
-        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (&chunk[..=i], true),
-            None => (chunk, false),
-        };
-        let room = keep.saturating_sub(buf.len());
-        if part.len() > room {
-            cut = true;
+    }
+
+    /// The state's parts: one state, or one per shard (disjoint customers).
+    pub fn states(&self) -> &[PartitionState] {
+        &self.states
+    }
+
+    /// Customers (the no-customer group included when present) and licenses, over every
+    /// shard.
+    pub fn sizes(&self) -> (usize, usize) {
+        self.states.iter().fold((0, 0), |(c, l), s| {
+            let (sc, sl) = s.sizes();
+            (c + sc, l + sl)
+        })
+    }
+
+    /// Event counts over every shard.
+    pub fn counts(&self) -> EventCounts {
+        self.states.iter().fold(EventCounts::default(), |mut a, s| {
+            let c = s.counts();
+            a.applied += c.applied;
+            a.rejected += c.rejected;
+            a.duplicates += c.duplicates;
+            a.excluded += c.excluded;
+            a
+        })
+    }
+
+    /// The state's own size estimate ([`PartitionState::approx_bytes`]), over every shard.
+    pub fn approx_bytes(&self) -> usize {
+        self.states.iter().map(PartitionState::approx_bytes).sum()
+    }
+
+    /// The one state: the shards, if any, are merged into it first (and stay merged).
+    pub fn state_mut(&mut self) -> &mut PartitionState {
+        if self.states.len() > 1 {
+            let merged = shards::merge(std::mem::take(&mut self.states));
+            self.states = vec![merged];
         }
-        buf.extend_from_slice(&part[..part.len().min(room)]);
-        let n = part.len();
-        input.consume(n);
-        consumed += n as u64;
-        if done {
-            return Ok((consumed, cut));
-        }
+        &mut self.states[0]
+    }
+
+    /// The one state, the shards merged.
+    pub fn into_state(self) -> PartitionState {
+        shards::merge(self.states)
     }
 }
 

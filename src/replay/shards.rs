@@ -1,12 +1,15 @@
 //! The parallel fold of `keypulse replay`: each batch of lines is decoded in parallel,
 //! then folded by customer shard, one [`PartitionState`] per shard, each on its own thread;
-//! the shards merge into one state at the end.
+//! the shards are kept apart, and the report is the merge of their aggregates (computed
+//! in parallel, at the latest watermark of all), never of their states.
 //!
-//! Owns [`Shards`]. Guarantees, the same as one fold's: a customer's events all go to one
-//! shard (chosen by a hash of its id, the no-customer group included), in file order, and
-//! every decision for a customer depends only on its own events (see
-//! `core::state`), so the merged state's report equals that of one fold (integers equal;
-//! sums of floats may differ in their last bits). The rejection summary's line numbers
+//! Owns the shard of a customer, the sharded batch, the shards' aggregate and their merge
+//! into one state (only for callers that need one). Guarantees, the same as one fold's: a
+//! customer's events all go to one shard (chosen by a hash of its id, the no-customer
+//! group included), in file order, and every decision for a customer depends only on its
+//! own events (see `core::state`), so the merge of the shards' aggregates at the
+//! watermark is the aggregate of one fold (integers equal; sums of floats may differ in
+//! their last bits). The rejection summary's line numbers
 //! and [`Replay::decisions`]' order are those of one fold: rejections are recorded in file
 //! order on the calling thread, and each batch's decisions are put back in the order of
 //! the lines that made them.
@@ -16,7 +19,8 @@ use std::thread;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Line, LineBatch, Replay};
-use crate::core::{CoreConfig, Notification, PartitionState, RejectReason};
+use crate::core::time::Micros;
+use crate::core::{Aggregate, CoreConfig, Notification, PartitionState, RejectReason};
 
 /// Lines per batch of a sharded replay (after its first, of the usual size).
 pub(super) const BATCH_LINES: usize = 65_536;
@@ -29,14 +33,8 @@ const PARALLEL_MIN_LINES: usize = 1024;
 /// A line's shard when it is not an event (blank or rejected): folded by none.
 const NO_SHARD: u32 = u32::MAX;
 
-/// The states of a sharded replay, one per shard.
-#[derive(Debug)]
-pub(super) struct Shards {
-    states: Vec<PartitionState>,
-}
-
 /// The shard of a customer id among `n`.
-fn shard_of(customer_id: Option<&str>, n: usize) -> u32 {
+pub(super) fn shard_of(customer_id: Option<&str>, n: usize) -> u32 {
     (xxh3_64(customer_id.unwrap_or("").as_bytes()) % n as u64) as u32
 }
 
@@ -60,77 +58,86 @@ fn run_all<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R +
     })
 }
 
-impl Shards {
-    /// `n` empty shards (at least one).
-    pub(super) fn new(n: usize) -> Self {
-        Self {
-            states: (0..n.max(1)).map(|_| PartitionState::new()).collect(),
-        }
-    }
-
-    /// Decodes and folds one batch: lines are decoded in as many parts as there are
-    /// shards, then each shard folds the events of its customers, in file order. Blank
-    /// and rejected lines are counted into `replay`, in file order, and the batch's
-    /// decisions appended to `replay.decisions` in the order of their lines.
-    pub(super) fn feed(&mut self, replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig) {
-        let n = self.states.len();
-        let max = cfg.max_event_bytes;
-        let parallel = n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
-        let part = batch.spans.len().div_ceil(n).max(1);
-        let parts: Vec<_> = batch.spans.chunks(part).collect();
-        let decoded: Vec<Vec<(Line<'_>, u32)>> = run_all(parts, parallel, |spans| {
-            spans
-                .iter()
-                .map(|&(a, b, cut)| {
-                    let line = if cut {
-                        Line::Rejected(RejectReason::TooLarge)
-                    } else {
-                        Line::decode(&batch.bytes[a..b], max)
-                    };
-                    let shard = match &line {
-                        Line::Event(ev) => shard_of(ev.customer_id.as_deref(), n),
-                        _ => NO_SHARD,
-                    };
-                    (line, shard)
-                })
-                .collect()
-        });
-        let decoded = &decoded;
-        let shards: Vec<(u32, &mut PartitionState)> = (0..).zip(self.states.iter_mut()).collect();
-        let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
-            let mut out = Vec::new();
-            let mut made = Vec::new();
-            let lines = decoded.iter().flatten();
-            for (i, (line, shard)) in (0u32..).zip(lines) {
-                if let (Line::Event(ev), true) = (line, *shard == j) {
-                    state.apply(ev, cfg, &mut out);
-                    made.extend(out.drain(..).map(|n| (i, n)));
-                }
-            }
-            made
-        });
-        for (line, _) in decoded.iter().flatten() {
-            replay.lines += 1;
-            if let Line::Rejected(reason) = line {
-                self.states[0].record_rejected();
-                replay.rejections.record(*reason, replay.lines);
+/// Decodes and folds one batch into `replay`'s shards: lines are decoded in as many parts
+/// as there are shards, then each shard folds the events of its customers, in file
+/// order. Blank and rejected lines are counted into `replay`, in file order, and the
+/// batch's decisions appended to `replay.decisions` in the order of their lines.
+pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig) {
+    let n = replay.states.len();
+    let max = cfg.max_event_bytes;
+    let parallel = n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
+    let part = batch.spans.len().div_ceil(n).max(1);
+    let parts: Vec<_> = batch.spans.chunks(part).collect();
+    let decoded: Vec<Vec<(Line<'_>, u32)>> = run_all(parts, parallel, |spans| {
+        spans
+            .iter()
+            .map(|&(a, b, cut)| {
+                let line = if cut {
+                    Line::Rejected(RejectReason::TooLarge)
+                } else {
+                    Line::decode(&batch.bytes[a..b], max)
+                };
+                let shard = match &line {
+                    Line::Event(ev) => shard_of(ev.customer_id.as_deref(), n),
+                    _ => NO_SHARD,
+                };
+                (line, shard)
+            })
+            .collect()
+    });
+    let decoded = &decoded;
+    let shards: Vec<(u32, &mut PartitionState)> = (0..).zip(replay.states.iter_mut()).collect();
+    let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
+        let mut out = Vec::new();
+        let mut made = Vec::new();
+        let lines = decoded.iter().flatten();
+        for (i, (line, shard)) in (0u32..).zip(lines) {
+            if let (Line::Event(ev), true) = (line, *shard == j) {
+                state.apply(ev, cfg, &mut out);
+                made.extend(out.drain(..).map(|n| (i, n)));
             }
         }
-        let mut made: Vec<(u32, Notification)> = made.into_iter().flatten().collect();
-        // Stable: a line's decisions come from one shard, already in their order.
-        made.sort_by_key(|(i, _)| *i);
-        replay.decisions.extend(made.into_iter().map(|(_, n)| n));
-    }
-
-    /// The one state of every shard's customers.
-    pub(super) fn merge(self) -> PartitionState {
-        let mut states = self.states.into_iter();
-        let mut merged = states.next().unwrap_or_default();
-        for s in states {
-            merged.merge(s);
+        made
+    });
+    for (line, _) in decoded.iter().flatten() {
+        replay.lines += 1;
+        if let Line::Rejected(reason) = line {
+            replay.states[0].record_rejected();
+            replay.rejections.record(*reason, replay.lines);
         }
-        merged
     }
+    let mut made: Vec<(u32, Notification)> = made.into_iter().flatten().collect();
+    // Stable: a line's decisions come from one shard, already in their order.
+    made.sort_by_key(|(i, _)| *i);
+    replay.decisions.extend(made.into_iter().map(|(_, n)| n));
+}
+
+/// The merge of the aggregates of `states` (disjoint customers) at `as_of`, each computed
+/// on a thread of its own.
+pub(super) fn aggregate(
+    states: &[PartitionState],
+    as_of: Option<Micros>,
+    cfg: &CoreConfig,
+) -> Aggregate {
+    let parts = run_all(states.iter().collect(), states.len() > 1, |s| {
+        s.aggregate(as_of, cfg)
+    });
+    let mut parts = parts.into_iter();
+    let mut all = parts.next().unwrap_or_default();
+    for a in parts {
+        all.merge(a);
+    }
+    all
+}
+
+/// The one state of every shard's customers.
+pub(super) fn merge(states: Vec<PartitionState>) -> PartitionState {
+    let mut states = states.into_iter();
+    let mut merged = states.next().unwrap_or_default();
+    for s in states {
+        merged.merge(s);
+    }
+    merged
 }
 
 #[cfg(test)]
@@ -190,16 +197,53 @@ mod tests {
             r
         };
         let one = fold(1);
-        assert!(one.state.sizes().0 >= 37, "{:?}", one.state.sizes());
+        assert!(one.sizes().0 >= 37, "{:?}", one.sizes());
         assert!(one.rejections.by_reason.len() >= 2);
-        assert!(one.state.counts().duplicates > 0);
+        assert!(one.counts().duplicates > 0);
         for threads in [2, 5] {
             let many = fold(threads);
             assert_eq!(many.report(&cfg), one.report(&cfg), "{threads} threads");
             assert_eq!(many.rejections, one.rejections);
             assert_eq!(many.decisions, one.decisions);
-            assert_eq!(many.state.counts(), one.state.counts());
+            assert_eq!(many.counts(), one.counts());
+            assert_eq!(many.sizes(), one.sizes());
+            assert_eq!(many.watermark(), one.watermark());
+            // The shards are kept (the report merged their aggregates, not their states);
+            // merged into one state, they report the same.
+            assert_eq!(many.states().len(), threads);
+            let as_of = many.watermark();
+            let merged = many.into_state();
+            assert_eq!(merged.report(as_of, &cfg), one.report(&cfg));
         }
+    }
+
+    #[test]
+    fn a_sharded_replay_folds_on_by_customer_shard() {
+        let cfg = CoreConfig {
+            max_event_bytes: 400,
+            ..CoreConfig::default()
+        };
+        let text = log();
+        let (head, tail) = text.split_at(text.len() / 2);
+        let cut = head.rfind('\n').map_or(0, |i| i + 1);
+        let (head, tail) = (&text[..cut], format!("{}{tail}", &head[cut..]));
+        let mut one = Replay::new();
+        one.feed_reader_on(text.as_bytes(), &cfg, 1, |_| {})
+            .unwrap();
+        let mut many = Replay::new();
+        many.feed_reader_on(head.as_bytes(), &cfg, 3, |_| {})
+            .unwrap();
+        assert_eq!(many.states().len(), 3);
+        for line in tail.lines() {
+            many.feed_line(line.as_bytes(), &cfg);
+        }
+        assert_eq!(many.states().len(), 3);
+        assert_eq!(many.report(&cfg), one.report(&cfg));
+        assert_eq!(many.rejections, one.rejections);
+        assert_eq!(many.decisions, one.decisions);
+        let merged = many.state_mut().report(one.watermark(), &cfg);
+        assert_eq!(many.states().len(), 1);
+        assert_eq!(merged, one.report(&cfg));
     }
 
     #[test]
