@@ -2,7 +2,7 @@
 //!
 //! Owns the set of ids applied recently. An id is remembered as a stable 64-bit hash
 //! (xxh3) with the `ts` of its latest application, and forgotten once that `ts` is more
-//! than the horizon before the customer's clock. Most customers keep one or two ids, held
+//! than the horizon before the customer's clock. Most customers keep one id at a time or many, so one is held
 //! inline; a busy customer's set moves to a hash map. Guarantees: exact for every pair of
 //! distinct ids whose hashes differ (two distinct ids of one customer, both inside one
 //! horizon, collide with probability about 2⁻⁶⁴); pruning never changes a decision, since
@@ -18,17 +18,76 @@ use super::time::Micros;
 /// Above this many ids the set moves from the inline vector to a hash map.
 const INLINE_MAX: usize = 16;
 
-/// The ids a customer applied within the horizon.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+type IdMap = HashMap<u64, Micros, ahash::RandomState>;
+
+/// The ids a customer applied within the horizon (40 bytes in its customer record).
+/// Its serialized form is [`SeenIdsWire`]'s, unchanged since the state codec's first
+/// version.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "SeenIdsWire")]
 pub(crate) struct SeenIds {
-    few: SmallVec<[(u64, Micros); 2]>,
-    // Boxed on purpose: 8 bytes per customer instead of 48 for the rare busy one.
-    #[allow(clippy::box_collection)]
-    many: Option<Box<HashMap<u64, Micros, ahash::RandomState>>>,
-    /// Size after the last pruning of `many` (it prunes again when it has doubled).
-    pruned_len: u32,
+    few: SmallVec<[(u64, Micros); 1]>,
+    // Boxed on purpose: 8 bytes per customer instead of 56 for the rare busy one.
+    many: Option<Box<Many>>,
     /// A lower bound of the `ts` held, to know when pruning has work.
     oldest: Micros,
+}
+
+/// A busy customer's ids.
+#[derive(Debug, Clone, Default)]
+struct Many {
+    map: IdMap,
+    /// Size after the last pruning of `map` (it prunes again when it has doubled).
+    pruned_len: u32,
+}
+
+impl std::ops::Deref for Many {
+    type Target = IdMap;
+    fn deref(&self) -> &IdMap {
+        &self.map
+    }
+}
+
+impl std::ops::DerefMut for Many {
+    fn deref_mut(&mut self) -> &mut IdMap {
+        &mut self.map
+    }
+}
+
+/// The serialized form of [`SeenIds`] (the field order is the codec's).
+#[derive(Deserialize)]
+struct SeenIdsWire {
+    few: SmallVec<[(u64, Micros); 1]>,
+    many: Option<IdMap>,
+    pruned_len: u32,
+    oldest: Micros,
+}
+
+impl From<SeenIdsWire> for SeenIds {
+    fn from(w: SeenIdsWire) -> Self {
+        Self {
+            few: w.few,
+            many: w.many.map(|map| {
+                Box::new(Many {
+                    map,
+                    pruned_len: w.pruned_len,
+                })
+            }),
+            oldest: w.oldest,
+        }
+    }
+}
+
+impl Serialize for SeenIds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SeenIds", 4)?;
+        st.serialize_field("few", &self.few)?;
+        st.serialize_field("many", &self.many.as_ref().map(|m| &m.map))?;
+        st.serialize_field("pruned_len", &self.many.as_ref().map_or(0, |m| m.pruned_len))?;
+        st.serialize_field("oldest", &self.oldest)?;
+        st.end()
+    }
 }
 
 fn hash(id: &str) -> u64 {
@@ -64,8 +123,10 @@ impl SeenIds {
                 None => {
                     self.few.push((h, ts));
                     if self.few.len() > INLINE_MAX {
-                        self.many = Some(Box::new(self.few.drain(..).collect()));
-                        self.pruned_len = INLINE_MAX as u32;
+                        self.many = Some(Box::new(Many {
+                            map: self.few.drain(..).collect(),
+                            pruned_len: INLINE_MAX as u32,
+                        }));
                     }
                 }
             },
@@ -98,7 +159,7 @@ impl SeenIds {
             }
             Some(m) => {
                 // amortised: a large set prunes only when it has doubled
-                if (m.len() as u32) < 2 * self.pruned_len {
+                if (m.len() as u32) < 2 * m.pruned_len {
                     return;
                 }
                 m.retain(|_, t| *t >= floor);
@@ -108,7 +169,7 @@ impl SeenIds {
                     self.many = None;
                 } else {
                     m.shrink_to_fit();
-                    self.pruned_len = m.len() as u32;
+                    m.pruned_len = m.len() as u32;
                 }
             }
         }
@@ -117,7 +178,7 @@ impl SeenIds {
     /// Adds every id of `other` (for merging the no-customer group of two states).
     pub(crate) fn absorb(&mut self, other: SeenIds) {
         let entries: Vec<(u64, Micros)> = match other.many {
-            Some(m) => m.into_iter().collect(),
+            Some(m) => m.map.into_iter().collect(),
             None => other.few.into_vec(),
         };
         for (h, t) in entries {
@@ -143,7 +204,7 @@ impl SeenIds {
             0
         };
         few + self.many.as_ref().map_or(0, |m| {
-            std::mem::size_of::<HashMap<u64, Micros, ahash::RandomState>>() + m.capacity() * 17
+            std::mem::size_of::<Many>() + m.capacity() * 17
         })
     }
 }

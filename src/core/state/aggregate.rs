@@ -38,16 +38,16 @@ impl PartitionState {
         for (li, l) in self.licenses.iter().enumerate() {
             let plan = &*self.plans[l.plan as usize];
             let active = l.status == Status::Active;
-            if l.issued_at != NEVER {
+            if l.issued_at() != NEVER {
                 let mut c = ActivationCounts {
                     issued: 1,
                     ..Default::default()
                 };
                 c.activated = (l.first_activation != NEVER) as u64;
-                if as_of.saturating_sub(l.issued_at) >= week {
+                if as_of.saturating_sub(l.issued_at()) >= week {
                     c.cohort_7d = 1;
                     c.activated_within_7d = (l.first_activation != NEVER
-                        && l.first_activation.saturating_sub(l.issued_at) <= week)
+                        && l.first_activation.saturating_sub(l.issued_at()) <= week)
                         as u64;
                 }
                 a.activation.add(&c);
@@ -57,7 +57,7 @@ impl PartitionState {
                     .add(&c);
                 // time to first validation
                 if l.first_valid != NEVER {
-                    let t = l.first_valid.saturating_sub(l.issued_at).max(0);
+                    let t = l.first_valid.saturating_sub(l.issued_at()).max(0);
                     let bucket = if t < HOUR {
                         TtfvBucket::Under1h
                     } else if t < 24 * HOUR {
@@ -69,7 +69,7 @@ impl PartitionState {
                     };
                     a.ttfv_buckets[bucket.index()] += 1;
                     a.ttfv_measured.push(t);
-                } else if as_of.saturating_sub(l.issued_at) >= 7 * DAY {
+                } else if as_of.saturating_sub(l.issued_at()) >= 7 * DAY {
                     a.ttfv_buckets[TtfvBucket::Over7d.index()] += 1;
                 } else {
                     a.ttfv_buckets[TtfvBucket::Pending.index()] += 1;

@@ -64,7 +64,7 @@ impl PartitionState {
             return;
         }
         if !cooldown_allows(
-            c.last_churn_at,
+            c.last_churn_at(),
             at,
             cfg.notify.churn_cooldown_days as i64 * DAY,
         ) {
@@ -106,17 +106,14 @@ impl PartitionState {
                 mrr_cents,
             }),
         };
-        self.customers[ci as usize].last_churn_at = at;
+        self.customers[ci as usize].extras_mut().last_churn_at = at;
         self.push_decision(ci, n, out);
     }
 
     /// Hands a decision of customer `ci` to the caller and keeps it in the customer's record.
     pub(super) fn push_decision(&mut self, ci: u32, n: Notification, out: &mut Vec<Notification>) {
         out.push(n.clone());
-        self.customers[ci as usize]
-            .extras_mut()
-            .notifications
-            .push(n);
+        self.customers[ci as usize].extras_mut().keep(n);
     }
 
     /// Runs the daily check of customer `ci` at each midnight from `first` to `last`:

@@ -41,9 +41,7 @@ impl PartitionState {
                 let (li, _) = self.license_index(ci, license_key, ts);
                 let plan = self.plan_index(plan);
                 let l = &mut self.licenses[li as usize];
-                if l.issued_at == NEVER {
-                    l.issued_at = ts;
-                }
+                l.mark_issued(ts);
                 l.set_email(email.as_deref());
                 // An issue without `expires_at` clears the expiry (SPEC §8.5).
                 l.expires_at = expires_at.unwrap_or(NEVER);

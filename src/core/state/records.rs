@@ -37,12 +37,12 @@ pub(crate) struct Customer {
     pub(crate) paying_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
-    /// Licenses that may have an upgrade trigger of their own (checked after each event).
+    /// Licenses that may have an upgrade trigger of their own (checked after each event;
+    /// every license with a domain and a limit is one, so this stays in the hot side).
     pub(super) upgrade_candidates: SmallVec<[u32; 2]>,
     /// What few customers have: boxed, so most customers pay one pointer for it.
     pub(super) extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
-    pub(super) last_churn_at: Micros,
     /// Whether its MRR was ever above 0 after an event (SPEC §8.2: a later rise from 0 is
     /// a reactivation, not new); it outlives the customer's last license.
     pub(super) ever_paid: bool,
@@ -51,15 +51,46 @@ pub(crate) struct Customer {
 /// A customer's open ticket ids (the codec writes them sorted).
 pub(crate) type TicketSet = hashbrown::HashSet<Box<str>, ahash::RandomState>;
 
-/// The parts of a customer that most customers never use.
-#[derive(Debug, Clone, Default)]
+/// The parts of a customer that most customers never use (the cold side of the record:
+/// nothing here is read by an event that doesn't need it, and the few checks made on
+/// every event look only at whether the box exists).
+#[derive(Debug, Clone)]
 pub(crate) struct CustomerExtras {
     /// `team.member_invited` by day.
     pub(super) invites: DayCounts,
     /// Support tickets opened and not closed (a set: O(1) per ticket event however many).
     pub(super) open_tickets: TicketSet,
-    /// Every notification decided for this customer, in decision order.
+    /// Every notification decided for this customer, in decision order. Grown one at a
+    /// time while short (see [`CustomerExtras::keep`]): most customers have one or two,
+    /// and a `Vec`'s first growth would hold room for four.
     pub(super) notifications: Vec<Notification>,
+    /// The latest churn warning, or `NEVER`.
+    pub(super) last_churn_at: Micros,
+}
+
+impl Default for CustomerExtras {
+    fn default() -> Self {
+        Self {
+            invites: DayCounts::default(),
+            open_tickets: TicketSet::default(),
+            notifications: Vec::new(),
+            last_churn_at: NEVER,
+        }
+    }
+}
+
+/// Notifications kept with exact room up to this many; doubling beyond.
+const EXACT_NOTIFICATIONS: usize = 4;
+
+impl CustomerExtras {
+    /// Keeps a decided notification, without a `Vec`'s slack while the list is short.
+    pub(super) fn keep(&mut self, n: Notification) {
+        let v = &mut self.notifications;
+        if v.len() == v.capacity() && v.len() < EXACT_NOTIFICATIONS {
+            v.reserve_exact(1);
+        }
+        v.push(n);
+    }
 }
 
 impl Customer {
@@ -75,7 +106,6 @@ impl Customer {
             upgrade_candidates: SmallVec::new(),
             extras: None,
             payment_failed: false,
-            last_churn_at: NEVER,
             ever_paid: false,
         }
     }
@@ -107,6 +137,11 @@ impl Customer {
     pub(crate) fn notifications(&self) -> &[Notification] {
         self.extras.as_ref().map_or(&[], |e| &e.notifications)
     }
+
+    /// The latest churn warning decided for it, or `NEVER`.
+    pub(super) fn last_churn_at(&self) -> Micros {
+        self.extras.as_ref().map_or(NEVER, |e| e.last_churn_at)
+    }
 }
 
 /// One license.
@@ -120,9 +155,11 @@ pub(crate) struct License {
     pub(crate) domain_limit: u64,
     pub(crate) mrr_cents: u64,
     pub(super) email: Option<Box<str>>,
-    /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
-    pub(crate) issued_at: Micros,
-    pub(crate) first_sight: Micros,
+    /// The `ts` of the first `license.issued` to arrive when `issued`; else the license's
+    /// first sight (it was created on the fly). One field for both: the first sight is
+    /// only read while the license was never issued.
+    pub(super) since: Micros,
+    pub(super) issued: bool,
     pub(crate) expires_at: Micros,
     pub(crate) first_activation: Micros,
     pub(crate) first_valid: Micros,
@@ -168,10 +205,23 @@ impl Default for LicenseCooldowns {
 impl License {
     /// The issue time, or the first sight of a license never issued.
     pub(crate) fn issued_or_seen(&self) -> Micros {
-        if self.issued_at != NEVER {
-            self.issued_at
+        self.since
+    }
+
+    /// Set by the first `license.issued` to arrive; `NEVER` for a license created on the fly.
+    pub(crate) fn issued_at(&self) -> Micros {
+        if self.issued {
+            self.since
         } else {
-            self.first_sight
+            NEVER
+        }
+    }
+
+    /// Marks the license issued at `ts`, unless an earlier `license.issued` arrived.
+    pub(super) fn mark_issued(&mut self, ts: Micros) {
+        if !self.issued {
+            self.issued = true;
+            self.since = ts;
         }
     }
 

@@ -24,7 +24,7 @@ use crate::codes::{NotificationKind, Status};
 use crate::dedup::SeenIds;
 use crate::movements::MovementBook;
 use crate::signals::{Facts, Notification};
-use crate::time::{Day, Micros};
+use crate::time::{Day, Micros, NEVER};
 use crate::window::{DayBitmap, DayCounts};
 
 /// A notification inside its customer's record (the customer id is the record's).
@@ -106,8 +106,10 @@ impl PartitionState {
                     domain_limit: l.domain_limit,
                     mrr_cents: l.mrr_cents,
                     email: l.email.clone(),
-                    issued_at: l.issued_at,
-                    first_sight: l.first_sight,
+                    // One instant in memory (`since`): the first sight of an issued
+                    // license is never read again, so it is written as its issue time.
+                    issued_at: l.issued_at(),
+                    first_sight: l.since,
                     expires_at: l.expires_at,
                     first_activation: l.first_activation,
                     first_valid: l.first_valid,
@@ -147,7 +149,7 @@ impl PartitionState {
             },
             notifications,
             payment_failed: c.payment_failed,
-            last_churn_at: c.last_churn_at,
+            last_churn_at: c.last_churn_at(),
             ever_paid: c.ever_paid,
             licenses,
         }
@@ -204,8 +206,12 @@ impl PartitionState {
                 domain_limit: l.domain_limit,
                 mrr_cents: l.mrr_cents,
                 email: l.email,
-                issued_at: l.issued_at,
-                first_sight: l.first_sight,
+                since: if l.issued_at != NEVER {
+                    l.issued_at
+                } else {
+                    l.first_sight
+                },
+                issued: l.issued_at != NEVER,
                 expires_at: l.expires_at,
                 first_activation: l.first_activation,
                 first_valid: l.first_valid,
@@ -229,15 +235,18 @@ impl PartitionState {
                 facts: n.facts,
             })
             .collect();
-        let extras =
-            (!w.invites.is_empty() || !w.open_tickets.is_empty() || !notifications.is_empty())
-                .then(|| {
-                    Box::new(CustomerExtras {
-                        invites: w.invites,
-                        open_tickets: w.open_tickets.into_iter().collect(),
-                        notifications,
-                    })
-                });
+        let cold = !w.invites.is_empty()
+            || !w.open_tickets.is_empty()
+            || !notifications.is_empty()
+            || w.last_churn_at != NEVER;
+        let extras = cold.then(|| {
+            Box::new(CustomerExtras {
+                invites: w.invites,
+                open_tickets: w.open_tickets.into_iter().collect(),
+                notifications,
+                last_churn_at: w.last_churn_at,
+            })
+        });
         let mut c = Customer::new(&w.id);
         c.clock = w.clock;
         c.seen_ids = w.seen_ids;
@@ -248,7 +257,6 @@ impl PartitionState {
         c.upgrade_candidates = w.upgrade_candidates.iter().map(|p| first + p).collect();
         c.extras = extras;
         c.payment_failed = w.payment_failed;
-        c.last_churn_at = w.last_churn_at;
         c.ever_paid = w.ever_paid;
         self.insert_customer(c);
         Ok(())
