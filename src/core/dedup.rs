@@ -2,8 +2,9 @@
 //!
 //! Owns the set of ids applied recently. An id is remembered as a stable 64-bit hash
 //! (xxh3) with the `ts` of its latest application, and forgotten once that `ts` is more
-//! than the horizon before the customer's clock. Most customers keep one id at a time or many, so one is held
-//! inline; a busy customer's set moves to a hash map. Guarantees: exact for every pair of
+//! than the horizon before the customer's clock. One id is held inline (a customer keeps
+//! either one at a time or many, so more inline room would mostly go unused), a few in a
+//! small vector; a busy customer's set moves to a hash map. Guarantees: exact for every pair of
 //! distinct ids whose hashes differ (two distinct ids of one customer, both inside one
 //! horizon, collide with probability about 2⁻⁶⁴); pruning never changes a decision, since
 //! a pruned id is one the horizon already ignores.
@@ -84,7 +85,10 @@ impl Serialize for SeenIds {
         let mut st = s.serialize_struct("SeenIds", 4)?;
         st.serialize_field("few", &self.few)?;
         st.serialize_field("many", &self.many.as_ref().map(|m| &m.map))?;
-        st.serialize_field("pruned_len", &self.many.as_ref().map_or(0, |m| m.pruned_len))?;
+        st.serialize_field(
+            "pruned_len",
+            &self.many.as_ref().map_or(0, |m| m.pruned_len),
+        )?;
         st.serialize_field("oldest", &self.oldest)?;
         st.end()
     }
@@ -203,9 +207,10 @@ impl SeenIds {
         } else {
             0
         };
-        few + self.many.as_ref().map_or(0, |m| {
-            std::mem::size_of::<Many>() + m.capacity() * 17
-        })
+        few + self
+            .many
+            .as_ref()
+            .map_or(0, |m| std::mem::size_of::<Many>() + m.capacity() * 17)
     }
 }
 
