@@ -1,6 +1,10 @@
 //! The lookup tables of a state: customer by id, license by (customer, key), plan by name.
 //!
 //! Owns [`Index`] and everything that finds or inserts a customer, license or plan.
+//! A license is found through its customer: among the customer's own licenses when it
+//! has at most [`SCAN_MAX`] (no table, and no second random memory access for the usual
+//! customer), in the partition's license table only for the customers with more (so a
+//! customer with many licenses still costs O(1) per event).
 //! Guarantees: the index is never serialized (it is rebuilt by [`PartitionState::rebuild_index`]
 //! after a restore or merge), and a license event for an unknown license creates it on
 //! the fly (SPEC §1), active, with plan `unknown`.
@@ -14,10 +18,15 @@ use crate::codes::Status;
 use crate::time::{Micros, NEVER};
 use crate::window::DayBitmap;
 
+/// A customer with at most this many licenses has them looked up by a scan of its own
+/// list (held inline in the customer record), and none of them in the license table.
+pub(super) const SCAN_MAX: usize = 4;
+
 /// Lookup tables rebuilt from the vectors after deserialization.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Index {
     pub(super) customers: hashbrown::HashTable<u32>,
+    /// The licenses of the customers with more than [`SCAN_MAX`].
     pub(super) licenses: hashbrown::HashTable<u32>,
     pub(super) plans: FastMap<Box<str>, u32>,
     pub(super) hasher: FastHasher,
@@ -52,6 +61,9 @@ impl PartitionState {
             index.plans.insert(p.clone(), i as u32);
         }
         for (i, l) in self.licenses.iter().enumerate() {
+            if self.customers[l.customer as usize].licenses.len() <= SCAN_MAX {
+                continue;
+            }
             let h = license_hash(&index.hasher, l.customer, l.key());
             let hasher = &index.hasher;
             let licenses = &self.licenses;
@@ -108,6 +120,13 @@ impl PartitionState {
     }
 
     pub(super) fn find_license(&self, customer: u32, key: &str) -> Option<u32> {
+        let own = &self.customers[customer as usize].licenses;
+        if own.len() <= SCAN_MAX {
+            return own
+                .iter()
+                .copied()
+                .find(|&j| self.licenses[j as usize].key.as_bytes() == key.as_bytes());
+        }
         let h = license_hash(&self.index.hasher, customer, key);
         self.index
             .licenses
@@ -118,22 +137,31 @@ impl PartitionState {
             .copied()
     }
 
-    /// Appends a license record (its customer already remapped) and indexes it: the
-    /// merge's way in, without rebuilding the whole index.
+    /// Appends a license record (its customer already remapped, and already listing it)
+    /// and indexes it: the merge's way in, without rebuilding the whole index.
     pub(super) fn push_license(&mut self, l: License) -> u32 {
         let i = self.licenses.len() as u32;
-        let h = license_hash(&self.index.hasher, l.customer, l.key());
+        let big = self.customers[l.customer as usize].licenses.len() > SCAN_MAX;
         self.licenses.push(l);
+        if big {
+            self.table_license(i);
+        }
+        i
+    }
+
+    /// Puts license `i` into the license table.
+    fn table_license(&mut self, i: u32) {
+        let l = &self.licenses[i as usize];
+        let h = license_hash(&self.index.hasher, l.customer, l.key());
         let hasher = &self.index.hasher;
         let licenses = &self.licenses;
         self.index.licenses.insert_unique(h, i, |&j| {
             let l = &licenses[j as usize];
             license_hash(hasher, l.customer, l.key())
         });
-        i
     }
 
-    /// Room for `customers` and `licenses` more, in the records and their indexes.
+    /// Room for `customers` and `licenses` more, in the records and the customer index.
     pub(super) fn reserve_records(&mut self, more_customers: usize, more_licenses: usize) {
         self.customers.reserve_exact(more_customers);
         self.licenses.reserve_exact(more_licenses);
@@ -142,11 +170,7 @@ impl PartitionState {
         self.index.customers.reserve(more_customers, |&j| {
             hasher.hash_one(&*customers[j as usize].id)
         });
-        let licenses = &self.licenses;
-        self.index.licenses.reserve(more_licenses, |&j| {
-            let l = &licenses[j as usize];
-            license_hash(hasher, l.customer, l.key())
-        });
+        // The license table only holds the licenses of customers with many: not reserved.
     }
 
     /// The license of `customer` with `key`, created on the fly when never seen.
@@ -174,16 +198,85 @@ impl PartitionState {
             domains: DomainSet::default(),
             extras: None,
         });
-        let h = license_hash(&self.index.hasher, customer, key);
-        let hasher = &self.index.hasher;
-        let licenses = &self.licenses;
-        self.index.licenses.insert_unique(h, i, |&j| {
-            let l = &licenses[j as usize];
-            license_hash(hasher, l.customer, l.key())
-        });
         let c = &mut self.customers[customer as usize];
         c.licenses.push(i);
         c.active_licenses += 1;
+        match c.licenses.len() {
+            n if n <= SCAN_MAX => {}
+            // Just past the scan: the customer's licenses move into the table.
+            n if n == SCAN_MAX + 1 => {
+                for j in self.customers[customer as usize].licenses.clone() {
+                    self.table_license(j);
+                }
+            }
+            _ => self.table_license(i),
+        }
         (i, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Vec<String> {
+        (0..3 * SCAN_MAX).map(|i| format!("K{i}")).collect()
+    }
+
+    /// Licenses of customers `a` and `b`, the same keys in each, as many as to outgrow
+    /// the scan; each found by its own customer, before and after the move to the table.
+    fn state_with(a: &str, b: &str) -> PartitionState {
+        let mut s = PartitionState::new();
+        let (ca, cb) = (s.customer_index(a), s.customer_index(b));
+        for (n, k) in keys().iter().enumerate() {
+            let (i, new) = s.license_index(ca, k, 0);
+            let (j, new_b) = s.license_index(cb, k, 0);
+            assert!(new && new_b && i != j);
+            for (m, k) in keys().iter().enumerate().take(n + 1) {
+                assert_eq!(
+                    s.find_license(ca, k),
+                    Some(s.customers[ca as usize].licenses[m])
+                );
+            }
+        }
+        s
+    }
+
+    fn assert_found(s: &PartitionState, a: &str, b: &str) {
+        let ca = s.find_customer(a).unwrap();
+        let cb = s.find_customer(b).unwrap();
+        for (m, k) in keys().iter().enumerate() {
+            let i = s.find_license(ca, k).unwrap();
+            assert_eq!(i, s.customers[ca as usize].licenses[m]);
+            assert_eq!(s.licenses[i as usize].customer, ca);
+            assert_eq!(
+                s.licenses[s.find_license(cb, k).unwrap() as usize].customer,
+                cb
+            );
+        }
+        assert_eq!(s.find_license(ca, "K-none"), None);
+    }
+
+    #[test]
+    fn licenses_are_found_through_their_customer_before_and_after_the_table() {
+        let mut s = state_with("a", "b");
+        assert_eq!(s.index.licenses.len(), 2 * keys().len());
+        assert_found(&s, "a", "b");
+        s.rebuild_index();
+        assert_found(&s, "a", "b");
+        s.merge(state_with("c", "d"));
+        assert_found(&s, "a", "b");
+        assert_found(&s, "c", "d");
+        // A customer with few licenses puts none in the table.
+        let mut few = PartitionState::new();
+        let c = few.customer_index("e");
+        for k in keys().iter().take(SCAN_MAX) {
+            few.license_index(c, k, 0);
+        }
+        assert_eq!(few.index.licenses.len(), 0);
+        assert!(keys()
+            .iter()
+            .take(SCAN_MAX)
+            .all(|k| few.find_license(c, k).is_some()));
     }
 }
