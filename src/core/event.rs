@@ -299,6 +299,11 @@ impl RejectReason {
         Self::TooLarge,
     ];
 
+    /// Position in [`Self::ALL`] (declaration order, as the `codes!` enums' `index`).
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotJson => "not_json",
@@ -712,6 +717,13 @@ impl<'a> RawEvent<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reject_reason_index_matches_all() {
+        for (i, r) in RejectReason::ALL.into_iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
 
     fn reason(line: &str) -> (RejectReason, Option<&'static str>) {
         let r = decode(line.as_bytes()).unwrap_err();

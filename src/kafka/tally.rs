@@ -71,21 +71,13 @@ impl Tally {
     /// Counts a decision of kind `k`.
     #[inline]
     pub fn decided(&mut self, k: NotificationKind) {
-        let i = NotificationKind::ALL
-            .iter()
-            .position(|x| *x == k)
-            .unwrap_or(0);
-        self.decided[i] += 1;
+        self.decided[k.index()] += 1;
     }
 
     /// Counts a rejection for `reason`.
     #[inline]
     pub fn rejected(&mut self, reason: RejectReason) {
-        let i = RejectReason::ALL
-            .iter()
-            .position(|r| *r == reason)
-            .unwrap_or(0);
-        self.rejected[i] += 1;
+        self.rejected[reason.index()] += 1;
     }
 
     /// Adds the tallies to the counters and starts from zero.

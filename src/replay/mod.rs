@@ -239,11 +239,7 @@ impl Replay {
     /// Event counts over every shard.
     pub fn counts(&self) -> EventCounts {
         self.states.iter().fold(EventCounts::default(), |mut a, s| {
-            let c = s.counts();
-            a.applied += c.applied;
-            a.rejected += c.rejected;
-            a.duplicates += c.duplicates;
-            a.excluded += c.excluded;
+            a += s.counts();
             a
         })
     }

@@ -62,10 +62,7 @@ impl PartitionState {
         for (d, v) in other.mrr.days {
             *self.mrr.days.entry(d).or_insert(0) += v;
         }
-        self.counts.applied += other.counts.applied;
-        self.counts.rejected += other.counts.rejected;
-        self.counts.duplicates += other.counts.duplicates;
-        self.counts.excluded += other.counts.excluded;
+        self.counts += other.counts;
         self.movements.merge(other.movements);
         self.max_day = self.max_day.max(other.max_day);
     }

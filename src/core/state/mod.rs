@@ -87,6 +87,15 @@ pub struct EventCounts {
     pub excluded: u64,
 }
 
+impl std::ops::AddAssign for EventCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.applied += o.applied;
+        self.rejected += o.rejected;
+        self.duplicates += o.duplicates;
+        self.excluded += o.excluded;
+    }
+}
+
 /// One day's figures, over every customer of the partition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct DayStats {
