@@ -1,7 +1,7 @@
 //! Fuzz target `decode`: any bytes into the event decoder (SPEC §1).
 //!
 //! Guarantees checked: no panic; a message over the byte limit is rejected without being
-//! parsed; an accepted event is within the limit, has a type of the spec's list, and
+//! parsed; an accepted event is within the limit, is UTF-8, has a type of the spec's list, and
 //! decoding the same bytes again gives the same answer (the decoder is deterministic).
 #![no_main]
 
@@ -20,6 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 "accepted {} bytes over the limit",
                 data.len()
             );
+            assert!(std::str::from_utf8(data).is_ok(), "accepted bytes that are not UTF-8");
             assert!(EVENT_TYPES.contains(&ev.kind.type_name()));
         }
         Err(r) => {

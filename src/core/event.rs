@@ -359,13 +359,22 @@ pub fn decode_bounded(bytes: &[u8], max_bytes: usize) -> Result<Event<'_>, Rejec
 
 /// Decodes one event, whatever its size. Never panics.
 pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
-    let raw: RawEvent<'_> = match serde_json::from_slice(bytes) {
+    // An event is UTF-8 JSON (SPEC §1): bytes that are not UTF-8 anywhere in it, an
+    // ignored field's value included, make it `not_json`. Checked once for the whole
+    // input, which also spares serde_json its check of every string and raw value.
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(Rejection {
+            reason: RejectReason::NotJson,
+            field: None,
+        });
+    };
+    let raw: RawEvent<'_> = match serde_json::from_str(text) {
         Ok(raw) => raw,
         Err(e) => {
             // A data error is only ever "not an object" at the top (every field value is
             // taken as it comes), but serde reports it as soon as it sees `[` or `1`:
             // whether the whole input is JSON at all decides between the two reasons.
-            let reason = if e.is_data() && serde_json::from_slice::<IgnoredAny>(bytes).is_ok() {
+            let reason = if e.is_data() && serde_json::from_str::<IgnoredAny>(text).is_ok() {
                 RejectReason::NotObject
             } else {
                 RejectReason::NotJson
@@ -463,6 +472,12 @@ impl<'a> Raw<'a> {
             Some(b't' | b'f') => Raw::Bool,
             Some(b'[' | b'{') => Raw::Composite,
             _ if text == "-0" => Raw::Unsigned(0),
+            // The usual integer, read without a second parser: valid JSON digits only (no
+            // leading zero but `0` itself), and few enough that no u64 overflows.
+            Some(b'1'..=b'9') if text.len() <= 19 && text.bytes().all(|b| b.is_ascii_digit()) => {
+                Raw::Unsigned(text.bytes().fold(0, |n, b| n * 10 + u64::from(b - b'0')))
+            }
+            Some(b'0') if text.len() == 1 => Raw::Unsigned(0),
             _ => serde_json::from_str(text)?,
         })
     }
@@ -869,6 +884,45 @@ mod tests {
             );
             assert!(decode(line.as_bytes()).is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_not_json_wherever_they_are() {
+        let base = r#"{"type":"payment.failed","ts":"2026-10-25T10:00:00Z","customer_id":"c""#;
+        let ok = format!("{base},\"x\":\"ab\"}}");
+        assert!(decode(ok.as_bytes()).is_ok());
+        // In an ignored field, a known field, a key, and between tokens.
+        for (at, bad) in [
+            (",\"x\":\"a", &b"\xff\xfe\"}"[..]),
+            (",\"email\":\"a", b"\xc3\"}"),
+            (",\"", b"\xed\xa0\x80\":1}"),
+            ("", b" \x80}"),
+        ] {
+            let mut line = format!("{base}{at}").into_bytes();
+            line.extend_from_slice(bad);
+            assert_eq!(
+                decode(&line).map_err(|r| (r.reason, r.field)),
+                Err((RejectReason::NotJson, None)),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+        }
+    }
+
+    #[test]
+    fn integers_read_exactly_at_every_length() {
+        let limit_of = |text: &str| match decode(issued(text, "0").as_bytes()).map(|e| e.kind) {
+            Ok(EventKind::Issued { domain_limit, .. }) => Ok(domain_limit),
+            Ok(other) => panic!("wrong kind {other:?}"),
+            Err(r) => Err(r.reason),
+        };
+        for n in [0u64, 7, 10, 999, 1_000_000_007, 9_999_999_999_999_999_999, u64::MAX] {
+            assert_eq!(limit_of(&n.to_string()), Ok(n), "{n}");
+        }
+        // One past u64 is not an integer the event can hold; leading zeros are not JSON.
+        assert_eq!(limit_of("18446744073709551616"), Err(RejectReason::WrongType));
+        assert_eq!(limit_of("007"), Err(RejectReason::NotJson));
+        assert_eq!(limit_of("1e2"), Err(RejectReason::WrongType));
     }
 
     #[test]
