@@ -916,11 +916,22 @@ mod tests {
             Ok(other) => panic!("wrong kind {other:?}"),
             Err(r) => Err(r.reason),
         };
-        for n in [0u64, 7, 10, 999, 1_000_000_007, 9_999_999_999_999_999_999, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            10,
+            999,
+            1_000_000_007,
+            9_999_999_999_999_999_999,
+            u64::MAX,
+        ] {
             assert_eq!(limit_of(&n.to_string()), Ok(n), "{n}");
         }
         // One past u64 is not an integer the event can hold; leading zeros are not JSON.
-        assert_eq!(limit_of("18446744073709551616"), Err(RejectReason::WrongType));
+        assert_eq!(
+            limit_of("18446744073709551616"),
+            Err(RejectReason::WrongType)
+        );
         assert_eq!(limit_of("007"), Err(RejectReason::NotJson));
         assert_eq!(limit_of("1e2"), Err(RejectReason::WrongType));
     }
