@@ -125,6 +125,13 @@ impl SeenIds {
             None => match self.few.iter_mut().find(|(k, _)| *k == h) {
                 Some(e) => e.1 = ts,
                 None => {
+                    if self.few.len() == self.few.capacity() && self.oldest < floor {
+                        // Forget what the horizon already ignores before growing: a
+                        // customer whose events are more than the horizon apart then
+                        // keeps its one id inline, instead of a heap copy made for the
+                        // second id and freed again by the prune below, on every event.
+                        self.prune(floor);
+                    }
                     self.few.push((h, ts));
                     if self.few.len() > INLINE_MAX {
                         self.many = Some(Box::new(Many {
@@ -229,6 +236,56 @@ mod tests {
         s.remember("b", 200, 150); // prunes "a"
         assert!(!s.is_duplicate("a", 0));
         assert!(s.is_duplicate("b", 0));
+    }
+
+    /// The system allocator, counting the allocations made on each thread (this crate's
+    /// unit tests only), so that a test can tell that a call allocates nothing.
+    struct Counting;
+
+    thread_local! {
+        static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    // SAFETY: every call is forwarded unchanged to the system allocator.
+    unsafe impl std::alloc::GlobalAlloc for Counting {
+        unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            unsafe { std::alloc::System.alloc(l) }
+        }
+        unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+            unsafe { std::alloc::System.dealloc(p, l) }
+        }
+        unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            unsafe { std::alloc::System.realloc(p, l, new) }
+        }
+    }
+
+    #[global_allocator]
+    static COUNTING: Counting = Counting;
+
+    fn allocations() -> u64 {
+        ALLOCATIONS.with(|n| n.get())
+    }
+
+    #[test]
+    fn ids_further_apart_than_the_horizon_stay_inline() {
+        let hour = 3_600_000_000;
+        let mut s = SeenIds::default();
+        for i in 0..10 {
+            let ts = i * 2 * hour;
+            let id = format!("e{i}");
+            let before = allocations();
+            s.remember(&id, ts, ts - hour);
+            assert_eq!(allocations(), before, "remember allocated at {i}");
+            assert!(!s.few.spilled(), "spilled at {i}");
+            assert_eq!(s.heap_bytes(), 0);
+            assert!(s.is_duplicate(&id, ts - hour));
+            assert!(i == 0 || !s.is_duplicate(&format!("e{}", i - 1), ts - hour));
+        }
+        // Two within the horizon still grow the set, and both are remembered.
+        s.remember("x", 18 * hour + 1, 17 * hour);
+        assert!(s.is_duplicate("e9", 17 * hour) && s.is_duplicate("x", 17 * hour));
     }
 
     #[test]
