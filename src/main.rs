@@ -377,5 +377,9 @@ fn replay(config: &Config, file: &str, compact: bool) -> anyhow::Result<()> {
     }
     writeln!(out)?;
     eprint!("{}", replay.rejections);
+    // The process exits next, and nothing in the state needs its destructor: freeing every
+    // record one by one (6 % of a replay's CPU on the fleet log) is work the OS does at once.
+    std::mem::forget(report);
+    std::mem::forget(replay);
     Ok(())
 }
