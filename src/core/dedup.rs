@@ -19,6 +19,9 @@ use super::time::Micros;
 /// Above this many ids the set moves from the inline vector to a hash map.
 const INLINE_MAX: usize = 16;
 
+/// The small vector grows one id at a time up to this many, doubling beyond.
+const EXACT_MAX: usize = 4;
+
 type IdMap = HashMap<u64, Micros, ahash::RandomState>;
 
 /// The ids a customer applied within the horizon (40 bytes in its customer record).
@@ -131,6 +134,11 @@ impl SeenIds {
                         // keeps its one id inline, instead of a heap copy made for the
                         // second id and freed again by the prune below, on every event.
                         self.prune(floor);
+                    }
+                    if self.few.len() == self.few.capacity() && self.few.len() < EXACT_MAX {
+                        // Exact room while short: most customers hold two to four ids at
+                        // once, and doubling would leave a slot in every one unused.
+                        self.few.reserve_exact(1);
                     }
                     self.few.push((h, ts));
                     if self.few.len() > INLINE_MAX {
@@ -286,6 +294,20 @@ mod tests {
         // Two within the horizon still grow the set, and both are remembered.
         s.remember("x", 18 * hour + 1, 17 * hour);
         assert!(s.is_duplicate("e9", 17 * hour) && s.is_duplicate("x", 17 * hour));
+    }
+
+    #[test]
+    fn a_short_set_holds_exact_room() {
+        let mut s = SeenIds::default();
+        for (n, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+            s.remember(id, n as Micros, 0);
+            assert_eq!(s.few.capacity(), n + 1, "after {id}");
+        }
+        s.remember("e", 5, 0);
+        assert_eq!(s.few.capacity(), 8); // doubling beyond
+        assert!(["a", "b", "c", "d", "e"]
+            .iter()
+            .all(|id| s.is_duplicate(id, 0)));
     }
 
     #[test]

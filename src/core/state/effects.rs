@@ -44,7 +44,7 @@ impl PartitionState {
                 l.mark_issued(ts);
                 l.set_email(email.as_deref());
                 // An issue without `expires_at` clears the expiry (SPEC §8.5).
-                l.expires_at = expires_at.unwrap_or(NEVER);
+                self.set_expiry(li, expires_at.unwrap_or(NEVER));
                 self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
                 self.set_status(li, Status::Active, day);
                 self.note_upgrade_candidate(li);
@@ -128,7 +128,7 @@ impl PartitionState {
             } => {
                 let (li, _) = self.license_index(ci, license_key, ts);
                 if let Some(e) = expires_at {
-                    self.licenses[li as usize].expires_at = *e;
+                    self.set_expiry(li, *e);
                 }
                 self.set_status(li, Status::Active, day);
                 self.note_upgrade_candidate(li);

@@ -29,6 +29,7 @@ impl PartitionState {
                 mine.licenses.extend(c.licenses);
                 mine.active_licenses += c.active_licenses;
                 mine.paying_licenses += c.paying_licenses;
+                mine.may_expire |= c.may_expire;
                 // Its decisions stay with it (it has none today: they need a license).
                 if let Some(theirs) = c.extras.filter(|e| !e.notifications.is_empty()) {
                     mine.extras_mut().notifications.extend(theirs.notifications);

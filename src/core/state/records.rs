@@ -46,6 +46,10 @@ pub(crate) struct Customer {
     /// Whether its MRR was ever above 0 after an event (SPEC §8.2: a later rise from 0 is
     /// a reactivation, not new); it outlives the customer's last license.
     pub(super) ever_paid: bool,
+    /// Whether any of its licenses may have an `expires_at`: set whenever one is given one
+    /// (never cleared, so it may stay set after a re-issue without one). The daily expiry
+    /// check skips the licenses of a customer without it, instead of reading every record.
+    pub(super) may_expire: bool,
 }
 
 /// A customer's open ticket ids (the codec writes them sorted).
@@ -107,6 +111,7 @@ impl Customer {
             extras: None,
             payment_failed: false,
             ever_paid: false,
+            may_expire: false,
         }
     }
 

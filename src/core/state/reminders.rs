@@ -5,16 +5,27 @@
 //! ticks). Guarantees: nothing changes between the midnights of one range, so each
 //! license's first firing midnight is computed directly (`expiry::first_reminder_day`):
 //! the cost is one look at each of the customer's licenses, however many midnights pass;
-//! it runs whether or not the customer ever validated.
+//! it runs whether or not the customer ever validated, and reads no license of a customer
+//! none of whose licenses was ever given an expiry.
 
 use super::PartitionState;
 use crate::codes::{NotificationKind, Spec8Reason, Status};
 use crate::config::CoreConfig;
 use crate::expiry::{first_reminder_day, CheckRun};
 use crate::signals::{Facts, Notification};
-use crate::time::{format_rfc3339, midnight, Day, NEVER};
+use crate::time::{format_rfc3339, midnight, Day, Micros, NEVER};
 
 impl PartitionState {
+    /// Sets the expiry of license `li` (`NEVER` for none). Every change of an expiry goes
+    /// through here, so that its customer's `may_expire` holds.
+    pub(super) fn set_expiry(&mut self, li: u32, expires_at: Micros) {
+        let l = &mut self.licenses[li as usize];
+        l.expires_at = expires_at;
+        if expires_at != NEVER {
+            self.customers[l.customer as usize].may_expire = true;
+        }
+    }
+
     /// Decides the `expiring_soon` of customer `ci` over the midnights `first..=last`.
     pub(super) fn remind_expiries(
         &mut self,
@@ -26,7 +37,7 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let c = &self.customers[ci as usize];
-        if c.active_licenses == 0 {
+        if c.active_licenses == 0 || !c.may_expire {
             return;
         }
         for i in 0..c.licenses.len() {

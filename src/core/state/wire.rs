@@ -194,7 +194,9 @@ impl PartitionState {
         let ci = self.customers.len() as u32;
         let first = self.licenses.len() as u32;
         let (mut active, mut paying) = (0, 0);
+        let mut may_expire = false;
         for l in w.licenses {
+            may_expire |= l.expires_at != NEVER;
             let plan = self.plan_index(&l.plan);
             active += (l.status == Status::Active) as u32;
             paying += (l.status == Status::Active && l.mrr_cents > 0) as u32;
@@ -258,6 +260,7 @@ impl PartitionState {
         c.extras = extras;
         c.payment_failed = w.payment_failed;
         c.ever_paid = w.ever_paid;
+        c.may_expire = may_expire;
         self.insert_customer(c);
         Ok(())
     }
