@@ -504,6 +504,11 @@ macro_rules! raw_fields {
             fn from_key(key: &str) -> Self {
                 match key { $($wire => FieldName::$name,)* _ => FieldName::Unknown }
             }
+
+            /// The fields that hold an integer (SPEC §1: `domain_limit`, `mrr_cents`).
+            const fn is_integer(&self) -> bool {
+                matches!(self, FieldName::domain_limit | FieldName::mrr_cents)
+            }
         }
 
         impl<'de> Visitor<'de> for RawEventVisitor {
@@ -516,13 +521,19 @@ macro_rules! raw_fields {
                 while let Some(key) = map.next_key::<KeyName>()? {
                     match key.0 {
                         // A repeated key: the last occurrence counts (SPEC §1).
-                        $(FieldName::$name => {
+                        $(FieldName::$name if FieldName::$name.is_integer() => {
+                            // Read from its exact text, to tell `-0` from a fraction.
                             let raw = map.next_value::<&'de RawValue>()?;
                             match Raw::of(raw) {
                                 Ok(v) => ev.$name = Some(v),
                                 Err(_) => ev.unreadable = true,
                             }
                         })*
+                        // Any other field is read once, as it comes: a string without
+                        // escapes borrowed. A value serde_json cannot read (a lone
+                        // surrogate, a number beyond a double) fails the whole parse,
+                        // which is `not_json` as `unreadable` is.
+                        $(FieldName::$name => ev.$name = Some(map.next_value::<Raw<'de>>()?),)*
                         FieldName::Unknown => { map.next_value::<IgnoredAny>()?; }
                     }
                 }
