@@ -17,6 +17,7 @@ const COUNTRY_SLOTS: usize = 26 * 26 + 1;
 const OTHER: usize = 26 * 26;
 
 /// Per-batch tallies.
+#[derive(Default)]
 pub struct Tally {
     /// Messages folded (rebuilds included).
     pub folded: u64,
@@ -32,26 +33,11 @@ pub struct Tally {
     pub excluded: u64,
     /// Decisions by kind, in [`NotificationKind::ALL`] order.
     pub decided: [u64; NotificationKind::ALL.len()],
-    /// Validations by country slot (see [`Tally::country`]).
-    countries: Box<[u64; COUNTRY_SLOTS]>,
+    /// Validations by country slot (see [`Tally::country`]); sized at the first country,
+    /// then kept (zeroed in place) across flushes.
+    countries: Vec<u64>,
     /// Whether any country slot is non-zero.
     any_country: bool,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            folded: 0,
-            events: [0; EVENT_TYPES.len()],
-            results: [0; 6],
-            rejected: [0; RejectReason::ALL.len()],
-            duplicates: 0,
-            excluded: 0,
-            decided: [0; NotificationKind::ALL.len()],
-            countries: Box::new([0; COUNTRY_SLOTS]),
-            any_country: false,
-        }
-    }
 }
 
 impl Tally {
@@ -64,6 +50,9 @@ impl Tally {
             }
             _ => OTHER,
         };
+        if self.countries.is_empty() {
+            self.countries.resize(COUNTRY_SLOTS, 0);
+        }
         self.countries[slot] += 1;
         self.any_country = true;
     }
@@ -136,14 +125,12 @@ impl Tally {
                 }
             }
         }
-        self.any_country = false;
-        self.folded = 0;
-        self.events = [0; EVENT_TYPES.len()];
-        self.results = [0; 6];
-        self.rejected = [0; RejectReason::ALL.len()];
-        self.duplicates = 0;
-        self.excluded = 0;
-        self.decided = [0; NotificationKind::ALL.len()];
+        // From zero: every count from `Default`, the country slots (zeroed above) kept.
+        let countries = std::mem::take(&mut self.countries);
+        *self = Self {
+            countries,
+            ..Self::default()
+        };
     }
 }
 
@@ -167,5 +154,42 @@ mod tests {
         t.flush(&m);
         assert_eq!(m.messages_folded_total.get(), 7);
         assert_eq!(get("FR"), 2);
+    }
+
+    #[test]
+    fn a_flush_starts_every_count_from_zero() {
+        let m = Metrics::new().expect("metrics");
+        let mut t = Tally::default();
+        t.events[0] = 3;
+        t.duplicates = 2;
+        t.rejected(RejectReason::ALL[0]);
+        t.decided(NotificationKind::ALL[0]);
+        t.country("FR");
+        t.flush(&m);
+        t.flush(&m);
+        let events = m.events_total.with_label_values(&[EVENT_TYPES[0]]).get();
+        let rejected = m
+            .events_rejected_total
+            .with_label_values(&[RejectReason::ALL[0].as_str()])
+            .get();
+        let decided = m
+            .notifications_decided_total
+            .with_label_values(&[NotificationKind::ALL[0].as_str()])
+            .get();
+        let fr = m
+            .validations_by_country_total
+            .with_label_values(&["FR"])
+            .get();
+        assert_eq!(
+            (
+                events,
+                m.events_duplicate_total.get(),
+                rejected,
+                decided,
+                fr
+            ),
+            (3, 2, 1, 1, 1)
+        );
+        assert!(!t.any_country && t.countries.iter().all(|&n| n == 0));
     }
 }

@@ -168,39 +168,38 @@ impl Replay {
         threads: usize,
         mut on_progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
+        let max_line = cfg.max_event_bytes;
+        let threads = threads.min(MAX_THREADS);
         let mut batch = LineBatch::default();
+        if !batch.fill(&mut input, BATCH_LINES, BATCH_BYTES, max_line)? {
+            return Ok(());
+        }
         // Decided at the first batch: sharded when the input is more than one batch, the
         // machine has more than one core and nothing was fed before.
-        let mut decided = false;
-        let threads = threads.min(MAX_THREADS);
+        let fresh = self.lines == 0 && self.states.len() == 1 && self.sizes() == (0, 0);
+        if fresh && threads > 1 && batch.is_full() {
+            self.states = (0..threads).map(|_| PartitionState::new()).collect();
+        }
+        // Once sharded, batches are larger: each batch costs two meetings of the threads.
+        let sharded = threads > 1 && self.states.len() > 1;
+        let (max_lines, max_bytes) = if sharded {
+            (shards::BATCH_LINES, shards::BATCH_BYTES)
+        } else {
+            (BATCH_LINES, BATCH_BYTES)
+        };
         loop {
-            let sharded = threads > 1 && self.states.len() > 1;
-            // Once sharded, batches are larger: each batch costs two meetings of the threads.
-            let (max_lines, max_bytes) = if sharded {
-                (shards::BATCH_LINES, shards::BATCH_BYTES)
-            } else {
-                (BATCH_LINES, BATCH_BYTES)
-            };
-            if !batch.fill(&mut input, max_lines, max_bytes, cfg.max_event_bytes)? {
-                break;
-            }
-            if !decided {
-                decided = true;
-                let fresh = self.lines == 0 && self.states.len() == 1 && self.sizes() == (0, 0);
-                if fresh && threads > 1 && batch.is_full() {
-                    self.states = (0..threads).map(|_| PartitionState::new()).collect();
-                }
-            }
-            if threads > 1 && self.states.len() > 1 {
+            if sharded {
                 shards::feed(self, &batch, cfg);
             } else {
-                for line in batch.decoded(cfg.max_event_bytes) {
+                for line in batch.decoded(max_line) {
                     self.feed_decoded(&line, cfg);
                 }
             }
             on_progress(batch.bytes_read());
+            if !batch.fill(&mut input, max_lines, max_bytes, max_line)? {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 
     /// The latest clock over every shard (the watermark of the one state they make).

@@ -222,6 +222,16 @@ impl License {
         }
     }
 
+    /// The field and flag that hold an issue time (`NEVER` for none) and a first sight: the
+    /// inverse of [`License::issued_at`] with the first sight the codec keeps.
+    pub(super) fn since_and_issued(issued_at: Micros, first_sight: Micros) -> (Micros, bool) {
+        if issued_at != NEVER {
+            (issued_at, true)
+        } else {
+            (first_sight, false)
+        }
+    }
+
     /// Marks the license issued at `ts`, unless an earlier `license.issued` arrived.
     pub(super) fn mark_issued(&mut self, ts: Micros) {
         if !self.issued {

@@ -200,6 +200,7 @@ impl PartitionState {
             let plan = self.plan_index(&l.plan);
             active += (l.status == Status::Active) as u32;
             paying += (l.status == Status::Active && l.mrr_cents > 0) as u32;
+            let (since, issued) = License::since_and_issued(l.issued_at, l.first_sight);
             self.licenses.push(License {
                 customer: ci,
                 key: l.key,
@@ -208,12 +209,8 @@ impl PartitionState {
                 domain_limit: l.domain_limit,
                 mrr_cents: l.mrr_cents,
                 email: l.email,
-                since: if l.issued_at != NEVER {
-                    l.issued_at
-                } else {
-                    l.first_sight
-                },
-                issued: l.issued_at != NEVER,
+                since,
+                issued,
                 expires_at: l.expires_at,
                 first_activation: l.first_activation,
                 first_valid: l.first_valid,
