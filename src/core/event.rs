@@ -10,19 +10,19 @@
 //! never parsed.
 //!
 //! The pieces: this file holds the typed event ([`Event`], [`EventKind`] and their
-//! codes); `reject.rs` the rejection ([`RejectReason`], [`Rejection`]); `decode.rs` the
-//! reading of the bytes, and `decode/validate.rs` the checks of every field.
+//! codes); `reject.rs` the rejection ([`RejectReason`], [`Rejection`]); `read.rs` the
+//! reading of the bytes, and `read/validate.rs` the checks of every field.
 
 use std::borrow::Cow;
 
 use super::time::Micros;
 
-mod decode;
+mod read;
 mod reject;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, decode_bounded};
+pub use read::{decode, decode_bounded};
 pub use reject::{RejectReason, Rejection};
 
 /// A decoded, fully validated event.
