@@ -214,7 +214,7 @@ impl Customer {
             self.push(out, t, f);
         }
         self.tickets
-            .retain(|(_, close)| close.map_or(true, |c| c > d));
+            .retain(|(_, close)| close.is_none_or(|c| c > d));
     }
 
     fn new_api_key(&mut self, t: Micros, out: &mut Vec<Draft>) {

@@ -217,14 +217,14 @@ impl Customer {
                     let f = self.ev("payment.failed");
                     self.push(out, t, f);
                 }
-                if self.second_act.is_none() && since == 15 && self.idx % 2 == 0 {
+                if self.second_act.is_none() && since == 15 && self.idx.is_multiple_of(2) {
                     let t = self.at(t0);
                     for i in 0..self.licenses.len() {
                         self.license_event(i, "license.revoked", t, out);
                         self.licenses[i].status = Status::Revoked;
                     }
                 }
-                if self.second_act.is_none() && since == 22 && self.idx % 2 == 0 {
+                if self.second_act.is_none() && since == 22 && self.idx.is_multiple_of(2) {
                     self.gone = true;
                 }
             }
