@@ -133,7 +133,8 @@ pub struct Aggregate {
     pub validations: BTreeMap<Day, [u64; 6]>,
     pub at_risk: u64,
     pub utilization: BTreeMap<String, UtilizationSums>,
-    /// Licenses by [`TtfvBucket`], in [`TtfvBucket::ALL`] order.
+    /// Licenses by [`TtfvBucket`](crate::codes::TtfvBucket), in
+    /// [`TtfvBucket::ALL`](crate::codes::TtfvBucket::ALL) order.
     pub ttfv_buckets: [u64; 5],
     /// Measured times to first validation, in microseconds.
     pub ttfv_measured: Vec<Micros>,
@@ -143,7 +144,8 @@ pub struct Aggregate {
     pub movements: MovementSums,
     pub countries: BTreeMap<String, u64>,
     pub health_customers: u64,
-    /// Customers by [`HealthBand`], in [`HealthBand::ALL`] order.
+    /// Customers by [`HealthBand`](crate::codes::HealthBand), in
+    /// [`HealthBand::ALL`](crate::codes::HealthBand::ALL) order.
     pub health_bands: [u64; 4],
     pub churn_risk: Vec<ChurnRiskEntry>,
     pub upgrade_pipeline: Vec<UpgradeEntry>,

@@ -1,5 +1,5 @@
 //! The snapshot refresher: every `http.refresh_ms` it recomputes the served
-//! [`Snapshot`](crate::app_state::Snapshot) from the fold workers.
+//! [`Snapshot`] from the fold workers.
 //!
 //! Guarantees: in wall-clock mode it first moves every caught-up partition's clock to now
 //! (so midnights pass with no event); it reads readiness and positions before the
