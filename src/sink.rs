@@ -131,7 +131,7 @@ impl DecisionSink for DeferredSink {
     }
 
     fn has_unclaimed(&self) -> bool {
-        self.inner.get().map_or(true, |s| s.has_unclaimed())
+        self.inner.get().is_none_or(|s| s.has_unclaimed())
     }
 
     fn is_ready(&self) -> bool {

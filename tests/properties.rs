@@ -134,7 +134,7 @@ fn event_json(customer: usize, (ty, minute, lic, var, id): Spec) -> Value {
 /// An expiry a few days before or after the event (whole days, or mid-day).
 fn expiry(minute: u32, var: u8) -> String {
     let secs = 1_790_000_000 + minute as i64 * 60 + (var as i64 * 2 - 5) * 86_400;
-    let secs = if var % 2 == 0 {
+    let secs = if var.is_multiple_of(2) {
         secs - secs % 86_400
     } else {
         secs

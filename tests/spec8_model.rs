@@ -172,7 +172,7 @@ struct Model {
 }
 
 fn allowed(last: Option<i64>, at: i64, days: i64) -> bool {
-    last.map_or(true, |l| l <= at - days * DAY)
+    last.is_none_or(|l| l <= at - days * DAY)
 }
 
 impl Model {

@@ -254,7 +254,7 @@ impl Group {
                 None => all_answered = false,
                 Some(None) => {}
                 Some(Some(c)) if c.member == member => {
-                    if found.as_ref().map_or(true, |f| c.member < f.member) {
+                    if found.as_ref().is_none_or(|f| c.member < f.member) {
                         found = Some(c);
                     }
                 }

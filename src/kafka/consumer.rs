@@ -70,7 +70,7 @@ impl ClientContext for Ctx {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let mut last = lock(&self.last_error_log);
-        if last.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             *last = Some(Instant::now());
             tracing::warn!(error = %error, reason, "kafka client error (repeats within 5 s not logged)");
         }

@@ -68,7 +68,7 @@ impl ClientContext for DlqContext {
             .last_error_log
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if last.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
+        if last.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             *last = Some(std::time::Instant::now());
             tracing::warn!(client = "dead-letter producer", error = %error, reason, "kafka client error (repeats within 5 s not logged)");
         }

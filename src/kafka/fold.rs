@@ -145,7 +145,7 @@ impl Worker {
                 let staged = self
                     .held
                     .iter_mut()
-                    .filter(|(tp, _)| only.as_ref().map_or(true, |o| o.contains(tp)))
+                    .filter(|(tp, _)| only.as_ref().is_none_or(|o| o.contains(tp)))
                     .filter_map(|(tp, h)| {
                         let next = h.next;
                         let staged = h.durable.as_mut()?.stage(tp, &mut h.state, next, sink);

@@ -103,7 +103,7 @@ pub fn poll_loop(
                     drop(consumer);
                     return PollEnd::Fatal(format!("fatal Kafka consumer error: {reason}"));
                 }
-                if last_poll_error.map_or(true, |t| t.elapsed() > Duration::from_secs(5)) {
+                if last_poll_error.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
                     last_poll_error = Some(Instant::now());
                     tracing::warn!(error = %e, "consumer error (repeats within 5 s not logged)");
                 }

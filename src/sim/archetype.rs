@@ -112,7 +112,7 @@ pub fn deck(n: usize, rng: &mut Rng) -> Vec<Archetype> {
     }
     let mut deck: Vec<Archetype> = counts
         .iter()
-        .flat_map(|(a, k, _)| std::iter::repeat(*a).take(*k))
+        .flat_map(|(a, k, _)| std::iter::repeat_n(*a, *k))
         .collect();
     rng.shuffle(&mut deck);
     deck

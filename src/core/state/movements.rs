@@ -33,7 +33,7 @@ impl PartitionState {
         // change is in `month_ago_cents`, and no movement window reaches it.
         let kept = self
             .max_day
-            .map_or(true, |max| day >= max - cfg.window_days as i32);
+            .is_none_or(|max| day >= max - cfg.window_days as i32);
         if let (Some(m), true) = (movement, kept) {
             self.movements.book(day, m);
         }
