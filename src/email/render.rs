@@ -36,10 +36,16 @@ use serde_json::{json, Value};
 use crate::config::EmailConfig;
 use crate::core::{Notification, NotificationKind};
 
+// Paths relative to this file's directory, so that the fuzz target that includes this
+// file with `#[path]` (fuzz/fuzz_targets/render.rs) finds them as the crate does.
+#[path = "render/context.rs"]
 mod context;
+#[path = "render/samples.rs"]
 mod samples;
+#[path = "render/templates.rs"]
 mod templates;
 #[cfg(test)]
+#[path = "render/tests.rs"]
 mod tests;
 
 pub use context::format_money;

@@ -9,7 +9,7 @@ use crate::core::signals::{Facts, LicenseFacts};
 use crate::core::{Notification, NotificationKind};
 
 /// One notification of each kind, for test-rendering templates at start.
-pub(in crate::email) fn samples() -> Vec<Notification> {
+pub(crate) fn samples() -> Vec<Notification> {
     let base = |kind, license: Option<&str>, facts| Notification {
         kind,
         to: "someone@example.com".into(),

@@ -123,7 +123,7 @@ pub fn built_in_template(name: &str) -> Option<&'static str> {
     BUILT_IN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
-pub(in crate::email) fn names_of(kind: NotificationKind) -> [&'static str; 3] {
+pub(crate) fn names_of(kind: NotificationKind) -> [&'static str; 3] {
     TEMPLATE_NAMES
         .iter()
         .find(|(k, _)| *k == kind)
