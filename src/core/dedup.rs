@@ -110,6 +110,11 @@ impl SeenIds {
         }
     }
 
+    /// The ids held in the short list (hashes and times; empty once the map holds them).
+    pub(crate) fn few(&self) -> &[(u64, Micros)] {
+        &self.few
+    }
+
     /// Whether `id` was applied at or after `floor` (the customer's clock minus the horizon).
     pub(crate) fn is_duplicate(&self, id: &str, floor: Micros) -> bool {
         self.get(hash(id)).is_some_and(|t| t >= floor)

@@ -50,6 +50,11 @@ impl DayCounts {
             .sum()
     }
 
+    /// The days with a count and their counts, oldest first.
+    pub fn days(&self) -> &[(Day, u32)] {
+        &self.0
+    }
+
     /// The latest day with a count.
     pub fn last_day(&self) -> Option<Day> {
         self.0.last().map(|(d, _)| *d)

@@ -188,13 +188,7 @@ impl Replay {
             (BATCH_LINES, BATCH_BYTES)
         };
         loop {
-            if sharded {
-                shards::feed(self, &batch, cfg);
-            } else {
-                for line in batch.decoded(max_line) {
-                    self.feed_decoded(&line, cfg);
-                }
-            }
+            shards::feed(self, &batch, cfg, sharded);
             on_progress(batch.bytes_read());
             if !batch.fill(&mut input, max_lines, max_bytes, max_line)? {
                 return Ok(());

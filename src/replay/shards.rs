@@ -20,7 +20,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Line, LineBatch, Replay};
 use crate::core::time::Micros;
-use crate::core::{Aggregate, CoreConfig, Notification, PartitionState, RejectReason};
+use crate::core::{Aggregate, CoreConfig, Event, Notification, PartitionState, RejectReason};
 
 /// Lines per batch of a sharded replay (after its first, of the usual size).
 pub(super) const BATCH_LINES: usize = 65_536;
@@ -60,12 +60,14 @@ fn run_all<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R +
 
 /// Decodes and folds one batch into `replay`'s shards: lines are decoded in as many parts
 /// as there are shards, then each shard folds the events of its customers, in file
-/// order. Blank and rejected lines are counted into `replay`, in file order, and the
-/// batch's decisions appended to `replay.decisions` in the order of their lines.
-pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig) {
+/// order, with [`PartitionState::apply_ahead`]. Each part and shard has a thread of its
+/// own when `parallel`, else all run on the calling thread. Blank and rejected lines are
+/// counted into `replay`, in file order, and the batch's decisions appended to
+/// `replay.decisions` in the order of their lines.
+pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, parallel: bool) {
     let n = replay.states.len();
     let max = cfg.max_event_bytes;
-    let parallel = n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
+    let parallel = parallel && n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
     let part = batch.spans.len().div_ceil(n).max(1);
     let parts: Vec<_> = batch.spans.chunks(part).collect();
     let decoded: Vec<Vec<(Line<'_>, u32)>> = run_all(parts, parallel, |spans| {
@@ -88,15 +90,15 @@ pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig) {
     let decoded = &decoded;
     let shards: Vec<(u32, &mut PartitionState)> = (0..).zip(replay.states.iter_mut()).collect();
     let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
-        let mut out = Vec::new();
+        let lines = (0u32..).zip(decoded.iter().flatten());
+        let (at, events): (Vec<u32>, Vec<&Event<'_>>) = lines
+            .filter_map(|(i, (line, shard))| match line {
+                Line::Event(ev) if *shard == j => Some((i, ev)),
+                _ => None,
+            })
+            .unzip();
         let mut made = Vec::new();
-        let lines = decoded.iter().flatten();
-        for (i, (line, shard)) in (0u32..).zip(lines) {
-            if let (Line::Event(ev), true) = (line, *shard == j) {
-                state.apply(ev, cfg, &mut out);
-                made.extend(out.drain(..).map(|n| (i, n)));
-            }
-        }
+        state.apply_ahead(&events, cfg, |k, n| made.push((at[k], n)));
         made
     });
     for (line, _) in decoded.iter().flatten() {

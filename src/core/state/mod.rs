@@ -47,6 +47,7 @@ mod memory;
 mod merge;
 mod movements;
 mod mrr;
+mod prefetch;
 mod records;
 mod reminders;
 mod sharing;
