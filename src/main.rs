@@ -353,7 +353,8 @@ fn replay(config: &Config, file: &str, compact: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    let mut replay = Replay::new();
+    // The report only: no second copy of every notification.
+    let mut replay = Replay::new().without_decisions();
     replay
         .feed_reader(
             BufReader::with_capacity(1 << 20, reader),

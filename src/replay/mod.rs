@@ -95,7 +95,10 @@ pub struct Replay {
     /// One state, or one per shard (at least one).
     states: Vec<PartitionState>,
     pub rejections: RejectionSummary,
+    /// Every notification decided, in the order of the lines that made them (empty when
+    /// made [`Replay::without_decisions`]; the report's own list is the state's).
     pub decisions: Vec<Notification>,
+    keep_decisions: bool,
     lines: u64,
 }
 
@@ -105,6 +108,7 @@ impl Default for Replay {
             states: vec![PartitionState::new()],
             rejections: RejectionSummary::default(),
             decisions: Vec::new(),
+            keep_decisions: true,
             lines: 0,
         }
     }
@@ -113,6 +117,13 @@ impl Default for Replay {
 impl Replay {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A replay that does not collect [`Replay::decisions`] (for a caller that only takes
+    /// the report: it holds no second copy of every notification). The report is the same.
+    pub fn without_decisions(mut self) -> Self {
+        self.keep_decisions = false;
+        self
     }
 
     /// Folds one line (without its newline). Blank lines are skipped; a line longer than
@@ -135,6 +146,9 @@ impl Replay {
                     shards::shard_of(ev.customer_id.as_deref(), n) as usize
                 };
                 self.states[i].apply(ev, cfg, &mut self.decisions);
+                if !self.keep_decisions {
+                    self.decisions.clear();
+                }
             }
             Line::Rejected(reason) => {
                 self.states[0].record_rejected();

@@ -88,6 +88,7 @@ pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, par
             .collect()
     });
     let decoded = &decoded;
+    let keep = replay.keep_decisions;
     let shards: Vec<(u32, &mut PartitionState)> = (0..).zip(replay.states.iter_mut()).collect();
     let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
         let lines = (0u32..).zip(decoded.iter().flatten());
@@ -98,7 +99,11 @@ pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, par
             })
             .unzip();
         let mut made = Vec::new();
-        state.apply_ahead(&events, cfg, |k, n| made.push((at[k], n)));
+        state.apply_ahead(&events, cfg, |k, n| {
+            if keep {
+                made.push((at[k], n));
+            }
+        });
         made
     });
     for (line, _) in decoded.iter().flatten() {
@@ -246,6 +251,32 @@ mod tests {
         let merged = many.state_mut().report(one.watermark(), &cfg);
         assert_eq!(many.states().len(), 1);
         assert_eq!(merged, one.report(&cfg));
+    }
+
+    #[test]
+    fn a_replay_without_decisions_reports_the_same() {
+        let cfg = CoreConfig {
+            max_event_bytes: 400,
+            ..CoreConfig::default()
+        };
+        let text = log();
+        for threads in [1, 2] {
+            let mut with = Replay::new();
+            with.feed_reader_on(text.as_bytes(), &cfg, threads, |_| {})
+                .unwrap();
+            let mut without = Replay::new().without_decisions();
+            without
+                .feed_reader_on(text.as_bytes(), &cfg, threads, |_| {})
+                .unwrap();
+            for line in text.lines().take(50) {
+                without.feed_line(line.as_bytes(), &cfg);
+                with.feed_line(line.as_bytes(), &cfg);
+            }
+            assert!(!with.decisions.is_empty());
+            assert!(without.decisions.is_empty());
+            assert_eq!(without.report(&cfg), with.report(&cfg));
+            assert_eq!(without.rejections, with.rejections);
+        }
     }
 
     #[test]
