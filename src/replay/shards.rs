@@ -30,8 +30,12 @@ pub(super) const BATCH_BYTES: usize = 32 << 20;
 /// Batches with fewer lines than this are decoded and folded on the calling thread alone.
 const PARALLEL_MIN_LINES: usize = 1024;
 
-/// A line's shard when it is not an event (blank or rejected): folded by none.
-const NO_SHARD: u32 = u32::MAX;
+/// One part of a batch, decoded on one thread: its events by customer shard, each with
+/// its line's index in the batch, and its rejected lines (blank lines are only counted).
+struct Decoded<'a> {
+    events: Vec<Vec<(u32, Event<'a>)>>,
+    rejected: Vec<(u32, RejectReason)>,
+}
 
 /// The shard of a customer id among `n`.
 pub(super) fn shard_of(customer_id: Option<&str>, n: usize) -> u32 {
@@ -69,34 +73,42 @@ pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, par
     let max = cfg.max_event_bytes;
     let parallel = parallel && n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
     let part = batch.spans.len().div_ceil(n).max(1);
-    let parts: Vec<_> = batch.spans.chunks(part).collect();
-    let decoded: Vec<Vec<(Line<'_>, u32)>> = run_all(parts, parallel, |spans| {
-        spans
-            .iter()
-            .map(|&(a, b, cut)| {
-                let line = if cut {
-                    Line::Rejected(RejectReason::TooLarge)
-                } else {
-                    Line::decode(&batch.bytes[a..b], max)
-                };
-                let shard = match &line {
-                    Line::Event(ev) => shard_of(ev.customer_id.as_deref(), n),
-                    _ => NO_SHARD,
-                };
-                (line, shard)
-            })
-            .collect()
+    let parts: Vec<(u32, &[(usize, usize, bool)])> =
+        (0..).step_by(part).zip(batch.spans.chunks(part)).collect();
+    let decoded: Vec<Decoded<'_>> = run_all(parts, parallel, |(start, spans)| {
+        let mut d = Decoded {
+            events: (0..n)
+                .map(|_| Vec::with_capacity(spans.len() / n + 1))
+                .collect(),
+            rejected: Vec::new(),
+        };
+        for (i, &(a, b, cut)) in (start..).zip(spans) {
+            let line = if cut {
+                Line::Rejected(RejectReason::TooLarge)
+            } else {
+                Line::decode(&batch.bytes[a..b], max)
+            };
+            match line {
+                Line::Blank => {}
+                Line::Event(ev) => {
+                    let shard = shard_of(ev.customer_id.as_deref(), n) as usize;
+                    d.events[shard].push((i, ev));
+                }
+                Line::Rejected(reason) => d.rejected.push((i, reason)),
+            }
+        }
+        d
     });
     let decoded = &decoded;
     let keep = replay.keep_decisions;
-    let shards: Vec<(u32, &mut PartitionState)> = (0..).zip(replay.states.iter_mut()).collect();
+    let shards: Vec<(usize, &mut PartitionState)> = replay.states.iter_mut().enumerate().collect();
     let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
-        let lines = (0u32..).zip(decoded.iter().flatten());
-        let (at, events): (Vec<u32>, Vec<&Event<'_>>) = lines
-            .filter_map(|(i, (line, shard))| match line {
-                Line::Event(ev) if *shard == j => Some((i, ev)),
-                _ => None,
-            })
+        // The shard's events, in file order: the parts are in file order, and so are
+        // each part's events.
+        let (at, events): (Vec<u32>, Vec<&Event<'_>>) = decoded
+            .iter()
+            .flat_map(|d| &d.events[j])
+            .map(|(i, ev)| (*i, ev))
             .unzip();
         let mut made = Vec::new();
         state.apply_ahead(&events, cfg, |k, n| {
@@ -106,13 +118,12 @@ pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, par
         });
         made
     });
-    for (line, _) in decoded.iter().flatten() {
-        replay.lines += 1;
-        if let Line::Rejected(reason) = line {
-            replay.states[0].record_rejected();
-            replay.rejections.record(*reason, replay.lines);
-        }
+    let first = replay.lines + 1;
+    for &(i, reason) in decoded.iter().flat_map(|d| &d.rejected) {
+        replay.states[0].record_rejected();
+        replay.rejections.record(reason, first + i as u64);
     }
+    replay.lines += batch.spans.len() as u64;
     let mut made: Vec<(u32, Notification)> = made.into_iter().flatten().collect();
     // Stable: a line's decisions come from one shard, already in their order.
     made.sort_by_key(|(i, _)| *i);
