@@ -1,18 +1,22 @@
-//! The parallel fold of `keypulse replay`: each batch of lines is decoded in parallel,
-//! then folded by customer shard, one [`PartitionState`] per shard, each on its own thread;
-//! the shards are kept apart, and the report is the merge of their aggregates (computed
-//! in parallel, at the latest watermark of all), never of their states.
+//! The batch fold of `keypulse replay`: each batch of lines is decoded in parts, each part
+//! handing over its events already split by customer shard, then folded by shard, one
+//! [`PartitionState`] per shard, with [`PartitionState::apply_ahead`] (which asks for each
+//! event's records a few events before it is applied). Sharded, every part and every
+//! shard has a thread of its own; otherwise one shard folds everything on the calling
+//! thread, by the same path. The shards are kept apart, and the report is the merge of
+//! their aggregates (computed in parallel, at the latest watermark of all), never of
+//! their states.
 //!
-//! Owns the shard of a customer, the sharded batch, the shards' aggregate and their merge
-//! into one state (only for callers that need one). Guarantees, the same as one fold's: a
-//! customer's events all go to one shard (chosen by a hash of its id, the no-customer
-//! group included), in file order, and every decision for a customer depends only on its
-//! own events (see `core::state`), so the merge of the shards' aggregates at the
-//! watermark is the aggregate of one fold (integers equal; sums of floats may differ in
-//! their last bits). The rejection summary's line numbers
-//! and [`Replay::decisions`]' order are those of one fold: rejections are recorded in file
-//! order on the calling thread, and each batch's decisions are put back in the order of
-//! the lines that made them.
+//! Owns the shard of a customer, the batch's decode and fold, the shards' aggregate and
+//! their merge into one state (only for callers that need one). Guarantees, the same as
+//! one fold's: a customer's events all go to one shard (chosen by a hash of its id, the
+//! no-customer group included), in file order, and every decision for a customer depends
+//! only on its own events (see `core::state`), so the merge of the shards' aggregates at
+//! the watermark is the aggregate of one fold (integers equal; sums of floats may differ
+//! in their last bits). The rejection summary's line numbers and [`Replay::decisions`]'
+//! order are those of one fold: rejections are recorded in file order on the calling
+//! thread, and each batch's decisions are put back in the order of the lines that made
+//! them.
 
 use std::thread;
 
