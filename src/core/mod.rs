@@ -32,5 +32,5 @@ pub use event::{
 };
 pub use report::{Aggregate, Report};
 pub use signals::Notification;
-pub use state::{Applied, PartitionState};
+pub use state::{Applied, Lookahead, PartitionState};
 pub use view::CustomerView;

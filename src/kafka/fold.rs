@@ -29,7 +29,9 @@ use std::sync::Arc;
 
 use crate::core::event::EventKind;
 use crate::core::time::Micros;
-use crate::core::{decode_bounded, Aggregate, Applied, CoreConfig, Notification, PartitionState};
+use crate::core::{
+    decode_bounded, Aggregate, Applied, CoreConfig, Event, Lookahead, Notification, PartitionState,
+};
 use crate::metrics::Metrics;
 use crate::sink::DecisionSink;
 
@@ -244,15 +246,46 @@ impl Worker {
         };
         let cfg = &*self.shared.cfg;
         let t = &mut self.tally;
-        for m in &b.msgs {
+        // Every message not folded yet is decoded first, so that each event's records can
+        // be asked for a few events before its turn (`PartitionState::hint_ahead`); they
+        // are folded in offset order, one by one, as before.
+        let decoded: Vec<_> = b
+            .msgs
+            .iter()
+            .map(|m| {
+                let done = h.next != NO_OFFSET && m.offset < h.next;
+                let payload = b.slice(m.payload).unwrap_or(&[]);
+                (!done).then(|| decode_bounded(payload, cfg.max_event_bytes))
+            })
+            .collect();
+        let events: Vec<&Event<'_>> = decoded.iter().flatten().flatten().collect();
+        let mut ahead = Lookahead::default();
+        let mut next_event = 0;
+        for (m, decoded) in b.msgs.iter().zip(&decoded) {
+            // The position in `events` of this message's event, if it has one.
+            let position = matches!(decoded, Some(Ok(_))).then(|| {
+                next_event += 1;
+                next_event - 1
+            });
             if h.next != NO_OFFSET && m.offset < h.next {
                 continue; // folded already in this assignment
             }
             let counted = m.offset >= h.count_from;
-            let payload = b.slice(m.payload).unwrap_or(&[]);
             t.folded += 1;
-            match decode_bounded(payload, cfg.max_event_bytes) {
-                Ok(ev) => match h.state.apply(&ev, cfg, &mut self.out) {
+            let late;
+            let decoded = match decoded {
+                Some(d) => d,
+                // Only if offsets went backwards within the batch: decoded here, unhinted.
+                None => {
+                    late = decode_bounded(b.slice(m.payload).unwrap_or(&[]), cfg.max_event_bytes);
+                    &late
+                }
+            };
+            if let Some(k) = position {
+                h.state.hint_ahead(&mut ahead, &events, k);
+            }
+            match decoded {
+                Ok(ev) => match h.state.apply(ev, cfg, &mut self.out) {
                     Applied::Applied => {
                         h.newest_ts = h.newest_ts.max(ev.ts);
                         if counted {
@@ -280,7 +313,7 @@ impl Worker {
                         }
                     }
                 },
-                Err(why) => {
+                &Err(why) => {
                     h.state.record_rejected();
                     if counted {
                         t.rejected(why.reason);

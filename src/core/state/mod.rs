@@ -58,6 +58,7 @@ mod wire;
 pub use crate::codes::Status;
 pub use codec::{StateError, FORMAT_VERSION};
 pub(crate) use mrr::MrrBook;
+pub use prefetch::Lookahead;
 pub(crate) use records::{Customer, License};
 
 use index::Index;

@@ -1,8 +1,10 @@
 //! Cache hints for a fold that knows its next events: the records an event will read are
 //! asked for a few events ahead, so that their memory loads overlap the events before.
 //!
-//! Owns [`PartitionState::apply_ahead`], which applies a run of events with those hints,
-//! and the three stages of hints it gives.
+//! Owns [`PartitionState::hint_ahead`], the hints given before each event of a run
+//! (the event, its customer id, the customer record, its licenses, their boxed parts,
+//! each some events ahead), and [`PartitionState::apply_ahead`], which applies a run of
+//! events with them.
 //! With many customers the fold's time goes to cache misses on the customer and license
 //! records (each in a vector too large for the caches), and one event's misses cannot
 //! overlap another's: each `apply` is too long for the processor to look past. These
@@ -28,8 +30,8 @@ const CUSTOMER_AHEAD: usize = 16;
 const RECORDS_AHEAD: usize = 8;
 /// How many events ahead the boxed parts of those records are asked for.
 const EXTRAS_AHEAD: usize = 3;
-/// The customers found at the second stage, kept for the third (a power of two larger
-/// than `RECORDS_AHEAD - EXTRAS_AHEAD`).
+/// The customers found at the second stage, kept for the third (more than
+/// `RECORDS_AHEAD - EXTRAS_AHEAD`, so that a slot is read before it is written again).
 const FOUND: usize = 8;
 
 /// Bytes of one cache line.
@@ -68,6 +70,20 @@ fn hint_slice<T>(s: &[T]) {
     }
 }
 
+/// The hints in flight over a run of events: the customers found at the second stage,
+/// kept for the third. One per run, handed to [`PartitionState::hint_ahead`] at each event.
+#[derive(Debug, Default)]
+pub struct Lookahead {
+    found: [Option<u32>; FOUND],
+}
+
+/// The customer id of `events[k]`, if there is such an event (`""` for none, as the fold).
+fn id_at<'e>(events: &'e [&Event<'_>], k: usize) -> Option<&'e str> {
+    events
+        .get(k)
+        .map(|e| e.customer_id.as_deref().unwrap_or(""))
+}
+
 impl PartitionState {
     /// Applies `events` in order, exactly as [`PartitionState::apply`] one by one would,
     /// asking for each event's records some events before it is applied. `made` gets
@@ -79,51 +95,58 @@ impl PartitionState {
         cfg: &CoreConfig,
         mut made: impl FnMut(usize, Notification),
     ) {
-        let id = |k: usize| {
-            events
-                .get(k)
-                .map(|e| e.customer_id.as_deref().unwrap_or(""))
-        };
-        let mut found = [None; FOUND];
-        for e in events.iter().take(EVENT_AHEAD) {
-            hint_record(*e);
-        }
-        for k in 0..ID_AHEAD {
-            if let Some(c) = id(k) {
-                hint_slice(c.as_bytes());
-            }
-        }
-        for k in 0..CUSTOMER_AHEAD {
-            if let Some(c) = id(k) {
-                self.prefetch_customer(c);
-            }
-        }
-        for k in 0..RECORDS_AHEAD {
-            if let Some(c) = id(k) {
-                found[k % FOUND] = self.prefetch_records(c);
-            }
-        }
+        let mut ahead = Lookahead::default();
         let mut out = Vec::new();
         for (k, ev) in events.iter().enumerate() {
-            if let Some(e) = events.get(k + EVENT_AHEAD) {
-                hint_record(*e);
-            }
-            if let Some(c) = id(k + ID_AHEAD) {
-                hint_slice(c.as_bytes());
-            }
-            if let Some(c) = id(k + CUSTOMER_AHEAD) {
-                self.prefetch_customer(c);
-            }
-            if let Some(c) = id(k + RECORDS_AHEAD) {
-                found[(k + RECORDS_AHEAD) % FOUND] = self.prefetch_records(c);
-            }
-            if let Some(ci) = found[(k + EXTRAS_AHEAD) % FOUND].take() {
-                self.prefetch_extras(ci);
-            }
+            self.hint_ahead(&mut ahead, events, k);
             self.apply(ev, cfg, &mut out);
             for n in out.drain(..) {
                 made(k, n);
             }
+        }
+    }
+
+    /// To be called just before `events[k]` is applied, for `k` = 0, 1, 2, … in turn
+    /// (the events the caller will apply, in order): asks for the records of the events
+    /// ahead of it, each at its stage's distance. Only hints: the caller may apply other
+    /// events between, skip some, or stop, and nothing but speed changes.
+    pub fn hint_ahead(&self, ahead: &mut Lookahead, events: &[&Event<'_>], k: usize) {
+        let found = &mut ahead.found;
+        if k == 0 {
+            // The first events' earlier stages, which no earlier event gave.
+            for e in events.iter().take(EVENT_AHEAD) {
+                hint_record(*e);
+            }
+            for j in 0..ID_AHEAD {
+                if let Some(c) = id_at(events, j) {
+                    hint_slice(c.as_bytes());
+                }
+            }
+            for j in 0..CUSTOMER_AHEAD {
+                if let Some(c) = id_at(events, j) {
+                    self.prefetch_customer(c);
+                }
+            }
+            for j in 0..RECORDS_AHEAD {
+                if let Some(c) = id_at(events, j) {
+                    found[j % FOUND] = self.prefetch_records(c);
+                }
+            }
+        }
+        if let Some(e) = events.get(k + EVENT_AHEAD) {
+            hint_record(*e);
+        }
+        if let Some(c) = id_at(events, k + ID_AHEAD) {
+            hint_slice(c.as_bytes());
+        }
+        if let Some(c) = id_at(events, k + CUSTOMER_AHEAD) {
+            self.prefetch_customer(c);
+        }
+        if let Some(c) = id_at(events, k + RECORDS_AHEAD) {
+            found[(k + RECORDS_AHEAD) % FOUND] = self.prefetch_records(c);
+        }
+        if let Some(ci) = found[(k + EXTRAS_AHEAD) % FOUND].take() {
+            self.prefetch_extras(ci);
         }
     }
 
