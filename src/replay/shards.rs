@@ -77,8 +77,11 @@ pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, par
     let max = cfg.max_event_bytes;
     let parallel = parallel && n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
     let part = batch.spans.len().div_ceil(n).max(1);
-    let parts: Vec<(u32, &[(usize, usize, bool)])> =
-        (0..).step_by(part).zip(batch.spans.chunks(part)).collect();
+    // Each part with the index in the batch of its first line.
+    let parts: Vec<_> = (0u32..)
+        .step_by(part)
+        .zip(batch.spans.chunks(part))
+        .collect();
     let decoded: Vec<Decoded<'_>> = run_all(parts, parallel, |(start, spans)| {
         let mut d = Decoded {
             events: (0..n)
