@@ -35,7 +35,7 @@ use crate::core::{
 use crate::metrics::Metrics;
 use crate::sink::DecisionSink;
 
-use super::batch::Batch;
+use super::batch::{Batch, RawMessage};
 use super::dlq::{dead_letter_record, DeadLetter, Origin};
 use super::durable::Durable;
 use super::tally::Tally;
@@ -249,13 +249,14 @@ impl Worker {
         // Every message not folded yet is decoded first, so that each event's records can
         // be asked for a few events before its turn (`PartitionState::hint_ahead`); they
         // are folded in offset order, one by one, as before.
+        let decode =
+            |m: &RawMessage| decode_bounded(b.slice(m.payload).unwrap_or(&[]), cfg.max_event_bytes);
         let decoded: Vec<_> = b
             .msgs
             .iter()
             .map(|m| {
                 let done = h.next != NO_OFFSET && m.offset < h.next;
-                let payload = b.slice(m.payload).unwrap_or(&[]);
-                (!done).then(|| decode_bounded(payload, cfg.max_event_bytes))
+                (!done).then(|| decode(m))
             })
             .collect();
         let events: Vec<&Event<'_>> = decoded.iter().flatten().flatten().collect();
@@ -277,7 +278,7 @@ impl Worker {
                 Some(d) => d,
                 // Only if offsets went backwards within the batch: decoded here, unhinted.
                 None => {
-                    late = decode_bounded(b.slice(m.payload).unwrap_or(&[]), cfg.max_event_bytes);
+                    late = decode(m);
                     &late
                 }
             };

@@ -111,41 +111,24 @@ impl PartitionState {
     /// ahead of it, each at its stage's distance. Only hints: the caller may apply other
     /// events between, skip some, or stop, and nothing but speed changes.
     pub fn hint_ahead(&self, ahead: &mut Lookahead, events: &[&Event<'_>], k: usize) {
-        let found = &mut ahead.found;
-        if k == 0 {
-            // The first events' earlier stages, which no earlier event gave.
-            for e in events.iter().take(EVENT_AHEAD) {
-                hint_record(*e);
-            }
-            for j in 0..ID_AHEAD {
-                if let Some(c) = id_at(events, j) {
-                    hint_slice(c.as_bytes());
-                }
-            }
-            for j in 0..CUSTOMER_AHEAD {
-                if let Some(c) = id_at(events, j) {
-                    self.prefetch_customer(c);
-                }
-            }
-            for j in 0..RECORDS_AHEAD {
-                if let Some(c) = id_at(events, j) {
-                    found[j % FOUND] = self.prefetch_records(c);
-                }
-            }
-        }
-        if let Some(e) = events.get(k + EVENT_AHEAD) {
+        // Each stage for the event at its distance; the first call also gives the nearer
+        // events the stages that no earlier call gave them.
+        let at = |distance: usize| (if k == 0 { 0 } else { k + distance })..=k + distance;
+        for e in at(EVENT_AHEAD).filter_map(|p| events.get(p)) {
             hint_record(*e);
         }
-        if let Some(c) = id_at(events, k + ID_AHEAD) {
+        for c in at(ID_AHEAD).filter_map(|p| id_at(events, p)) {
             hint_slice(c.as_bytes());
         }
-        if let Some(c) = id_at(events, k + CUSTOMER_AHEAD) {
+        for c in at(CUSTOMER_AHEAD).filter_map(|p| id_at(events, p)) {
             self.prefetch_customer(c);
         }
-        if let Some(c) = id_at(events, k + RECORDS_AHEAD) {
-            found[(k + RECORDS_AHEAD) % FOUND] = self.prefetch_records(c);
+        for p in at(RECORDS_AHEAD) {
+            if let Some(c) = id_at(events, p) {
+                ahead.found[p % FOUND] = self.prefetch_records(c);
+            }
         }
-        if let Some(ci) = found[(k + EXTRAS_AHEAD) % FOUND].take() {
+        if let Some(ci) = ahead.found[(k + EXTRAS_AHEAD) % FOUND].take() {
             self.prefetch_extras(ci);
         }
     }
