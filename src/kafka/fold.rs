@@ -10,7 +10,9 @@
 //! - messages of one partition are folded in offset order, each offset at most once per
 //!   assignment (an offset below the next expected one is skipped), so a redelivery never
 //!   counts twice;
-//! - decoding runs here, in parallel across workers, not on the poll thread;
+//! - decoding runs here, in parallel across workers, not on the poll thread: a batch's
+//!   messages not yet folded are decoded first, then folded in offset order with the
+//!   state's cache hints ([`PartitionState::hint_ahead`]) a few events ahead;
 //! - in at-least-once mode every decision is handed to the [`DecisionSink`] as soon as the
 //!   fold makes it; in exactly-once mode decisions (and dead letters) of counted offsets
 //!   wait in the partition's durable side (`durable.rs`) for the transaction that records

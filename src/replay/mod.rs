@@ -201,6 +201,9 @@ impl Replay {
         } else {
             (BATCH_LINES, BATCH_BYTES)
         };
+        if sharded {
+            return self.feed_overlapped(batch, input, cfg, (max_lines, max_bytes), on_progress);
+        }
         loop {
             shards::feed(self, &batch, cfg, sharded);
             on_progress(batch.bytes_read());
@@ -208,6 +211,56 @@ impl Replay {
                 return Ok(());
             }
         }
+    }
+
+    /// The sharded fold of `first` and the rest of `input`, reading each batch while the
+    /// one before it is folded: the folds run on a thread of their own (which starts the
+    /// batch's other threads), and this thread reads into the batch the folds last gave
+    /// back, so two batches are in flight. The folds take the batches in order, so the
+    /// answers are those of reading and folding in turn; a read error stops the reading,
+    /// and is returned once the batches read before it are folded.
+    fn feed_overlapped(
+        &mut self,
+        first: LineBatch,
+        mut input: impl BufRead,
+        cfg: &CoreConfig,
+        (max_lines, max_bytes): (usize, usize),
+        mut on_progress: impl FnMut(u64),
+    ) -> std::io::Result<()> {
+        use std::sync::mpsc;
+        std::thread::scope(|s| {
+            // Each batch goes with the bytes read through its end. The channels are this
+            // closure's: dropped when it returns, which ends the folds' loop.
+            let (to_fold, folds) = mpsc::sync_channel::<(LineBatch, u64)>(1);
+            let (give_back, folded) = mpsc::channel::<(LineBatch, u64)>();
+            let replay = &mut *self;
+            s.spawn(move || {
+                for (batch, read) in folds {
+                    shards::feed(replay, &batch, cfg, true);
+                    if give_back.send((batch, read)).is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut read = first.bytes_read();
+            let mut next = LineBatch::default();
+            let mut sent = first;
+            loop {
+                let _ = to_fold.send((sent, read));
+                let before = next.bytes_read();
+                let more = next.fill(&mut input, max_lines, max_bytes, cfg.max_event_bytes);
+                read += next.bytes_read() - before;
+                // The batch before `next`, folded: its buffer is read into next.
+                let Ok((done, at)) = folded.recv() else {
+                    return Ok(()); // the folds stopped (a panic, raised when joined)
+                };
+                on_progress(at);
+                if !more? {
+                    return Ok(());
+                }
+                sent = std::mem::replace(&mut next, done);
+            }
+        })
     }
 
     /// The latest clock over every shard (the watermark of the one state they make).

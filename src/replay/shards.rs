@@ -297,6 +297,69 @@ mod tests {
         }
     }
 
+    /// A log of several sharded batches (so that reads overlap folds), one event a line.
+    fn long_log() -> String {
+        let lines = BATCH_LINES + 2 * super::BATCH_LINES + 999;
+        let line = |i: usize| {
+            format!(
+                r#"{{"type":"license.validated","ts":"2026-10-{:02}T10:00:00Z","event_id":"v{i}","customer_id":"c{}","license_key":"k{}","result":"valid","domain":"d.example","country":"FR"}}"#,
+                1 + i / 6000,
+                i % 101,
+                i % 303
+            )
+        };
+        (0..lines).map(line).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn reads_overlap_folds_with_the_same_answers_and_progress() {
+        let cfg = CoreConfig::default();
+        let text = long_log();
+        let fold = |threads: usize| {
+            let (mut r, mut progress) = (Replay::new(), Vec::new());
+            r.feed_reader_on(text.as_bytes(), &cfg, threads, |b| progress.push(b))
+                .unwrap();
+            (r, progress)
+        };
+        let (one, _) = fold(1);
+        let (two, progress) = fold(2);
+        assert_eq!(two.states().len(), 2);
+        assert_eq!(two.report(&cfg), one.report(&cfg));
+        assert_eq!(two.decisions, one.decisions);
+        assert_eq!(two.counts(), one.counts());
+        // Once per batch folded, in order, through the last byte.
+        assert_eq!(progress.len(), 4, "{progress:?}");
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+        assert_eq!(progress.last(), Some(&(text.len() as u64)));
+    }
+
+    #[test]
+    fn a_read_error_is_returned_once_the_batches_before_it_are_folded() {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("disk gone"))
+            }
+        }
+        let cfg = CoreConfig::default();
+        let text = long_log();
+        // The input breaks 10 lines into the third batch of a sharded replay (the first
+        // has BATCH_LINES lines, the second super::BATCH_LINES, a multiple of it).
+        let whole = BATCH_LINES + super::BATCH_LINES;
+        let cut = text.match_indices('\n').nth(whole + 9).map(|(i, _)| i + 1);
+        let cut = cut.expect("a long log");
+        for threads in [1, 2] {
+            let input = std::io::Read::chain(&text.as_bytes()[..cut], Broken);
+            let mut r = Replay::new();
+            let err = r
+                .feed_reader_on(std::io::BufReader::new(input), &cfg, threads, |_| {})
+                .unwrap_err();
+            assert_eq!(err.to_string(), "disk gone");
+            assert_eq!(r.states().len(), threads);
+            assert_eq!(r.counts().applied, whole as u64, "{threads} threads");
+        }
+    }
+
     #[test]
     fn every_customer_has_one_shard() {
         for n in 1..6 {

@@ -12,6 +12,7 @@ use crate::health;
 use crate::report::{
     ActivationCounts, Aggregate, ChurnRiskEntry, ExpiringLicense, Report, UpgradeEntry,
 };
+use crate::signals::Notification;
 use crate::time::{day_of, Micros, DAY, HOUR, NEVER};
 
 impl PartitionState {
@@ -23,9 +24,14 @@ impl PartitionState {
             rejected: self.counts.rejected,
             duplicates: self.counts.duplicates,
             excluded: self.counts.excluded,
-            notifications: self.notifications().cloned().collect(),
+            notifications: self.notifications().map(Notification::for_report).collect(),
             ..Default::default()
         };
+        // Already in the report's order (a stable sort, as the finish's): the finish's sort
+        // of merged aggregates then only merges their runs, and states aggregated in
+        // parallel sort in parallel. The report is the same: a stable sort of sorted runs,
+        // joined in order, is the stable sort of what they join.
+        a.notifications.sort_by(Notification::report_order);
         for l in &self.licenses {
             a.by_status[l.status as usize] += 1;
             a.by_plan_status

@@ -113,7 +113,10 @@ impl PartitionState {
     pub fn hint_ahead(&self, ahead: &mut Lookahead, events: &[&Event<'_>], k: usize) {
         // Each stage for the event at its distance; the first call also gives the nearer
         // events the stages that no earlier call gave them.
-        let at = |distance: usize| (if k == 0 { 0 } else { k + distance })..=k + distance;
+        let at = |distance: usize| {
+            let to = k.saturating_add(distance);
+            (if k == 0 { 0 } else { to })..=to
+        };
         for e in at(EVENT_AHEAD).filter_map(|p| events.get(p)) {
             hint_record(*e);
         }
