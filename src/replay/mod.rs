@@ -205,7 +205,7 @@ impl Replay {
             return self.feed_overlapped(batch, input, cfg, (max_lines, max_bytes), on_progress);
         }
         loop {
-            shards::feed(self, &batch, cfg, sharded);
+            shards::feed(self, &batch, cfg, false);
             on_progress(batch.bytes_read());
             if !batch.fill(&mut input, max_lines, max_bytes, max_line)? {
                 return Ok(());
