@@ -75,6 +75,13 @@ struct Held {
     durable: Option<Box<Durable>>,
 }
 
+impl Held {
+    /// Whether the message at `offset` was folded already in this assignment.
+    fn folded(&self, offset: i64) -> bool {
+        self.next != NO_OFFSET && offset < self.next
+    }
+}
+
 /// A fold worker.
 pub struct Worker {
     /// Its index (for logs).
@@ -256,10 +263,7 @@ impl Worker {
         let decoded: Vec<_> = b
             .msgs
             .iter()
-            .map(|m| {
-                let done = h.next != NO_OFFSET && m.offset < h.next;
-                (!done).then(|| decode(m))
-            })
+            .map(|m| (!h.folded(m.offset)).then(|| decode(m)))
             .collect();
         let events: Vec<&Event<'_>> = decoded.iter().flatten().flatten().collect();
         let mut ahead = Lookahead::default();
@@ -270,8 +274,8 @@ impl Worker {
                 next_event += 1;
                 next_event - 1
             });
-            if h.next != NO_OFFSET && m.offset < h.next {
-                continue; // folded already in this assignment
+            if h.folded(m.offset) {
+                continue;
             }
             let counted = m.offset >= h.count_from;
             t.folded += 1;

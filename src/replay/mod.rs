@@ -194,27 +194,21 @@ impl Replay {
         if fresh && threads > 1 && batch.is_full() {
             self.states = (0..threads).map(|_| PartitionState::new()).collect();
         }
-        // Once sharded, batches are larger: each batch costs two meetings of the threads.
-        let sharded = threads > 1 && self.states.len() > 1;
-        let (max_lines, max_bytes) = if sharded {
-            (shards::BATCH_LINES, shards::BATCH_BYTES)
-        } else {
-            (BATCH_LINES, BATCH_BYTES)
-        };
-        if sharded {
-            return self.feed_overlapped(batch, input, cfg, (max_lines, max_bytes), on_progress);
+        if threads > 1 && self.states.len() > 1 {
+            return self.feed_overlapped(batch, input, cfg, on_progress);
         }
         loop {
             shards::feed(self, &batch, cfg, false);
             on_progress(batch.bytes_read());
-            if !batch.fill(&mut input, max_lines, max_bytes, max_line)? {
+            if !batch.fill(&mut input, BATCH_LINES, BATCH_BYTES, max_line)? {
                 return Ok(());
             }
         }
     }
 
     /// The sharded fold of `first` and the rest of `input`, reading each batch while the
-    /// one before it is folded: the folds run on a thread of their own (which starts the
+    /// one before it is folded. Its batches are larger than one thread's (each costs two
+    /// meetings of the threads). The folds run on a thread of their own (which starts the
     /// batch's other threads), and this thread reads into the batch the folds last gave
     /// back, so two batches are in flight. The folds take the batches in order, so the
     /// answers are those of reading and folding in turn; a read error stops the reading,
@@ -224,10 +218,10 @@ impl Replay {
         first: LineBatch,
         mut input: impl BufRead,
         cfg: &CoreConfig,
-        (max_lines, max_bytes): (usize, usize),
         mut on_progress: impl FnMut(u64),
     ) -> std::io::Result<()> {
         use std::sync::mpsc;
+        let (max_lines, max_bytes) = (shards::BATCH_LINES, shards::BATCH_BYTES);
         std::thread::scope(|s| {
             // Each batch goes with the bytes read through its end. The channels are this
             // closure's: dropped when it returns, which ends the folds' loop.
