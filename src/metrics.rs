@@ -29,6 +29,7 @@ use prometheus::{
 };
 
 use crate::core::codes::MovementKind;
+use crate::core::country::alpha2_slot;
 use crate::core::event::{RejectReason, ValidationResult, EVENT_TYPES};
 use crate::core::NotificationKind;
 
@@ -38,8 +39,7 @@ pub const MAX_PLANS: usize = 20;
 /// The label value a country is exported under: itself when it is two ASCII uppercase
 /// letters, else `other`.
 pub fn country_label(country: &str) -> &str {
-    let b = country.as_bytes();
-    if b.len() == 2 && b.iter().all(|c| c.is_ascii_uppercase()) {
+    if alpha2_slot(country).is_some() {
         country
     } else {
         "other"

@@ -11,6 +11,7 @@
 
 pub mod codes;
 pub mod config;
+pub mod country;
 pub mod dedup;
 pub mod event;
 pub mod exclude;

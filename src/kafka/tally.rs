@@ -8,13 +8,14 @@
 //! zero; countries are labelled as `metrics::country_label` does (two upper-case ASCII
 //! letters, else `other`).
 
+use crate::core::country::{alpha2_code, alpha2_slot, ALPHA2};
 use crate::core::event::{RejectReason, EVENT_TYPES};
 use crate::core::NotificationKind;
 use crate::metrics::Metrics;
 
 /// Slots of the country tally: `AA`..`ZZ`, then `other`.
-const COUNTRY_SLOTS: usize = 26 * 26 + 1;
-const OTHER: usize = 26 * 26;
+const COUNTRY_SLOTS: usize = ALPHA2 + 1;
+const OTHER: usize = ALPHA2;
 
 /// Per-batch tallies.
 #[derive(Default)]
@@ -44,12 +45,7 @@ impl Tally {
     /// Counts a validation from `country`.
     #[inline]
     pub fn country(&mut self, country: &str) {
-        let slot = match country.as_bytes() {
-            [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => {
-                (a - b'A') as usize * 26 + (b - b'A') as usize
-            }
-            _ => OTHER,
-        };
+        let slot = alpha2_slot(country).unwrap_or(OTHER);
         if self.countries.is_empty() {
             self.countries.resize(COUNTRY_SLOTS, 0);
         }
@@ -113,13 +109,12 @@ impl Tally {
             for (slot, n) in self.countries.iter_mut().enumerate() {
                 if *n > 0 {
                     let label = if slot == OTHER {
-                        "other".to_string()
+                        "other"
                     } else {
-                        let code = [b'A' + (slot / 26) as u8, b'A' + (slot % 26) as u8];
-                        String::from_utf8_lossy(&code).into_owned()
+                        alpha2_code(slot)
                     };
                     m.validations_by_country_total
-                        .with_label_values(&[&label])
+                        .with_label_values(&[label])
                         .inc_by(*n);
                     *n = 0;
                 }

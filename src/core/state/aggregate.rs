@@ -130,8 +130,13 @@ impl PartitionState {
                 a.validations.insert(d, s.by_result);
             }
             if d >= countries_from {
-                for (c, n) in &s.countries {
-                    *a.countries.entry(c.clone()).or_default() += n;
+                for (c, n) in s.countries.iter() {
+                    match a.countries.get_mut(c) {
+                        Some(total) => *total += n,
+                        None => {
+                            a.countries.insert(c.to_string(), n);
+                        }
+                    }
                 }
             }
         }

@@ -72,13 +72,7 @@ impl PartitionState {
                     if let Some(stats) = self.day_stats(day, cfg) {
                         stats.by_result[result.index()] += 1;
                         if let Some(country) = country {
-                            // Look up by `&str` first: a country is allocated once per day.
-                            match stats.countries.get_mut(&**country) {
-                                Some(n) => *n += 1,
-                                None => {
-                                    stats.countries.insert(country.to_string(), 1);
-                                }
-                            }
+                            stats.countries.add(country, 1);
                         }
                     }
                 }

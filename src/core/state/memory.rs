@@ -68,7 +68,12 @@ impl PartitionState {
             })
             .sum();
         let index = self.index.customers.capacity() * 5 + self.index.licenses.capacity() * 5;
-        lic + cust + index + self.days.len() * size_of::<DayStats>()
+        let days: usize = self
+            .days
+            .values()
+            .map(|s| size_of::<DayStats>() + s.countries.heap_bytes())
+            .sum();
+        lic + cust + index + days
     }
 }
 

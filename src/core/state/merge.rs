@@ -53,8 +53,8 @@ impl PartitionState {
                 *a += b;
             }
             mine.dav += s.dav;
-            for (k, v) in s.countries {
-                *mine.countries.entry(k).or_insert(0) += v;
+            for (k, v) in s.countries.iter() {
+                mine.countries.add(k, v);
             }
         }
         self.mrr.current += other.mrr.current;

@@ -10,7 +10,7 @@
 //!
 //! The parts, one idea each: `records` (customer and license), `index` (lookups),
 //! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
-//! health inputs), `upgrade` (triggers), `mrr` (the MRR book), `merge`, `aggregate`
+//! health inputs), `countries` (a day's validations by country), `upgrade` (triggers), `mrr` (the MRR book), `merge`, `aggregate`
 //! (the report's sums), `codec` (versioned records and bytes), `wire` (the records' V1
 //! form) and `memory` (byte accounting); and SPEC §8's: `spec8` (the per-license
 //! record), `movements` (MRR movements), `sharing` (key sharing and revoked use) and
@@ -38,6 +38,7 @@ use crate::time::{day_of, Day, Micros, NEVER, SECOND};
 
 mod aggregate;
 mod codec;
+mod countries;
 mod decisions;
 mod dirty;
 mod domains;
@@ -105,7 +106,7 @@ pub(crate) struct DayStats {
     pub(crate) by_result: [u64; 6],
     /// Distinct licenses validated (not `invalid_format`).
     pub(crate) dav: u64,
-    pub(crate) countries: BTreeMap<String, u64>,
+    pub(crate) countries: countries::CountryCounts,
 }
 
 /// The state of one partition: its customers, licenses and per-day figures. Its binary
