@@ -11,6 +11,7 @@ use crate::config::CoreConfig;
 use crate::health;
 use crate::report::{
     ActivationCounts, Aggregate, ChurnRiskEntry, ExpiringLicense, Report, UpgradeEntry,
+    UtilizationSums,
 };
 use crate::signals::Notification;
 use crate::time::{day_of, Micros, DAY, HOUR, NEVER};
@@ -32,13 +33,17 @@ impl PartitionState {
         // parallel sort in parallel. The report is the same: a stable sort of sorted runs,
         // joined in order, is the stable sort of what they join.
         a.notifications.sort_by(Notification::report_order);
+        // Summed by plan position first, named once per plan at the end (not a `String`
+        // and a map look-up per license).
+        let mut by_plan = PerPlan::new(self.plans.len());
         for l in &self.licenses {
             a.by_status[l.status as usize] += 1;
-            a.by_plan_status
-                .entry(self.plans[l.plan as usize].to_string())
-                .or_default()[l.status as usize] += 1;
+            by_plan.status[l.plan as usize].get_or_insert_default()[l.status as usize] += 1;
         }
-        let Some(as_of) = as_of else { return a };
+        let Some(as_of) = as_of else {
+            by_plan.into_aggregate(&self.plans, &mut a);
+            return a;
+        };
         let today = day_of(as_of);
         let week = cfg.activation_window_days as i64 * DAY;
         for (li, l) in self.licenses.iter().enumerate() {
@@ -57,9 +62,8 @@ impl PartitionState {
                         as u64;
                 }
                 a.activation.add(&c);
-                a.activation_by_plan
-                    .entry(plan.to_string())
-                    .or_default()
+                by_plan.activation[l.plan as usize]
+                    .get_or_insert_default()
                     .add(&c);
                 // time to first validation
                 if l.first_valid != NEVER {
@@ -95,7 +99,7 @@ impl PartitionState {
             if l.domain_limit > 0 {
                 let used = l.domains.len() as u64;
                 let u = used as f64 / l.domain_limit as f64;
-                let s = a.utilization.entry(plan.to_string()).or_default();
+                let s = by_plan.utilization[l.plan as usize].get_or_insert_default();
                 s.licenses += 1;
                 s.sum += u;
                 s.near_limit += (u >= cfg.near_limit_ratio) as u64;
@@ -122,6 +126,7 @@ impl PartitionState {
                 });
             }
         }
+        by_plan.into_aggregate(&self.plans, &mut a);
         let first_day = today - 2 * cfg.series_days as i32;
         let countries_from = today - cfg.countries_days as i32 + 1;
         for (&d, s) in self.days.range(first_day.min(countries_from)..=today) {
@@ -165,4 +170,39 @@ impl PartitionState {
     pub fn report(&self, as_of: Option<Micros>, cfg: &CoreConfig) -> Report {
         self.aggregate(as_of, cfg).finish(cfg)
     }
+}
+
+/// The aggregate's per-plan sums of one state, by plan position (`None`: no license
+/// counted for that plan, so the plan gets no entry, as with a map filled per license).
+struct PerPlan {
+    status: Vec<Option<[u64; 4]>>,
+    activation: Vec<Option<ActivationCounts>>,
+    utilization: Vec<Option<UtilizationSums>>,
+}
+
+impl PerPlan {
+    fn new(plans: usize) -> Self {
+        Self {
+            status: vec![None; plans],
+            activation: vec![None; plans],
+            utilization: vec![None; plans],
+        }
+    }
+
+    /// Adds the sums to `a`'s maps, under each plan's name.
+    fn into_aggregate(self, plans: &[Box<str>], a: &mut Aggregate) {
+        a.by_plan_status.extend(named(self.status, plans));
+        a.activation_by_plan.extend(named(self.activation, plans));
+        a.utilization.extend(named(self.utilization, plans));
+    }
+}
+
+/// The sums present, each with its plan's name.
+fn named<'p, T: 'p>(
+    sums: Vec<Option<T>>,
+    plans: &'p [Box<str>],
+) -> impl Iterator<Item = (String, T)> + 'p {
+    sums.into_iter()
+        .zip(plans)
+        .filter_map(|(s, p)| Some((p.to_string(), s?)))
 }
