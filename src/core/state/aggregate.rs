@@ -206,3 +206,59 @@ fn named<'p, T: 'p>(
         .zip(plans)
         .filter_map(|(s, p)| Some((p.to_string(), s?)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::decode;
+
+    fn fold(lines: &[String]) -> PartitionState {
+        let (mut s, cfg, mut out) = (PartitionState::new(), CoreConfig::default(), Vec::new());
+        for l in lines {
+            let ev = decode(l.as_bytes()).unwrap_or_else(|e| panic!("{l}: {e:?}"));
+            s.apply(&ev, &cfg, &mut out);
+        }
+        s
+    }
+
+    fn issued(key: &str, plan: &str, limit: u64, day: u32) -> String {
+        format!(
+            r#"{{"type":"license.issued","ts":"2026-10-{day:02}T10:00:00Z","customer_id":"c","license_key":"{key}","plan":"{plan}","domain_limit":{limit},"mrr_cents":100,"email":"a@example.com"}}"#
+        )
+    }
+
+    /// A plan gets an entry in each per-plan sum only when a license counted there: the
+    /// plan a license left has none, a license created on the fly (never issued) counts
+    /// by status but not in activation, and utilization counts active licenses with a
+    /// domain limit only.
+    #[test]
+    fn per_plan_sums_name_only_the_plans_counted() {
+        let s = fold(&[
+            issued("k1", "starter", 3, 1),
+            issued("k1", "pro", 3, 2),
+            issued("k2", "free", 0, 2),
+            r#"{"type":"license.validated","ts":"2026-10-03T10:00:00Z","customer_id":"c","license_key":"k3","result":"valid"}"#.to_string(),
+            r#"{"type":"license.activated","ts":"2026-10-03T11:00:00Z","customer_id":"c","license_key":"k1","domain":"a.example"}"#.to_string(),
+        ]);
+        let a = s.aggregate(s.watermark(), &CoreConfig::default());
+        let plans = |m: Vec<&String>| m.into_iter().cloned().collect::<Vec<_>>();
+        assert_eq!(
+            plans(a.by_plan_status.keys().collect()),
+            ["free", "pro", "unknown"]
+        );
+        assert_eq!(a.by_plan_status["pro"].iter().sum::<u64>(), 1);
+        assert_eq!(
+            plans(a.activation_by_plan.keys().collect()),
+            ["free", "pro"]
+        );
+        assert_eq!(a.activation_by_plan["pro"].activated, 1);
+        assert_eq!(a.activation_by_plan["free"].activated, 0);
+        assert_eq!(plans(a.utilization.keys().collect()), ["pro"]);
+        assert_eq!(a.utilization["pro"].licenses, 1);
+        assert!((a.utilization["pro"].sum - 1.0 / 3.0).abs() < 1e-12);
+        // Before any event: the same per-plan sums by status, nothing else.
+        let before = s.aggregate(None, &CoreConfig::default());
+        assert_eq!(before.by_plan_status, a.by_plan_status);
+        assert!(before.activation_by_plan.is_empty() && before.utilization.is_empty());
+    }
+}
