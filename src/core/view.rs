@@ -127,7 +127,7 @@ impl PartitionState {
                     domain_limit: l.domain_limit,
                     last_validation: ts(l.last_validation),
                     issued_at: ts(l.issued_at()),
-                    expires_at: ts(l.expires_at),
+                    expires_at: ts(l.expires_at()),
                     triggers: if l.status == Status::Active {
                         self.triggers(li, day_of(as_of), cfg).to_strings()
                     } else {

@@ -165,7 +165,9 @@ pub(crate) struct License {
     /// only read while the license was never issued.
     pub(super) since: Micros,
     pub(super) issued: bool,
-    pub(crate) expires_at: Micros,
+    /// Written only by the expiry setter (`reminders.rs`), which also marks the customer
+    /// `may_expire`; read outside the state through [`License::expires_at`].
+    pub(super) expires_at: Micros,
     pub(crate) first_activation: Micros,
     pub(crate) first_valid: Micros,
     /// Latest validation by `ts`, any result but `invalid_format`.
@@ -238,6 +240,11 @@ impl License {
             self.issued = true;
             self.since = ts;
         }
+    }
+
+    /// The license's `expires_at`, or `NEVER`.
+    pub(crate) fn expires_at(&self) -> Micros {
+        self.expires_at
     }
 
     pub(crate) fn key(&self) -> &str {
