@@ -41,8 +41,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::changelog::chunk::{assemble, ChunkBook, Problem};
-use super::changelog::keys::StateKey;
+use super::changelog::chunk::{assemble, ChunkBook, Latest, Problem, Values};
 use super::client::{ClientSettings, Role};
 use super::TopicPartition;
 
@@ -73,7 +72,11 @@ impl ClientContext for ReaderContext {
 impl ConsumerContext for ReaderContext {}
 
 /// A reader's settings: end-of-partition events, large fetches, a fresh `group.id` that
-/// never joins (librdkafka wants one to assign partitions).
+/// never joins (librdkafka wants one to assign partitions), and a short fetch wait. A
+/// changelog partition ends with a transaction's commit marker, which is no message: the
+/// read learns it has passed it only from the next fetch's answer, which the broker holds
+/// up to `fetch.wait.max.ms` when there is nothing more (500 ms by default). The reader
+/// lives only until the end it was sent to.
 fn reader_config(client: &ClientSettings, isolation: &str) -> ClientConfig {
     let group = format!("keypulse-restore-{}", uuid::Uuid::new_v4());
     client.build(
@@ -81,6 +84,7 @@ fn reader_config(client: &ClientSettings, isolation: &str) -> ClientConfig {
         &[
             ("max.partition.fetch.bytes", "8388608"),
             ("fetch.queue.backoff.ms", "10"),
+            ("fetch.wait.max.ms", "10"),
         ],
         &[
             ("group.id", &group),
@@ -116,7 +120,7 @@ pub struct Restored {
     /// The partition.
     pub partition: i32,
     /// The latest record of every key.
-    pub values: HashMap<StateKey, Vec<u8>>,
+    pub values: Values,
     /// Chunk counts of the chunked keys (for the next writes).
     pub chunks: ChunkBook,
     /// Records that do not fit the scheme (not in `values`).
@@ -169,7 +173,7 @@ pub enum RestoreError {
 }
 
 struct Progress {
-    latest: HashMap<Vec<u8>, Vec<u8>>,
+    latest: Latest,
     next: i64,
     end: i64,
     records: u64,
@@ -188,7 +192,7 @@ impl ChangelogReader {
     ) -> Result<Vec<Restored>, RestoreError> {
         let reader = &self.records;
         let t0 = Instant::now();
-        let mut progress: HashMap<i32, Progress> = HashMap::new();
+        let mut progress: HashMap<i32, Progress, ahash::RandomState> = HashMap::default();
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
             let (low, end) = self.ends.fetch_watermarks(topic, p, timeout).map_err(|e| {
@@ -201,7 +205,14 @@ impl ChangelogReader {
             progress.insert(
                 p,
                 Progress {
-                    latest: HashMap::new(),
+                    // Room for as many keys as records (up to 2^20): no rehash while a
+                    // partition of distinct keys is read.
+                    latest: Latest::with_capacity_and_hasher(
+                        usize::try_from(end.saturating_sub(low))
+                            .unwrap_or(0)
+                            .min(1 << 20),
+                        Default::default(),
+                    ),
                     next: low,
                     end,
                     records: 0,
@@ -219,7 +230,9 @@ impl ChangelogReader {
                 .assign(&tpl)
                 .map_err(|e| RestoreError::Consumer(e.to_string()))?;
         }
-        let behind = |progress: &HashMap<i32, Progress>| progress.values().any(|p| p.next < p.end);
+        let behind = |progress: &HashMap<i32, Progress, ahash::RandomState>| {
+            progress.values().any(|p| p.next < p.end)
+        };
         while behind(&progress) {
             if t0.elapsed() > timeout {
                 let _ = reader.unassign();

@@ -122,10 +122,13 @@ impl PartitionState {
     ) -> Result<Self, StateError> {
         let mut state = Self::new();
         state.set_partition_v1(read_record::<PartitionV1>(partition, "partition record")?);
+        let customers = customers.into_iter();
+        state.reserve_customers(customers.size_hint().0);
         for bytes in customers {
             state.add_customer_v1(read_record::<CustomerV1>(bytes, "customer record")?)?;
         }
-        state.rebuild_index();
+        // The customer and plan tables were kept as the customers were added.
+        state.index_licenses();
         Ok(state)
     }
 

@@ -5,9 +5,10 @@
 //! has at most [`SCAN_MAX`] (no table, and no second random memory access for the usual
 //! customer), in the partition's license table only for the customers with more (so a
 //! customer with many licenses still costs O(1) per event).
-//! Guarantees: the index is never serialized (it is rebuilt by [`PartitionState::rebuild_index`]
-//! after a restore or merge), and a license event for an unknown license creates it on
-//! the fly (SPEC §1), active, with plan `unknown`.
+//! Guarantees: the index is never serialized (a merge adds to every table as it goes; a
+//! restore keeps the customer and plan tables as it adds customers, then fills the license
+//! table once with [`PartitionState::index_licenses`]), and a license event for an unknown
+//! license creates it on the fly (SPEC §1), active, with plan `unknown`.
 
 use std::hash::{BuildHasher, Hash, Hasher};
 
@@ -46,33 +47,33 @@ pub(super) fn domain_hash(domain: &str) -> u64 {
 }
 
 impl PartitionState {
-    pub(super) fn rebuild_index(&mut self) {
-        let mut index = Index::default();
-        for (i, c) in self.customers.iter().enumerate() {
-            let customers = &self.customers;
-            let hasher = &index.hasher;
-            index
-                .customers
-                .insert_unique(hasher.hash_one(&*c.id), i as u32, |&j| {
-                    hasher.hash_one(&*customers[j as usize].id)
-                });
-        }
-        for (i, p) in self.plans.iter().enumerate() {
-            index.plans.insert(p.clone(), i as u32);
-        }
-        for (i, l) in self.licenses.iter().enumerate() {
-            if self.customers[l.customer as usize].licenses.len() <= SCAN_MAX {
+    /// Room for `n` more customers in the record vector and the customer table (a restore
+    /// knows how many records it adds).
+    pub(super) fn reserve_customers(&mut self, n: usize) {
+        self.customers.reserve(n);
+        let (customers, hasher) = (&self.customers, &self.index.hasher);
+        self.index
+            .customers
+            .reserve(n, |&j| hasher.hash_one(&*customers[j as usize].id));
+    }
+
+    /// Fills the license table (emptied first) from the license vector; the customer and
+    /// plan tables are left as they are. A restore adds its customers and plans through
+    /// their tables, so this is the one table it has left to build.
+    pub(super) fn index_licenses(&mut self) {
+        let (customers, licenses, index) = (&self.customers, &self.licenses, &mut self.index);
+        index.licenses.clear();
+        let hasher = &index.hasher;
+        for (i, l) in licenses.iter().enumerate() {
+            if customers[l.customer as usize].licenses.len() <= SCAN_MAX {
                 continue;
             }
-            let h = license_hash(&index.hasher, l.customer, l.key());
-            let hasher = &index.hasher;
-            let licenses = &self.licenses;
+            let h = license_hash(hasher, l.customer, l.key());
             index.licenses.insert_unique(h, i as u32, |&j| {
                 let l = &licenses[j as usize];
                 license_hash(hasher, l.customer, l.key())
             });
         }
-        self.index = index;
     }
 
     /// The position of customer `id`, if this state holds it (a lookup, no insertion).
@@ -262,7 +263,7 @@ mod tests {
         let mut s = state_with("a", "b");
         assert_eq!(s.index.licenses.len(), 2 * keys().len());
         assert_found(&s, "a", "b");
-        s.rebuild_index();
+        s.index_licenses();
         assert_found(&s, "a", "b");
         s.merge(state_with("c", "d"));
         assert_found(&s, "a", "b");

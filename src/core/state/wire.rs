@@ -175,8 +175,8 @@ impl PartitionState {
         self.max_day = p.max_day;
     }
 
-    /// Adds one customer record. The index of customers is kept; the license index must be
-    /// rebuilt once all are added ([`Self::rebuild_index`]).
+    /// Adds one customer record. The customer and plan tables are kept; the license table
+    /// must be filled once all are added ([`Self::index_licenses`]).
     pub(super) fn add_customer_v1(&mut self, w: CustomerV1) -> Result<(), StateError> {
         let bad = |why: &str| StateError::Decode(format!("customer `{}`: {why}", w.id));
         if self.find_customer(&w.id).is_some() {

@@ -208,11 +208,19 @@ pub enum Problem {
     },
 }
 
+/// The latest value of every stored key of a changelog partition, as read (hashed with
+/// ahash: a restore inserts every record it reads, and SipHash was the read's largest cost
+/// after the fetch itself).
+pub type Latest = HashMap<Vec<u8>, Vec<u8>, ahash::RandomState>;
+
+/// Each state key's record, put back together.
+pub type Values = HashMap<StateKey, Vec<u8>, ahash::RandomState>;
+
 /// The records rebuilt from a changelog partition.
 #[derive(Debug, Default)]
 pub struct Assembled {
     /// Each key's record.
-    pub values: HashMap<StateKey, Vec<u8>>,
+    pub values: Values,
     /// The chunk counts, for the next writes.
     pub chunks: ChunkBook,
     /// What did not fit the scheme (those records are not in `values`).
@@ -221,7 +229,7 @@ pub struct Assembled {
 
 /// Rebuilds the records from the latest value of every stored key (tombstoned keys
 /// removed), as read from a changelog partition.
-pub fn assemble(latest: HashMap<Vec<u8>, Vec<u8>>) -> Assembled {
+pub fn assemble(latest: Latest) -> Assembled {
     let mut out = Assembled::default();
     let mut heads: Vec<(StateKey, Vec<u8>)> = Vec::new();
     let mut chunks: HashMap<(StateKey, u32), Vec<u8>> = HashMap::new();
@@ -285,7 +293,7 @@ mod tests {
     use super::*;
 
     /// Applies records to a key → latest value map, as a compacted read would see them.
-    fn apply(latest: &mut HashMap<Vec<u8>, Vec<u8>>, records: &[Record]) {
+    fn apply(latest: &mut Latest, records: &[Record]) {
         for r in records {
             match &r.value {
                 Some(v) => latest.insert(r.key.clone(), v.clone()),
@@ -317,7 +325,7 @@ mod tests {
         for r in &enc.records {
             assert!(r.size() + RECORD_OVERHEAD <= limit, "{}", r.size());
         }
-        let mut latest = HashMap::new();
+        let mut latest = Latest::default();
         apply(&mut latest, &enc.records);
         let back = assemble(latest);
         assert!(back.problems.is_empty(), "{:?}", back.problems);
@@ -331,7 +339,7 @@ mod tests {
         let limit = 4096;
         let key = StateKey::Customer("c1".into());
         let other = StateKey::Partition("days".into());
-        let mut latest = HashMap::new();
+        let mut latest = Latest::default();
         let mut book = ChunkBook::default();
         for (round, len) in [40_000, 9_000, 100, 30_000, 0].into_iter().enumerate() {
             let value = big(len, round as u64);
@@ -372,7 +380,7 @@ mod tests {
         let key = StateKey::Customer("c".into());
         let value = big(10_000, 9);
         let enc = encode(&key, Some(&value), 0, limit).unwrap();
-        let mut latest = HashMap::new();
+        let mut latest = Latest::default();
         apply(&mut latest, &enc.records);
 
         let mut missing = latest.clone();
