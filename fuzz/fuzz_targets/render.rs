@@ -56,7 +56,9 @@ mod core {
 // At the crate root, so that their `super::` (the service's `email` module) is found here.
 #[path = "../../src/email/check.rs"]
 mod check;
+// Its re-exports (`format_money`, the template names) serve the service, not this target.
 #[path = "../../src/email/render.rs"]
+#[allow(unused_imports)]
 mod render;
 
 use keypulse_core::signals::{Facts, LicenseFacts};
