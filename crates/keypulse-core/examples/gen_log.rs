@@ -6,8 +6,10 @@
 //!       additions, invitations, denied features, support tickets;
 //!   gen_log memory LICENSES PER_CUSTOMER
 //!       every license issued, activated on a domain and validated once (3 lines each);
-//!   gen_log baseline LINES
-//!       LINES invitations of one customer: the same reading and decoding, no state.
+//!   gen_log baseline LINES [BYTES]
+//!       LINES invitations of one customer: the same reading and decoding, no state; with
+//!       BYTES, padded (an ignored field) to BYTES bytes in all, the size of the log it is
+//!       the baseline of.
 //!
 //! Customers own PER_CUSTOMER consecutive licenses. Nothing here reads a clock or a
 //! random seed from outside: the same arguments write the same bytes.
@@ -170,13 +172,24 @@ fn memory(out: &mut impl Write, licenses: u64, per: u64) -> std::io::Result<()> 
     Ok(())
 }
 
-fn baseline(out: &mut impl Write, lines: u64) -> std::io::Result<()> {
+/// `lines` invitations of one customer; with `bytes` (> 0), each padded with an ignored
+/// `note` field so that the log holds `bytes` bytes in all (lines of near-equal length),
+/// as the log it stands beside does: the reader's batches then hold as much.
+fn baseline(out: &mut impl Write, lines: u64, bytes: u64) -> std::io::Result<()> {
+    let lines = lines.max(1);
     for i in 0..lines {
-        writeln!(
-            out,
-            r#"{{"type":"team.member_invited","ts":"{}","customer_id":"cus_base"}}"#,
-            ts(i * 86_400 / lines.max(1), i % 1000)
-        )?;
+        let line = format!(
+            r#"{{"type":"team.member_invited","ts":"{}","customer_id":"cus_base""#,
+            ts(i * 86_400 / lines, i % 1000)
+        );
+        // This line's share of `bytes` (the remainder spread over the first lines), less
+        // its newline, the closing brace and the note's own framing.
+        let want = bytes / lines + u64::from(i < bytes % lines);
+        const NOTE: usize = r#","note":"""#.len();
+        match (want as usize).checked_sub(line.len() + 2 + NOTE) {
+            Some(pad) if bytes > 0 => writeln!(out, r#"{line},"note":"{}"}}"#, "x".repeat(pad))?,
+            _ => writeln!(out, "{line}}}")?,
+        }
     }
     Ok(())
 }
@@ -201,9 +214,9 @@ fn main() {
             num(4, 0x5eed),
         ),
         Some("memory") => memory(&mut out, num(1, 400_000), num(2, 1).max(1)),
-        Some("baseline") => baseline(&mut out, num(1, 1_200_000)),
+        Some("baseline") => baseline(&mut out, num(1, 1_200_000), num(2, 0)),
         _ => {
-            eprintln!("usage: gen_log fleet LICENSES PER_CUSTOMER EVENTS [SEED] | memory LICENSES PER_CUSTOMER | baseline LINES");
+            eprintln!("usage: gen_log fleet LICENSES PER_CUSTOMER EVENTS [SEED] | memory LICENSES PER_CUSTOMER | baseline LINES [BYTES]");
             std::process::exit(2)
         }
     };
