@@ -209,8 +209,7 @@ pub enum Problem {
 }
 
 /// The latest value of every stored key of a changelog partition, as read (hashed with
-/// ahash: a restore inserts every record it reads, and SipHash was the read's largest cost
-/// after the fetch itself).
+/// ahash, not SipHash: a restore hashes the key of every record it reads).
 pub type Latest = HashMap<Vec<u8>, Vec<u8>, ahash::RandomState>;
 
 /// Each state key's record, put back together.
