@@ -353,8 +353,12 @@ fn replay(config: &Config, file: &str, compact: bool) -> anyhow::Result<()> {
     } else {
         None
     };
-    // The report only: no second copy of every notification.
+    // The report only: no second copy of every notification. A pipe is read ahead of the
+    // folds, so that its writer never waits for them.
     let mut replay = Replay::new().without_decisions();
+    if file == "-" {
+        replay = replay.reading_ahead();
+    }
     replay
         .feed_reader(
             BufReader::with_capacity(1 << 20, reader),

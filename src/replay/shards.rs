@@ -22,24 +22,21 @@ use std::thread;
 
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Line, LineBatch, Replay};
+use super::pool::Work;
+use super::{LineBatch, Replay};
 use crate::core::time::Micros;
-use crate::core::{Aggregate, CoreConfig, Event, Notification, PartitionState, RejectReason};
+use crate::core::{Aggregate, CoreConfig, PartitionState};
 
 /// Lines per batch of a sharded replay (after its first, of the usual size).
 pub(super) const BATCH_LINES: usize = 65_536;
 /// Bytes after which a batch of a sharded replay stops taking lines.
 pub(super) const BATCH_BYTES: usize = 32 << 20;
 
+/// Lines per part of a batch's decode: a batch has many more parts than threads.
+const DECODE_LINES: usize = 2048;
+
 /// Batches with fewer lines than this are decoded and folded on the calling thread alone.
 const PARALLEL_MIN_LINES: usize = 1024;
-
-/// One part of a batch, decoded on one thread: its events by customer shard, each with
-/// its line's index in the batch, and its rejected lines (blank lines are only counted).
-struct Decoded<'a> {
-    events: Vec<Vec<(u32, Event<'a>)>>,
-    rejected: Vec<(u32, RejectReason)>,
-}
 
 /// The shard of a customer id among `n`.
 pub(super) fn shard_of(customer_id: Option<&str>, n: usize) -> u32 {
@@ -66,72 +63,47 @@ fn run_all<T: Send, R: Send>(items: Vec<T>, parallel: bool, f: impl Fn(T) -> R +
     })
 }
 
-/// Decodes and folds one batch into `replay`'s shards: lines are decoded in as many parts
-/// as there are shards, then each shard folds the events of its customers, in file
-/// order, with [`PartitionState::apply_ahead`]. Each part and shard has a thread of its
-/// own when `parallel`, else all run on the calling thread. Blank and rejected lines are
-/// counted into `replay`, in file order, and the batch's decisions appended to
-/// `replay.decisions` in the order of their lines.
-pub(super) fn feed(replay: &mut Replay, batch: &LineBatch, cfg: &CoreConfig, parallel: bool) {
+/// Decodes and folds one batch into `replay`'s shards, running `meanwhile` (the read of
+/// the next batch) on the calling thread first. The batch's lines are decoded in parts of
+/// [`DECODE_LINES`], then each shard folds the events of its customers, in file order,
+/// with [`PartitionState::apply_ahead`]; as many threads as there are shards take the
+/// parts and then the shards as each comes free (see `pool.rs`), the calling thread among
+/// them once `meanwhile` returns. The threads run when `parallel`, else all runs on the
+/// calling thread (`meanwhile` first). Blank and rejected lines are counted into `replay`,
+/// in file order, and the batch's decisions appended to `replay.decisions` in the order of
+/// their lines.
+pub(super) fn feed(
+    replay: &mut Replay,
+    batch: &LineBatch,
+    cfg: &CoreConfig,
+    parallel: bool,
+    meanwhile: impl FnOnce(),
+) {
     let n = replay.states.len();
-    let max = cfg.max_event_bytes;
     let parallel = parallel && n > 1 && batch.spans.len() >= PARALLEL_MIN_LINES;
-    let part = batch.spans.len().div_ceil(n).max(1);
-    // Each part with the index in the batch of its first line.
-    let parts: Vec<_> = (0u32..)
-        .step_by(part)
-        .zip(batch.spans.chunks(part))
-        .collect();
-    let decoded: Vec<Decoded<'_>> = run_all(parts, parallel, |(start, spans)| {
-        let mut d = Decoded {
-            events: (0..n)
-                .map(|_| Vec::with_capacity(spans.len() / n + 1))
-                .collect(),
-            rejected: Vec::new(),
-        };
-        for (i, &(a, b, cut)) in (start..).zip(spans) {
-            let line = if cut {
-                Line::Rejected(RejectReason::TooLarge)
-            } else {
-                Line::decode(&batch.bytes[a..b], max)
-            };
-            match line {
-                Line::Blank => {}
-                Line::Event(ev) => {
-                    let shard = shard_of(ev.customer_id.as_deref(), n) as usize;
-                    d.events[shard].push((i, ev));
-                }
-                Line::Rejected(reason) => d.rejected.push((i, reason)),
-            }
-        }
-        d
-    });
-    let decoded = &decoded;
     let keep = replay.keep_decisions;
-    let shards: Vec<(usize, &mut PartitionState)> = replay.states.iter_mut().enumerate().collect();
-    let made: Vec<Vec<(u32, Notification)>> = run_all(shards, parallel, |(j, state)| {
-        // The shard's events, in file order: the parts are in file order, and so are
-        // each part's events.
-        let (at, events): (Vec<u32>, Vec<&Event<'_>>) = decoded
-            .iter()
-            .flat_map(|d| &d.events[j])
-            .map(|(i, ev)| (*i, ev))
-            .unzip();
-        let mut made = Vec::new();
-        state.apply_ahead(&events, cfg, |k, n| {
-            if keep {
-                made.push((at[k], n));
+    let work = Work::new(batch, &mut replay.states, cfg, keep, DECODE_LINES);
+    if parallel {
+        thread::scope(|s| {
+            let work = &work;
+            let others: Vec<_> = (1..n).map(|w| s.spawn(move || work.run(w))).collect();
+            meanwhile();
+            work.run(0);
+            for h in others {
+                h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
         });
-        made
-    });
+    } else {
+        meanwhile();
+        work.run(0);
+    }
+    let (decoded, mut made) = work.finish();
     let first = replay.lines + 1;
     for &(i, reason) in decoded.iter().flat_map(|d| &d.rejected) {
         replay.states[0].record_rejected();
         replay.rejections.record(reason, first + i as u64);
     }
     replay.lines += batch.spans.len() as u64;
-    let mut made: Vec<(u32, Notification)> = made.into_iter().flatten().collect();
     // Stable: a line's decisions come from one shard, already in their order.
     made.sort_by_key(|(i, _)| *i);
     replay.decisions.extend(made.into_iter().map(|(_, n)| n));
@@ -315,22 +287,27 @@ mod tests {
     fn reads_overlap_folds_with_the_same_answers_and_progress() {
         let cfg = CoreConfig::default();
         let text = long_log();
-        let fold = |threads: usize| {
+        let fold = |threads: usize, ahead: bool| {
             let (mut r, mut progress) = (Replay::new(), Vec::new());
+            if ahead {
+                r = r.reading_ahead();
+            }
             r.feed_reader_on(text.as_bytes(), &cfg, threads, |b| progress.push(b))
                 .unwrap();
             (r, progress)
         };
-        let (one, _) = fold(1);
-        let (two, progress) = fold(2);
-        assert_eq!(two.states().len(), 2);
-        assert_eq!(two.report(&cfg), one.report(&cfg));
-        assert_eq!(two.decisions, one.decisions);
-        assert_eq!(two.counts(), one.counts());
-        // Once per batch folded, in order, through the last byte.
-        assert_eq!(progress.len(), 4, "{progress:?}");
-        assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
-        assert_eq!(progress.last(), Some(&(text.len() as u64)));
+        let (one, _) = fold(1, false);
+        for ahead in [false, true] {
+            let (two, progress) = fold(2, ahead);
+            assert_eq!(two.states().len(), 2);
+            assert_eq!(two.report(&cfg), one.report(&cfg));
+            assert_eq!(two.decisions, one.decisions);
+            assert_eq!(two.counts(), one.counts());
+            // Once per batch folded, in order, through the last byte.
+            assert_eq!(progress.len(), 4, "{progress:?}");
+            assert!(progress.windows(2).all(|w| w[0] < w[1]), "{progress:?}");
+            assert_eq!(progress.last(), Some(&(text.len() as u64)));
+        }
     }
 
     #[test]
@@ -348,9 +325,12 @@ mod tests {
         let whole = BATCH_LINES + super::BATCH_LINES;
         let cut = text.match_indices('\n').nth(whole + 9).map(|(i, _)| i + 1);
         let cut = cut.expect("a long log");
-        for threads in [1, 2] {
+        for (threads, ahead) in [(1, false), (2, false), (2, true)] {
             let input = std::io::Read::chain(&text.as_bytes()[..cut], Broken);
             let mut r = Replay::new();
+            if ahead {
+                r = r.reading_ahead();
+            }
             let err = r
                 .feed_reader_on(std::io::BufReader::new(input), &cfg, threads, |_| {})
                 .unwrap_err();
