@@ -189,9 +189,11 @@ impl Replay {
     /// [`Replay::feed_reader`] on `threads` threads: when `threads` > 1, the input is more
     /// than one batch and nothing was fed before, lines are decoded in parallel and folded
     /// in `threads` customer shards, kept apart (`shards.rs`); else on this thread alone
-    /// (a replay already sharded keeps its shards). The report, the rejection summary and
-    /// [`Replay::decisions`] are the same either way (sums of floats within their last
-    /// bits).
+    /// (a replay already sharded keeps its shards). The next batch is read while one is
+    /// folded: by the calling thread before it joins the batch's work, or, when
+    /// [`Replay::reading_ahead`], by the calling thread alone while the folds run on a
+    /// thread of their own. The report, the rejection summary and [`Replay::decisions`]
+    /// are the same either way (sums of floats within their last bits).
     pub fn feed_reader_on(
         &mut self,
         mut input: impl BufRead,

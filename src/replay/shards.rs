@@ -1,9 +1,10 @@
 //! The batch fold of `keypulse replay`: each batch of lines is decoded in parts, each part
 //! handing over its events already split by customer shard, then folded by shard, one
 //! [`PartitionState`] per shard, with [`PartitionState::apply_ahead`] (which asks for each
-//! event's records a few events before it is applied). Sharded, every part and every
-//! shard has a thread of its own; otherwise one shard folds everything on the calling
-//! thread, by the same path. The shards are kept apart, and the report is the merge of
+//! event's records a few events before it is applied). Sharded, a batch has as many
+//! threads as shards, which take its parts and then its shards as each comes free (see
+//! `pool.rs`); otherwise one shard folds everything on the calling thread, by the same
+//! path. The shards are kept apart, and the report is the merge of
 //! their aggregates (computed in parallel, at the latest watermark of all), never of
 //! their states.
 //!
