@@ -135,8 +135,9 @@ impl Replay {
     /// own: for a pipe, whose writer waits whenever it is not read. Without it (for a
     /// file, or bytes in memory), the calling thread reads the next batch first and then
     /// joins the decode and fold of the one before (see `shards::feed`), so that the read
-    /// never takes a core from a fold. Measured on the fleet log (`docs/BENCHMARKS.md`):
-    /// reading ahead is about 7 % faster from `gzip -dc`, 10 % slower from a file. The
+    /// never takes a core from a fold. Measured on the fleet log, alternated
+    /// (`docs/BENCHMARKS.md`): from a file, reading ahead gave 1.06× the decode floor
+    /// against 1.12× without; from `gzip -dc`, without it was about 7 % slower. The
     /// answers are the same either way.
     pub fn reading_ahead(mut self) -> Self {
         self.read_ahead = true;
@@ -247,9 +248,9 @@ impl Replay {
     /// The sharded fold of `first` and the rest of `input` when [`Replay::reading_ahead`]:
     /// the folds run on a thread of their own (which starts the batch's other threads),
     /// and this thread reads into the batch the folds last gave back, so two batches are
-    /// in flight and the input is read whenever there is room. The folds take the batches in order, so the
-    /// answers are those of reading and folding in turn; a read error stops the reading,
-    /// and is returned once the batches read before it are folded.
+    /// in flight and the input is read whenever there is room. The folds take the batches
+    /// in order, so the answers are those of reading and folding in turn; a read error
+    /// stops the reading, and is returned once the batches read before it are folded.
     fn feed_overlapped(
         &mut self,
         first: LineBatch,

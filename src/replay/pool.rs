@@ -231,7 +231,7 @@ mod tests {
         ];
         let work = Work::new(&batch, &mut states, &cfg, true, 16);
         work.run(1);
-        let (decoded, made) = work.finish();
+        let (decoded, _) = work.finish();
         assert_eq!(decoded.len(), batch.spans.len().div_ceil(16));
         let rejected: usize = decoded.iter().map(|d| d.rejected.len()).sum();
         assert_eq!(rejected, 10);
@@ -239,7 +239,6 @@ mod tests {
         let mut one = Replay::new();
         one.feed_reader_on(text.as_bytes(), &cfg, 1, |_| {})
             .unwrap();
-        assert_eq!(made.len(), one.decisions.len());
         assert!(states.iter().all(|s| s.sizes().0 > 0), "every shard folded");
         let as_of = one.watermark();
         let mut merged = super::super::shards::merge(states);
