@@ -1,10 +1,10 @@
 //! The work of one batch of a sharded replay, shared out among its threads: the decode of
 //! its lines, in parts, then the fold of their events, by customer shard. A thread takes
 //! the next part not yet taken; once every part is taken, it waits until every part is
-//! decoded, then takes the next shard not yet folded. So a thread held up elsewhere (the
-//! calling thread reads the next batch first, see `shards::feed`) leaves its share to the
-//! others; when the read is the slow side, the others decode and fold the whole batch
-//! meanwhile, and the read is never waited for by the threads.
+//! decoded, then folds its own shard, if no other thread took it, and then any shard not
+//! yet taken. So a thread held up elsewhere (the calling thread reads the next batch
+//! first, see `shards::feed`) leaves its share to the others; when the read is the slow
+//! side, the others decode and fold the whole batch meanwhile, and never wait for it.
 //!
 //! Owns [`Work`] and [`Decoded`]. Guarantees: every part is decoded once and every shard
 //! folded once, each by one thread; a shard's events are folded in file order (the parts
