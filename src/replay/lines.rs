@@ -34,12 +34,15 @@ impl<'a> Line<'a> {
     }
 }
 
+/// A line of a batch: its start and end in the batch's bytes, and whether it was cut
+/// (longer than the batch keeps of a line).
+pub(super) type Span = (usize, usize, bool);
+
 /// A block of whole lines read from a log, their newlines (`\n`, `\r\n`) stripped.
 #[derive(Debug, Default)]
 pub struct LineBatch {
     pub(super) bytes: Vec<u8>,
-    /// Start, end, and whether the line was cut (longer than the batch keeps of a line).
-    pub(super) spans: Vec<(usize, usize, bool)>,
+    pub(super) spans: Vec<Span>,
     read: u64,
 }
 
@@ -120,13 +123,19 @@ impl LineBatch {
     /// The lines of the batch, in order, decoded with [`Line::decode`]; a line that was
     /// cut is `too_large` without being parsed.
     pub fn decoded(&self, max_line_bytes: usize) -> impl Iterator<Item = Line<'_>> {
-        self.spans.iter().map(move |&(a, b, cut)| {
-            if cut {
-                Line::Rejected(RejectReason::TooLarge)
-            } else {
-                Line::decode(&self.bytes[a..b], max_line_bytes)
-            }
-        })
+        self.spans
+            .iter()
+            .map(move |span| self.line(span, max_line_bytes))
+    }
+
+    /// One line of the batch (a span of [`LineBatch::spans`]), decoded as in
+    /// [`LineBatch::decoded`].
+    pub(super) fn line(&self, &(a, b, cut): &Span, max_line_bytes: usize) -> Line<'_> {
+        if cut {
+            Line::Rejected(RejectReason::TooLarge)
+        } else {
+            Line::decode(&self.bytes[a..b], max_line_bytes)
+        }
     }
 
     /// Whether the last fill stopped at the batch's limits (rather than at the input's end).

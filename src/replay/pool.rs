@@ -17,12 +17,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use super::lines::Span;
 use super::shards::shard_of;
 use super::{Line, LineBatch};
 use crate::core::{CoreConfig, Event, Notification, PartitionState, RejectReason};
-
-/// A line of a batch: its start, its end, and whether it was cut (see [`LineBatch`]).
-type Span = (usize, usize, bool);
 
 /// One part of a batch, decoded by one thread: its events by customer shard, each with
 /// its line's index in the batch, and its rejected lines (blank lines are only counted).
@@ -143,13 +141,8 @@ impl<'a, 's> Work<'a, 's> {
                 .collect(),
             rejected: Vec::new(),
         };
-        for (i, &(a, b, cut)) in (start..).zip(spans) {
-            let line = if cut {
-                Line::Rejected(RejectReason::TooLarge)
-            } else {
-                Line::decode(&self.batch.bytes[a..b], max)
-            };
-            match line {
+        for (i, span) in (start..).zip(spans) {
+            match self.batch.line(span, max) {
                 Line::Blank => {}
                 Line::Event(ev) => {
                     let shard = shard_of(ev.customer_id.as_deref(), n) as usize;
