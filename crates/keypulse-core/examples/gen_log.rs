@@ -176,15 +176,16 @@ fn memory(out: &mut impl Write, licenses: u64, per: u64) -> std::io::Result<()> 
 /// `note` field so that the log holds `bytes` bytes in all (lines of near-equal length),
 /// as the log it stands beside does: the reader's batches then hold as much.
 fn baseline(out: &mut impl Write, lines: u64, bytes: u64) -> std::io::Result<()> {
-    let lines = lines.max(1);
+    // Divisions by the line count; `baseline 0` still writes no line.
+    let n = lines.max(1);
     for i in 0..lines {
         let line = format!(
             r#"{{"type":"team.member_invited","ts":"{}","customer_id":"cus_base""#,
-            ts(i * 86_400 / lines, i % 1000)
+            ts(i * 86_400 / n, i % 1000)
         );
         // This line's share of `bytes` (the remainder spread over the first lines), less
         // its newline, the closing brace and the note's own framing.
-        let want = bytes / lines + u64::from(i < bytes % lines);
+        let want = bytes / n + u64::from(i < bytes % n);
         const NOTE: usize = r#","note":"""#.len();
         match (want as usize).checked_sub(line.len() + 2 + NOTE) {
             Some(pad) if bytes > 0 => writeln!(out, r#"{line},"note":"{}"}}"#, "x".repeat(pad))?,
