@@ -143,7 +143,7 @@ impl PartitionState {
                 }
             })
             .collect();
-        let mut notifications: Vec<Notification> = c.notifications().to_vec();
+        let mut notifications: Vec<Notification> = c.notifications(true).collect();
         notifications.sort_by(Notification::report_order);
         Some(CustomerView {
             customer_id: id.to_string(),

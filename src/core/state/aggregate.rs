@@ -25,7 +25,11 @@ impl PartitionState {
             rejected: self.counts.rejected,
             duplicates: self.counts.duplicates,
             excluded: self.counts.excluded,
-            notifications: self.notifications().map(Notification::for_report).collect(),
+            notifications: self
+                .customers
+                .iter()
+                .flat_map(|c| c.notifications(false))
+                .collect(),
             ..Default::default()
         };
         // Already in the report's order (a stable sort, as the finish's): the finish's sort

@@ -7,9 +7,9 @@
 use compact_str::CompactString;
 use smallvec::SmallVec;
 
+use super::kept::Kept;
 use super::records::{Customer, CustomerExtras, License, LicenseExtras};
 use super::{DayStats, PartitionState};
-use crate::signals::Notification;
 
 /// Heap bytes of a small vector of `u32` (none while inline).
 pub(super) fn spilled_bytes<const N: usize>(v: &SmallVec<[u32; N]>) -> usize {
@@ -63,7 +63,8 @@ impl PartitionState {
                             + e.invites.heap_bytes()
                             + e.open_tickets.allocation_size()
                             + e.open_tickets.iter().map(|t| t.len()).sum::<usize>()
-                            + e.notifications.capacity() * size_of::<Notification>()
+                            + e.notifications.capacity() * size_of::<Kept>()
+                            + e.notifications.iter().map(Kept::heap_bytes).sum::<usize>()
                     })
             })
             .sum();

@@ -44,6 +44,7 @@ mod dirty;
 mod domains;
 mod effects;
 mod index;
+mod kept;
 mod memory;
 mod merge;
 mod movements;
@@ -145,8 +146,8 @@ impl PartitionState {
 
     /// Every notification decided so far: customer by customer (in the order the state
     /// first saw them), each customer's in decision order. The report sorts them.
-    pub fn notifications(&self) -> impl Iterator<Item = &Notification> {
-        self.customers.iter().flat_map(|c| c.notifications())
+    pub fn notifications(&self) -> impl Iterator<Item = Notification> + '_ {
+        self.customers.iter().flat_map(|c| c.notifications(true))
     }
 
     /// Number of customers (the no-customer group included when present) and licenses.

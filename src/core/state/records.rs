@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::domains::DomainSet;
+use super::kept::Kept;
 use super::memory::heap_bytes;
 use crate::codes::Status;
 use crate::dedup::SeenIds;
@@ -64,10 +65,10 @@ pub(crate) struct CustomerExtras {
     pub(super) invites: DayCounts,
     /// Support tickets opened and not closed (a set: O(1) per ticket event however many).
     pub(super) open_tickets: TicketSet,
-    /// Every notification decided for this customer, in decision order. Grown one at a
-    /// time while short (see [`CustomerExtras::keep`]): most customers have one or two,
-    /// and a `Vec`'s first growth would hold room for four.
-    pub(super) notifications: Vec<Notification>,
+    /// Every notification decided for this customer, in decision order, in their kept
+    /// form (`kept.rs`). Grown one at a time while short (see [`CustomerExtras::keep`]):
+    /// most customers have one or two, and a `Vec`'s first growth would hold room for four.
+    pub(super) notifications: Vec<Kept>,
     /// The latest churn warning, or `NEVER`.
     pub(super) last_churn_at: Micros,
 }
@@ -93,7 +94,7 @@ impl CustomerExtras {
         if v.len() == v.capacity() && v.len() < EXACT_NOTIFICATIONS {
             v.reserve_exact(1);
         }
-        v.push(n);
+        v.push(Kept::new(n));
     }
 }
 
@@ -138,9 +139,15 @@ impl Customer {
         self.extras.as_ref().map_or(0, |e| e.open_tickets.len())
     }
 
-    /// The notifications decided for this customer, in decision order.
-    pub(crate) fn notifications(&self) -> &[Notification] {
-        self.extras.as_ref().map_or(&[], |e| &e.notifications)
+    /// The notifications decided for this customer, in decision order (built from their
+    /// kept form; without the email's figures when `with_facts` is false).
+    pub(crate) fn notifications(
+        &self,
+        with_facts: bool,
+    ) -> impl Iterator<Item = Notification> + '_ {
+        let kept = self.extras.as_ref().map_or(&[][..], |e| &e.notifications);
+        kept.iter()
+            .map(move |k| k.notification(&self.id, with_facts))
     }
 
     /// The latest churn warning decided for it, or `NEVER`.

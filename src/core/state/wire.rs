@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::StateError;
 use super::domains::DomainSet;
+use super::kept::Kept;
 use super::records::{Customer, CustomerExtras, License, LicenseExtras};
 use super::{DayStats, EventCounts, MrrBook, PartitionState};
 use crate::codes::{NotificationKind, Status};
@@ -121,15 +122,14 @@ impl PartitionState {
             })
             .collect();
         let notifications = c
-            .notifications()
-            .iter()
+            .notifications(true)
             .map(|n| NotificationV1 {
                 kind: n.kind,
-                to: n.to.clone(),
-                license_key: n.license_key.clone(),
+                to: n.to,
+                license_key: n.license_key,
                 at: n.at,
-                reasons: n.reasons.clone(),
-                facts: n.facts.clone(),
+                reasons: n.reasons,
+                facts: n.facts,
             })
             .collect();
         CustomerV1 {
@@ -220,18 +220,20 @@ impl PartitionState {
                 extras: l.extras.map(Box::new),
             });
         }
-        let id = w.id.to_string();
-        let notifications: Vec<Notification> = w
+        // The kept form holds no customer id (the record's is its own): none is built.
+        let notifications: Vec<Kept> = w
             .notifications
             .into_iter()
-            .map(|n| Notification {
-                kind: n.kind,
-                to: n.to,
-                customer_id: id.clone(),
-                license_key: n.license_key,
-                at: n.at,
-                reasons: n.reasons,
-                facts: n.facts,
+            .map(|n| {
+                Kept::new(Notification {
+                    kind: n.kind,
+                    to: n.to,
+                    customer_id: String::new(),
+                    license_key: n.license_key,
+                    at: n.at,
+                    reasons: n.reasons,
+                    facts: n.facts,
+                })
             })
             .collect();
         let cold = !w.invites.is_empty()
