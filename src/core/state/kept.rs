@@ -6,17 +6,20 @@
 //! record already holds or what a byte says:
 //! - the customer id (the record's own);
 //! - the license key, held inline while short (a license key is, typically);
-//! - the reasons, which are code names, one byte each.
+//! - the reasons, which are code names, one byte each;
+//! - a renewal's figures (the most common kind's), as a plan name held inline and an
+//!   instant; any other kind's figures are boxed.
 //!
 //! Guarantees: [`Kept::notification`] with the owning customer's id gives back exactly the
-//! notification kept, whatever its reasons (a reason that is not a code name, or more of
-//! them than fit, keeps its strings as they were).
+//! notification kept, whatever it holds: a reason that is not a code name (or more of them
+//! than fit), a long plan name or an expiry that does not read back as written is kept as
+//! it was given.
 
 use compact_str::CompactString;
 
 use crate::codes::{ChurnSignal, NotificationKind, RenewalReason, Spec8Reason, Trigger};
 use crate::signals::{Facts, Notification};
-use crate::time::Micros;
+use crate::time::{format_rfc3339, parse_rfc3339, Micros, NEVER};
 
 /// One notification without its customer id.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,15 +28,68 @@ pub(crate) struct Kept {
     to: Box<str>,
     license_key: Option<CompactString>,
     reasons: Reasons,
-    facts: Option<Facts>,
+    facts: KeptFacts,
     kind: NotificationKind,
 }
+
+/// The email's figures: a renewal's held inline, any other's boxed.
+#[derive(Debug, Clone, PartialEq)]
+enum KeptFacts {
+    None,
+    /// `Facts::Renewal` with a plan name short enough to be held inline, and its expiry
+    /// as the instant it was formatted from (`NEVER`: none).
+    Renewal {
+        plan: CompactString,
+        expires_at: Micros,
+    },
+    Other(Box<Facts>),
+}
+
+impl KeptFacts {
+    fn new(facts: Option<Facts>) -> Self {
+        match facts {
+            None => Self::None,
+            Some(Facts::Renewal { plan, expires_at }) => {
+                // Held as an instant only when formatting it gives the same string back.
+                let instant = match &expires_at {
+                    None => Some(NEVER),
+                    Some(s) => parse_rfc3339(s).filter(|&t| t != NEVER && format_rfc3339(t) == *s),
+                };
+                match instant {
+                    Some(expires_at) if plan.len() <= INLINE_PLAN => Self::Renewal {
+                        plan: CompactString::from(plan),
+                        expires_at,
+                    },
+                    _ => Self::Other(Box::new(Facts::Renewal { plan, expires_at })),
+                }
+            }
+            Some(f) => Self::Other(Box::new(f)),
+        }
+    }
+
+    fn facts(&self) -> Option<Facts> {
+        match self {
+            Self::None => None,
+            Self::Renewal { plan, expires_at } => Some(Facts::Renewal {
+                plan: plan.to_string(),
+                expires_at: (*expires_at != NEVER).then(|| format_rfc3339(*expires_at)),
+            }),
+            Self::Other(f) => Some((**f).clone()),
+        }
+    }
+}
+
+/// The longest plan name a renewal holds inline (a `CompactString`'s inline room).
+const INLINE_PLAN: usize = 24;
 
 /// Reasons held as codes (positions in [`reason_names`]) while every one is a code name
 /// and they fit; else as the strings given.
 #[derive(Debug, Clone, PartialEq)]
 enum Reasons {
-    Codes { len: u8, codes: [u8; CODES_MAX] },
+    Codes {
+        len: u8,
+        codes: [u8; CODES_MAX],
+    },
     /// Boxed on purpose: a thin pointer keeps the enum at 16 bytes (a bare `Vec` is 24).
     #[allow(clippy::box_collection)]
     Strings(Box<Vec<String>>),
@@ -89,7 +145,7 @@ impl Kept {
             to: n.to.into_boxed_str(),
             license_key: n.license_key.map(CompactString::from),
             reasons: Reasons::new(n.reasons),
-            facts: n.facts,
+            facts: KeptFacts::new(n.facts),
             kind: n.kind,
         }
     }
@@ -104,13 +160,17 @@ impl Kept {
             license_key: self.license_key.as_ref().map(|k| k.to_string()),
             at: self.at,
             reasons: self.reasons.to_strings(),
-            facts: if with_facts { self.facts.clone() } else { None },
+            facts: if with_facts { self.facts.facts() } else { None },
         }
     }
 
-    /// Heap bytes held outside the record (the recipient, a long key, uncoded reasons;
-    /// the figures' own strings are not counted).
+    /// Heap bytes held outside the record (the recipient, a long key, uncoded reasons, a
+    /// boxed figures' record; the strings inside those figures are not counted).
     pub(super) fn heap_bytes(&self) -> usize {
+        let facts = match &self.facts {
+            KeptFacts::Other(_) => size_of::<Facts>(),
+            _ => 0,
+        };
         let key = self
             .license_key
             .as_ref()
@@ -119,7 +179,7 @@ impl Kept {
             Reasons::Codes { .. } => 0,
             Reasons::Strings(s) => s.iter().map(|r| r.len() + 24).sum::<usize>() + 24,
         };
-        self.to.len() + key + reasons
+        self.to.len() + key + reasons + facts
     }
 }
 
@@ -167,6 +227,50 @@ mod tests {
             let mut bare = n.clone();
             bare.facts = None;
             assert_eq!(kept.notification("cus_1", false), bare);
+        }
+    }
+
+    #[test]
+    fn gives_back_the_figures_it_kept() {
+        let renewal = |plan: &str, expires_at: Option<&str>| {
+            Some(Facts::Renewal {
+                plan: plan.into(),
+                expires_at: expires_at.map(str::to_string),
+            })
+        };
+        let cases = [
+            // (figures, held inline as a renewal)
+            (renewal("starter", None), true),
+            (renewal("professional", Some("2026-10-01T00:00:00Z")), true),
+            (
+                renewal("starter", Some(&format_rfc3339(1_788_048_000_123_456))),
+                true,
+            ),
+            // not as `format_rfc3339` writes it: kept as given
+            (renewal("starter", Some("2026-10-01T02:00:00+02:00")), false),
+            (renewal("starter", Some("not a time")), false),
+            (renewal(&"p".repeat(INLINE_PLAN + 1), None), false),
+            (
+                Some(Facts::RevokedUse {
+                    plan: "starter".into(),
+                    status: "revoked".into(),
+                    payment_failed: true,
+                }),
+                false,
+            ),
+            (None, false),
+        ];
+        for (facts, inline) in cases {
+            let mut n = sample(&["expired"], Some("K"));
+            n.kind = NotificationKind::Renewal;
+            n.facts = facts;
+            let kept = Kept::new(n.clone());
+            assert_eq!(kept.notification("cus_1", true), n);
+            assert_eq!(
+                matches!(kept.facts, KeptFacts::Renewal { .. }),
+                inline,
+                "{n:?}"
+            );
         }
     }
 
