@@ -8,7 +8,8 @@
 //! It has no I/O and no clock: time comes in only through event timestamps and
 //! [`PartitionState::advance_to`].
 //!
-//! The parts, one idea each: `records` (customer and license), `index` (lookups),
+//! The parts, one idea each: `records` (customer and license), `kept` (a decided
+//! notification as its customer keeps it), `index` (lookups),
 //! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
 //! health inputs), `countries` (a day's validations by country), `upgrade` (triggers),
 //! `mrr` (the MRR book), `merge`, `aggregate` (the report's sums), `codec` (versioned
