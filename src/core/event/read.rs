@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -40,8 +40,15 @@ pub fn decode(bytes: &[u8]) -> Result<Event<'_>, Rejection> {
             field: None,
         });
     };
-    let raw: RawEvent<'_> = match serde_json::from_str(text) {
-        Ok(raw) => raw,
+    // As `serde_json::from_str` reads (the value, then nothing but whitespace after it),
+    // into a record filled in place.
+    let mut raw = RawEvent::default();
+    let mut de = serde_json::Deserializer::from_str(text);
+    match RawEventVisitor(&mut raw)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+    {
+        Ok(()) => {}
         Err(e) => {
             // A data error is only ever "not an object" at the top (every field value is
             // taken as it comes), but serde reports it as soon as it sees `[` or `1`:
@@ -183,13 +190,13 @@ macro_rules! raw_fields {
             }
         }
 
-        impl<'de> Visitor<'de> for RawEventVisitor {
-            type Value = RawEvent<'de>;
+        impl<'de> Visitor<'de> for RawEventVisitor<'_, 'de> {
+            type Value = ();
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut ev = RawEvent::default();
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                let ev = self.0;
                 while let Some(key) = map.next_key::<KeyName>()? {
                     match key.0 {
                         // A repeated key: the last occurrence counts (SPEC §1).
@@ -209,7 +216,7 @@ macro_rules! raw_fields {
                         FieldName::Unknown => { map.next_value::<IgnoredAny>()?; }
                     }
                 }
-                Ok(ev)
+                Ok(())
             }
         }
     };
@@ -235,7 +242,10 @@ raw_fields!(
     feature = "feature",
 );
 
-struct RawEventVisitor;
+/// Fills the `RawEvent` it holds, in place: the record of every known field is about half
+/// a kilobyte, and returned by value it was copied at each layer of serde's calls (3–4 %
+/// of a replay's CPU, `perf`, issue 10).
+struct RawEventVisitor<'r, 'a>(&'r mut RawEvent<'a>);
 
 /// A map key, matched against the known field names without allocating.
 struct KeyName(FieldName);
@@ -256,8 +266,9 @@ impl<'de> Deserialize<'de> for KeyName {
     }
 }
 
-impl<'de> Deserialize<'de> for RawEvent<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(RawEventVisitor)
+impl<'de> DeserializeSeed<'de> for RawEventVisitor<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
     }
 }

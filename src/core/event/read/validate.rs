@@ -50,7 +50,7 @@ fn opt_ts(v: Option<Raw<'_>>, field: &'static str) -> Result<Option<Micros>, Rej
 }
 
 impl<'a> RawEvent<'a> {
-    pub(super) fn validate(mut self) -> Result<Event<'a>, Rejection> {
+    pub(super) fn validate(&mut self) -> Result<Event<'a>, Rejection> {
         let ty = req_str(self.type_.take(), "type")?;
         let type_index = EVENT_TYPES
             .iter()
