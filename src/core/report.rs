@@ -149,7 +149,8 @@ pub struct Aggregate {
     pub health_bands: [u64; 4],
     pub churn_risk: Vec<ChurnRiskEntry>,
     pub upgrade_pipeline: Vec<UpgradeEntry>,
-    /// Each without its `facts` ([`Notification::for_report`]): the report never shows them.
+    /// Each without its `facts` (the state builds them so from their kept form): the report
+    /// never shows them.
     pub notifications: Vec<Notification>,
     pub sharing_suspects: Vec<SharingSuspect>,
     pub expiring_licenses: Vec<ExpiringLicense>,

@@ -111,20 +111,6 @@ impl Notification {
         )
     }
 
-    /// A copy for the report, which lists every field but the email's figures: those
-    /// (`facts`, `None` in the copy) are often the larger part, and never read there.
-    pub fn for_report(&self) -> Self {
-        Self {
-            kind: self.kind,
-            to: self.to.clone(),
-            customer_id: self.customer_id.clone(),
-            license_key: self.license_key.clone(),
-            at: self.at,
-            reasons: self.reasons.clone(),
-            facts: None,
-        }
-    }
-
     /// The report's order: `at`, then `customer_id`, `kind`, `license_key` (null first).
     pub fn report_order(a: &Self, b: &Self) -> std::cmp::Ordering {
         a.at.cmp(&b.at)
@@ -144,25 +130,6 @@ pub fn cooldown_allows(last: Micros, at: Micros, cooldown: Micros) -> bool {
 mod tests {
     use super::*;
     use crate::time::DAY;
-
-    #[test]
-    fn a_copy_for_the_report_is_the_notification_without_its_facts() {
-        let n = Notification {
-            kind: NotificationKind::ExpiringSoon,
-            to: "a@example.com".into(),
-            customer_id: "c1".into(),
-            license_key: Some("k1".into()),
-            at: 5 * DAY,
-            reasons: vec!["expiring_soon".into()],
-            facts: Some(Facts::ExpiringSoon {
-                plan: "pro".into(),
-                expires_at: "2026-11-01T00:00:00Z".into(),
-            }),
-        };
-        let copy = n.for_report();
-        assert_eq!(copy.facts, None);
-        assert_eq!(Notification { facts: None, ..n }, copy);
-    }
 
     #[test]
     fn cooldown_blocks_inside_and_before() {

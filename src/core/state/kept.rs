@@ -5,7 +5,7 @@
 //! belong to: on a 40-day log about one per license. The kept form leaves out what the
 //! record already holds or what a byte says:
 //! - the customer id (the record's own);
-//! - the license key, held inline while short (a license key is, typically);
+//! - the license key, inline when at most 24 bytes long (as license keys usually are);
 //! - the reasons, which are code names, one byte each;
 //! - a renewal's figures (the most common kind's), as a plan name held inline and an
 //!   instant; any other kind's figures are boxed.
