@@ -108,7 +108,7 @@ pub struct Replay {
 impl Default for Replay {
     fn default() -> Self {
         Self {
-            states: vec![PartitionState::new()],
+            states: vec![PartitionState::untracked()],
             rejections: RejectionSummary::default(),
             decisions: Vec::new(),
             keep_decisions: true,
@@ -212,7 +212,7 @@ impl Replay {
         // machine has more than one core and nothing was fed before.
         let fresh = self.lines == 0 && self.states.len() == 1 && self.sizes() == (0, 0);
         if fresh && threads > 1 && batch.is_full() {
-            self.states = (0..threads).map(|_| PartitionState::new()).collect();
+            self.states = (0..threads).map(|_| PartitionState::untracked()).collect();
         }
         // A sharded fold takes larger batches than one thread's: each costs two meetings
         // of the threads.

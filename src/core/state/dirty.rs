@@ -8,7 +8,8 @@
 //!
 //! Guarantees: marking is O(1) and allocation-free once the bitmap covers the customer;
 //! a customer is listed at most once per take, in the order it was first marked; a state
-//! built by `from_records` or `from_bytes` starts clean (it equals what was written).
+//! built by `from_records` or `from_bytes` starts clean (it equals what was written); a
+//! state made by [`PartitionState::untracked`] (a replay's) marks nothing at all.
 //! The partition's own figures change with every event folded: a writer writes the
 //! partition record whenever it writes anything, so it is not tracked here.
 
@@ -19,12 +20,17 @@ use super::PartitionState;
 pub(crate) struct DirtySet {
     bits: Vec<u64>,
     list: Vec<u32>,
+    /// Nothing is marked (see [`PartitionState::untracked`]).
+    off: bool,
 }
 
 impl DirtySet {
     /// Marks customer `ci` as changed.
     #[inline]
     pub(crate) fn mark(&mut self, ci: u32) {
+        if self.off {
+            return;
+        }
         let (word, bit) = ((ci / 64) as usize, ci % 64);
         if word >= self.bits.len() {
             self.bits.resize(word + 1, 0);
@@ -50,6 +56,15 @@ impl DirtySet {
 }
 
 impl PartitionState {
+    /// An empty state that tracks no changes, for a caller that never takes them (a
+    /// replay): it saves the list of changed customers, 4 bytes per customer. Its
+    /// [`Self::take_dirty`] is always empty, and so is that of a state it merges into.
+    pub fn untracked() -> Self {
+        let mut s = Self::new();
+        s.dirty.off = true;
+        s
+    }
+
     /// The ids of the customers changed since the last call (the no-customer group as
     /// `""`), each once; afterwards none is.
     pub fn take_dirty(&mut self) -> Vec<Box<str>> {
@@ -109,6 +124,18 @@ mod tests {
         let mut ids: Vec<String> = r.take_dirty().iter().map(|x| x.to_string()).collect();
         ids.sort();
         assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn an_untracked_state_marks_nothing_and_folds_the_same() {
+        let line = r#"{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"a","license_key":"k","plan":"pro","domain_limit":1,"mrr_cents":100}"#;
+        let (mut tracked, mut untracked) = (PartitionState::new(), PartitionState::untracked());
+        apply(&mut tracked, line);
+        apply(&mut untracked, line);
+        assert_eq!(tracked.dirty_count(), 1);
+        assert_eq!(untracked.dirty_count(), 0);
+        assert!(untracked.take_dirty().is_empty());
+        assert_eq!(tracked.to_bytes().unwrap(), untracked.to_bytes().unwrap());
     }
 
     #[test]
