@@ -145,9 +145,14 @@ impl Customer {
         &self,
         with_facts: bool,
     ) -> impl Iterator<Item = Notification> + '_ {
-        let kept = self.extras.as_ref().map_or(&[][..], |e| &e.notifications);
-        kept.iter()
+        self.kept()
+            .iter()
             .map(move |k| k.notification(&self.id, with_facts))
+    }
+
+    /// The notifications decided for this customer, in decision order, as kept.
+    pub(super) fn kept(&self) -> &[Kept] {
+        self.extras.as_ref().map_or(&[], |e| &e.notifications)
     }
 
     /// The latest churn warning decided for it, or `NEVER`.

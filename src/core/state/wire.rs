@@ -121,8 +121,12 @@ impl PartitionState {
                 }
             })
             .collect();
+        // The wire carries no customer id (the record's is its own), so none is built:
+        // an empty id allocates nothing.
         let notifications = c
-            .notifications(true)
+            .kept()
+            .iter()
+            .map(|k| k.notification("", true))
             .map(|n| NotificationV1 {
                 kind: n.kind,
                 to: n.to,
