@@ -12,7 +12,7 @@ use crate::codes::{ChurnSignal, Status};
 use crate::config::CoreConfig;
 use crate::event::{Event, EventKind, TicketCategory, ValidationResult};
 use crate::signals::Notification;
-use crate::time::{Day, Micros, NEVER};
+use crate::time::{day_of, Day, Micros, NEVER};
 
 impl PartitionState {
     #[allow(clippy::too_many_arguments)]
@@ -27,8 +27,13 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let ts = ev.ts;
+        let clock_day = day_of(self.customers[ci as usize].clock);
         let mut churn_signal: Option<ChurnSignal> = None;
         let mut check_upgrade = true;
+        // The license the event is about, checked for an upgrade; and whether it is an
+        // invite that turned `team_growth` on (`watch.rs`).
+        let mut own: Option<u32> = None;
+        let mut team_on = false;
         match &ev.kind {
             EventKind::Issued {
                 license_key,
@@ -47,7 +52,7 @@ impl PartitionState {
                 self.set_expiry(li, expires_at.unwrap_or(NEVER));
                 self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
                 self.set_status(li, Status::Active, day);
-                self.note_upgrade_candidate(li);
+                own = Some(li);
             }
             EventKind::Activated {
                 license_key,
@@ -61,6 +66,7 @@ impl PartitionState {
                 if let Some(d) = domain {
                     self.add_domain(li, d);
                 }
+                own = Some(li);
             }
             EventKind::Validated {
                 license_key,
@@ -80,6 +86,7 @@ impl PartitionState {
                     check_upgrade = false;
                 } else {
                     let (li, _) = self.license_index(ci, license_key, ts);
+                    own = Some(li);
                     let l = &mut self.licenses[li as usize];
                     if l.last_validation == NEVER || ts > l.last_validation {
                         l.last_validation = ts;
@@ -102,7 +109,6 @@ impl PartitionState {
                                 .extras_mut()
                                 .rate_limited
                                 .add(day, 1, floor);
-                            self.note_upgrade_candidate(li);
                         }
                     }
                     match result {
@@ -125,16 +131,16 @@ impl PartitionState {
                     self.set_expiry(li, *e);
                 }
                 self.set_status(li, Status::Active, day);
-                self.note_upgrade_candidate(li);
+                own = Some(li);
             }
             EventKind::Expired { license_key } => {
-                self.end_license(ci, license_key, ts, Status::Expired, day)
+                own = Some(self.end_license(ci, license_key, ts, Status::Expired, day))
             }
             EventKind::Revoked { license_key } => {
-                self.end_license(ci, license_key, ts, Status::Revoked, day)
+                own = Some(self.end_license(ci, license_key, ts, Status::Revoked, day))
             }
             EventKind::SubscriptionCanceled { license_key } => {
-                self.end_license(ci, license_key, ts, Status::Canceled, day)
+                own = Some(self.end_license(ci, license_key, ts, Status::Canceled, day))
             }
             EventKind::SubscriptionChanged {
                 license_key,
@@ -145,7 +151,7 @@ impl PartitionState {
                 let (li, _) = self.license_index(ci, license_key, ts);
                 let plan = self.plan_index(plan);
                 self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);
-                self.note_upgrade_candidate(li);
+                own = Some(li);
             }
             EventKind::DomainAdded {
                 license_key,
@@ -153,6 +159,7 @@ impl PartitionState {
             } => {
                 let (li, _) = self.license_index(ci, license_key, ts);
                 self.add_domain(li, domain);
+                own = Some(li);
             }
             EventKind::DomainRemoved {
                 license_key,
@@ -162,6 +169,7 @@ impl PartitionState {
                 self.licenses[li as usize]
                     .domains
                     .remove(domain_hash(domain));
+                own = Some(li);
                 churn_signal = Some(ChurnSignal::DomainDeactivation);
             }
             EventKind::ApiKeyCreated { .. } => {}
@@ -192,20 +200,19 @@ impl PartitionState {
             EventKind::PaymentSucceeded => self.customers[ci as usize].payment_failed = false,
             EventKind::MemberInvited => {
                 if in_window {
-                    self.customers[ci as usize]
-                        .extras_mut()
-                        .invites
-                        .add(day, 1, floor);
+                    let invites = &mut self.customers[ci as usize].extras_mut().invites;
+                    invites.add(day, 1, floor);
+                    team_on = Self::invite_turned_team_on(invites, day, clock_day, cfg);
                 }
             }
             EventKind::FeatureDenied { license_key, .. } => {
                 let (li, _) = self.license_index(ci, license_key, ts);
+                own = Some(li);
                 if in_window {
                     self.licenses[li as usize]
                         .extras_mut()
                         .features_denied
                         .add(day, 1, floor);
-                    self.note_upgrade_candidate(li);
                 }
             }
         }
@@ -213,7 +220,7 @@ impl PartitionState {
             self.decide_churn(ci, signal, ts, cfg, out);
         }
         if check_upgrade {
-            self.check_upgrades(ci, ts, cfg, out);
+            self.check_upgrades(ci, own, team_on, ts, cfg, out);
         }
     }
 
@@ -221,12 +228,20 @@ impl PartitionState {
         self.licenses[li as usize]
             .domains
             .insert(domain_hash(domain));
-        self.note_upgrade_candidate(li);
     }
 
-    pub(super) fn end_license(&mut self, ci: u32, key: &str, ts: Micros, status: Status, day: Day) {
+    /// Moves the license to an ended `status`; returns it.
+    pub(super) fn end_license(
+        &mut self,
+        ci: u32,
+        key: &str,
+        ts: Micros,
+        status: Status,
+        day: Day,
+    ) -> u32 {
         let (li, _) = self.license_index(ci, key, ts);
         self.set_status(li, status, day);
+        li
     }
 
     /// Moves a license to `status`, booking its MRR in or out of the total.

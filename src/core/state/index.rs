@@ -198,6 +198,7 @@ impl PartitionState {
             validated_days: DayBitmap::default(),
             domains: DomainSet::default(),
             extras: None,
+            watched: Default::default(),
         });
         let c = &mut self.customers[customer as usize];
         c.licenses.push(i);

@@ -57,7 +57,7 @@ impl PartitionState {
                     + c.seen_ids.heap_bytes()
                     + spilled_bytes(&c.licenses)
                     + c.validations.heap_bytes()
-                    + spilled_bytes(&c.upgrade_candidates)
+                    + spilled_bytes(&c.upgrade_watch)
                     + c.extras.as_ref().map_or(0, |e| {
                         size_of::<CustomerExtras>()
                             + e.invites.heap_bytes()

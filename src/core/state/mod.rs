@@ -56,6 +56,7 @@ mod reminders;
 mod sharing;
 mod spec8;
 mod upgrade;
+mod watch;
 mod wire;
 
 pub use crate::codes::Status;

@@ -12,6 +12,7 @@ use smallvec::SmallVec;
 use super::domains::DomainSet;
 use super::kept::Kept;
 use super::memory::heap_bytes;
+use super::watch::{UpgradeDue, Watched};
 use crate::codes::Status;
 use crate::dedup::SeenIds;
 use crate::signals::Notification;
@@ -38,9 +39,9 @@ pub(crate) struct Customer {
     pub(crate) paying_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
-    /// Licenses that may have an upgrade trigger of their own (checked after each event;
-    /// every license with a domain and a limit is one, so this stays in the hot side).
-    pub(super) upgrade_candidates: SmallVec<[u32; 2]>,
+    /// Licenses whose only missing upgrade trigger is `team_growth`, re-checked when an
+    /// invite turns it on (`watch.rs`; may hold stale entries, each at most once).
+    pub(super) upgrade_watch: SmallVec<[u32; 2]>,
     /// What few customers have: boxed, so most customers pay one pointer for it.
     pub(super) extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
@@ -71,6 +72,8 @@ pub(crate) struct CustomerExtras {
     pub(super) notifications: Vec<Kept>,
     /// The latest churn warning, or `NEVER`.
     pub(super) last_churn_at: Micros,
+    /// Licenses waiting on their upgrade cooldown, soonest first (`watch.rs`).
+    pub(super) upgrade_due: UpgradeDue,
 }
 
 impl Default for CustomerExtras {
@@ -80,6 +83,7 @@ impl Default for CustomerExtras {
             open_tickets: TicketSet::default(),
             notifications: Vec::new(),
             last_churn_at: NEVER,
+            upgrade_due: UpgradeDue::default(),
         }
     }
 }
@@ -108,7 +112,7 @@ impl Customer {
             active_licenses: 0,
             paying_licenses: 0,
             validations: DayCounts::default(),
-            upgrade_candidates: SmallVec::new(),
+            upgrade_watch: SmallVec::new(),
             extras: None,
             payment_failed: false,
             ever_paid: false,
@@ -189,6 +193,8 @@ pub(crate) struct License {
     pub(crate) domains: DomainSet,
     /// What few licenses have: boxed, so most licenses pay one pointer for it.
     pub(super) extras: Option<Box<LicenseExtras>>,
+    /// Which of its customer's upgrade watches hold an entry for it (`watch.rs`).
+    pub(super) watched: Watched,
 }
 
 /// The parts of a license that most licenses never use.

@@ -1,17 +1,18 @@
 //! Upgrade triggers (SPEC §5): which licenses have them, and the upgrade decision.
 //!
-//! Owns [`Triggers`], the trigger rules over a license's windowed counts, the cheap
-//! bounds that let most events skip the full check, the upgrade candidates of a customer,
-//! and the upgrade notification with its facts. Guarantees: a license is emailed only
-//! when active, with an email, with at least `upgrade_min_triggers` triggers, and outside
-//! its upgrade cooldown.
+//! Owns [`Triggers`], the trigger rules over a license's windowed counts, the cheap bound
+//! that lets most checks skip the sums, the check of one license with where it waits next
+//! (which licenses are checked is `watch.rs`'s), and the upgrade notification with its
+//! facts. Guarantees: a license is emailed only when active, with an email, with at least
+//! `upgrade_min_triggers` triggers, and outside its upgrade cooldown.
 
 use super::records::License;
+use super::watch::Wait;
 use super::PartitionState;
 use crate::codes::{Status, Trigger};
 use crate::config::CoreConfig;
 use crate::signals::{cooldown_allows, Facts, Notification, NotificationKind};
-use crate::time::{day_of, Day, Micros, DAY};
+use crate::time::{Day, Micros, DAY};
 use crate::window::DayCounts;
 
 /// What the upgrade triggers of one license are computed from.
@@ -35,6 +36,10 @@ impl Triggers {
         self.0.count_ones()
     }
 
+    pub(crate) fn contains(self, t: Trigger) -> bool {
+        self.0 & (1 << t.index()) != 0
+    }
+
     pub(crate) fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -52,14 +57,6 @@ impl Triggers {
 }
 
 impl PartitionState {
-    pub(super) fn note_upgrade_candidate(&mut self, li: u32) {
-        let c = &mut self.customers[self.licenses[li as usize].customer as usize];
-        let candidates = &mut c.upgrade_candidates;
-        if !candidates.contains(&li) {
-            candidates.push(li);
-        }
-    }
-
     /// The upgrade triggers of a license over the window ending on `end_day`.
     pub(crate) fn triggers(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Triggers {
         let inputs = self.trigger_inputs(li);
@@ -105,6 +102,20 @@ impl PartitionState {
         out
     }
 
+    /// Whether an invite just counted on `day` may have turned `team_growth` on, for windows
+    /// ending on `end_day`. Only an invite raises the count, so if it was below the
+    /// threshold before this one, it now equals it (`watch.rs` re-checks the team watch then).
+    pub(super) fn invite_turned_team_on(
+        invites: &DayCounts,
+        day: Day,
+        end_day: Day,
+        cfg: &CoreConfig,
+    ) -> bool {
+        let at_least = cfg.upgrade.invites_at_least as u64;
+        let from = end_day - cfg.upgrade.window_days as i32 + 1;
+        at_least > 0 && day >= from && invites.sum(from, end_day) == at_least
+    }
+
     /// An upper bound of the number of triggers [`Self::triggers_of`] can find for a window
     /// ending on `end_day`: a windowed trigger needs a count on a day of the window (unless
     /// its threshold is met by zero), so a table with no recent day cannot give it.
@@ -121,75 +132,70 @@ impl PartitionState {
             + (cfg.upgrade.invites_at_least == 0 || recent(t.invites)) as u32
     }
 
-    /// Whether a license can have a trigger of its own (not counting `team_growth`) in a
-    /// window ending on `end_day` or later.
-    pub(super) fn may_trigger(t: &TriggerInputs<'_>, end_day: Day, cfg: &CoreConfig) -> bool {
-        let from = end_day - cfg.upgrade.window_days as i32 + 1;
-        let recent =
-            |d: Option<&DayCounts>| d.and_then(|d| d.last_day()).is_some_and(|d| d >= from);
-        let l = t.license;
-        (l.domain_limit > 0 && !l.domains.is_empty())
-            || recent(t.rate_limited)
-            || recent(t.features_denied)
-    }
-
-    pub(super) fn check_upgrades(
+    /// Decides the upgrade of license `li` (of customer `ci`) after an event at `at`, its
+    /// trigger windows ending on `end_day`, and says where it waits for the next check that
+    /// another license's event may make (`watch.rs`).
+    pub(super) fn check_upgrade(
         &mut self,
         ci: u32,
+        li: u32,
         at: Micros,
+        end_day: Day,
+        cfg: &CoreConfig,
+        out: &mut Vec<Notification>,
+    ) -> Wait {
+        let inputs = self.trigger_inputs(li);
+        let l = inputs.license;
+        if l.status != Status::Active || l.email.is_none() {
+            return Wait::Own;
+        }
+        let last = l.cooldowns().upgrade;
+        let cooldown = cfg.notify.upgrade_cooldown_days as i64 * DAY;
+        if !cooldown_allows(last, at, cooldown) {
+            return Wait::Due(last);
+        }
+        let min = cfg.notify.upgrade_min_triggers;
+        // Cheap bound first: without a trigger short of the minimum, it waits for its own.
+        if Self::max_triggers(&inputs, end_day, cfg) + 1 < min {
+            return Wait::Own;
+        }
+        let triggers = self.triggers_of(&inputs, end_day, cfg);
+        if triggers.len() >= min {
+            self.fire_upgrade(ci, li, triggers, at, end_day, cfg, out);
+            return Wait::Due(at);
+        }
+        if !triggers.contains(Trigger::TeamGrowth) && triggers.len() + 1 >= min {
+            Wait::Team
+        } else {
+            Wait::Own
+        }
+    }
+
+    /// Decides the upgrade email of license `li` with its `triggers`, and starts its cooldown.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn fire_upgrade(
+        &mut self,
+        ci: u32,
+        li: u32,
+        triggers: Triggers,
+        at: Micros,
+        end_day: Day,
         cfg: &CoreConfig,
         out: &mut Vec<Notification>,
     ) {
-        let end_day = day_of(self.customers[ci as usize].clock);
-        let c = &mut self.customers[ci as usize];
-        if c.upgrade_candidates.is_empty() {
-            return;
-        }
-        // Filtered in place (no allocation per event); the order of candidates is kept.
-        let mut candidates = std::mem::take(&mut c.upgrade_candidates);
-        let mut kept = 0;
-        for i in 0..candidates.len() {
-            let li = candidates[i];
-            let inputs = self.trigger_inputs(li);
-            if !Self::may_trigger(&inputs, end_day, cfg) {
-                continue; // re-noted by the next event that touches the license
-            }
-            candidates[kept] = li;
-            kept += 1;
-            let l = inputs.license;
-            if l.status != Status::Active || l.email.is_none() {
-                continue;
-            }
-            if Self::max_triggers(&inputs, end_day, cfg) < cfg.notify.upgrade_min_triggers {
-                continue;
-            }
-            if !cooldown_allows(
-                inputs.license.cooldowns().upgrade,
-                at,
-                cfg.notify.upgrade_cooldown_days as i64 * DAY,
-            ) {
-                continue;
-            }
-            let triggers = self.triggers_of(&inputs, end_day, cfg);
-            if triggers.len() < cfg.notify.upgrade_min_triggers {
-                continue;
-            }
-            let facts = self.upgrade_facts(li, end_day, cfg);
-            self.licenses[li as usize].extras_mut().cooldowns.upgrade = at;
-            let l = &self.licenses[li as usize];
-            let n = Notification {
-                kind: NotificationKind::Upgrade,
-                to: l.email().unwrap_or_default().to_string(),
-                customer_id: self.customers[ci as usize].id.to_string(),
-                license_key: Some(l.key().to_string()),
-                at,
-                reasons: triggers.to_strings(),
-                facts: Some(facts),
-            };
-            self.push_decision(ci, n, out);
-        }
-        candidates.truncate(kept);
-        self.customers[ci as usize].upgrade_candidates = candidates;
+        let facts = self.upgrade_facts(li, end_day, cfg);
+        self.licenses[li as usize].extras_mut().cooldowns.upgrade = at;
+        let l = &self.licenses[li as usize];
+        let n = Notification {
+            kind: NotificationKind::Upgrade,
+            to: l.email().unwrap_or_default().to_string(),
+            customer_id: self.customers[ci as usize].id.to_string(),
+            license_key: Some(l.key().to_string()),
+            at,
+            reasons: triggers.to_strings(),
+            facts: Some(facts),
+        };
+        self.push_decision(ci, n, out);
     }
 
     pub(super) fn upgrade_facts(&self, li: u32, end_day: Day, cfg: &CoreConfig) -> Facts {

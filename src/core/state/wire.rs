@@ -2,8 +2,9 @@
 //!
 //! Owns the V1 wire structs and their conversion from and to the in-memory records. A
 //! customer record is self-contained: the customer, its licenses in its own order, plan
-//! *names* (not the partition's plan positions), upgrade candidates as positions in its
-//! own license list, and the notifications decided for it. The partition record holds
+//! *names* (not the partition's plan positions), the licenses its upgrade watch holds
+//! (`upgrade_candidates`, as positions in its own license list; `watch.rs`), and the
+//! notifications decided for it. The partition record holds
 //! what is the partition's own: per-day figures, the MRR book, the event counts.
 //!
 //! Guarantees: converting a state's records back gives a state that folds on and reports
@@ -67,7 +68,8 @@ pub(super) struct CustomerV1 {
     clock: Micros,
     seen_ids: SeenIds,
     validations: DayCounts,
-    /// Positions in `licenses`.
+    /// Positions in `licenses` of the licenses its upgrade watch holds (before issue 10's
+    /// watch, the licenses that might have a trigger of their own: a superset, read alike).
     upgrade_candidates: Vec<u32>,
     invites: DayCounts,
     open_tickets: Vec<Box<str>>,
@@ -94,7 +96,9 @@ impl PartitionState {
     /// The V1 form of customer `ci`.
     pub(super) fn customer_v1(&self, ci: u32) -> CustomerV1 {
         let c = &self.customers[ci as usize];
-        let position = |li: &u32| c.licenses.iter().position(|x| x == li).map(|p| p as u32);
+        // A customer's licenses are listed in ascending index (each is appended as it is
+        // created, and a merge shifts them all alike).
+        let position = |li: u32| c.licenses.binary_search(&li).ok().map(|p| p as u32);
         let licenses = c
             .licenses
             .iter()
@@ -141,7 +145,11 @@ impl PartitionState {
             clock: c.clock,
             seen_ids: c.seen_ids.clone(),
             validations: c.validations.clone(),
-            upgrade_candidates: c.upgrade_candidates.iter().filter_map(position).collect(),
+            upgrade_candidates: self
+                .watched_licenses(ci)
+                .into_iter()
+                .filter_map(position)
+                .collect(),
             invites: c.invites().cloned().unwrap_or_default(),
             open_tickets: {
                 let mut t: Vec<Box<str>> = c
@@ -222,6 +230,7 @@ impl PartitionState {
                 validated_days: l.validated_days,
                 domains: l.domains,
                 extras: l.extras.map(Box::new),
+                watched: Default::default(),
             });
         }
         // The kept form holds no customer id (the record's is its own): none is built.
@@ -250,6 +259,7 @@ impl PartitionState {
                 open_tickets: w.open_tickets.into_iter().collect(),
                 notifications,
                 last_churn_at: w.last_churn_at,
+                upgrade_due: Default::default(),
             })
         });
         let mut c = Customer::new(&w.id);
@@ -259,12 +269,13 @@ impl PartitionState {
         c.active_licenses = active;
         c.paying_licenses = paying;
         c.validations = w.validations;
-        c.upgrade_candidates = w.upgrade_candidates.iter().map(|p| first + p).collect();
         c.extras = extras;
         c.payment_failed = w.payment_failed;
         c.ever_paid = w.ever_paid;
         c.may_expire = may_expire;
-        self.insert_customer(c);
+        let ci = self.insert_customer(c);
+        // Checked in full at the customer's next event, which places each where it waits.
+        self.check_at_next_event(ci, w.upgrade_candidates.iter().map(|p| first + p));
         Ok(())
     }
 }
