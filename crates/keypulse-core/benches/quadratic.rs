@@ -10,7 +10,10 @@
 //!   de-duplication horizon;
 //! - `tickets`: N distinct `support.ticket_opened` in one customer, none closed;
 //! - `licenses`: N `license.issued` with distinct keys in one customer (each changes its
-//!   MRR: SPEC §8.2's movements count the customer's paying licenses, never sum them).
+//!   MRR: SPEC §8.2's movements count the customer's paying licenses, never sum them);
+//! - `upgrade_watch`: N/2 licenses in one customer, each issued with a limit of 1 and then
+//!   activated on its own domain, so each has `domain_limit_approaching` and lacks one
+//!   trigger: SPEC §5 checks every one after each event, and `watch.rs` must not walk them.
 //!
 //! Only `event_ids` carries event ids, so that each shape's last column (the state's own
 //! estimate of its bytes, per item, at the large N) is that structure's alone.
@@ -50,6 +53,13 @@ fn lines(shape: &str, n: u64) -> Vec<String> {
             ),
             "licenses" => format!(
                 r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-{i:08}","plan":"starter","domain_limit":3,"mrr_cents":2900,"email":"owner{i}@hostile.example"}}"#
+            ),
+            "upgrade_watch" if i % 2 == 0 => format!(
+                r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-{i:08}","plan":"starter","domain_limit":1,"mrr_cents":2900,"email":"owner{i}@hostile.example"}}"#
+            ),
+            "upgrade_watch" => format!(
+                r#"{{"type":"license.activated","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-{:08}","domain":"site-{i}.hostile.example"}}"#,
+                i - 1
             ),
             _ => unreachable!("unknown shape {shape}"),
         });
@@ -101,7 +111,13 @@ fn main() {
         "state B/item"
     );
     let mut worst: f64 = 0.0;
-    for shape in ["domains", "event_ids", "tickets", "licenses"] {
+    for shape in [
+        "domains",
+        "event_ids",
+        "tickets",
+        "licenses",
+        "upgrade_watch",
+    ] {
         let skip = match only.as_deref() {
             Some(o) => o != shape,
             None => false,

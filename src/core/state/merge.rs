@@ -6,7 +6,6 @@
 //! no vector doubled), so its report equals the report of one state that folded both
 //! partitions.
 
-use super::watch::shift_due;
 use super::PartitionState;
 
 impl PartitionState {
@@ -18,11 +17,11 @@ impl PartitionState {
         self.reserve_records(other.customers.len(), other.licenses.len());
         let mut customer_map = Vec::with_capacity(other.customers.len());
         for mut c in other.customers {
-            for li in c.licenses.iter_mut().chain(c.upgrade_watch.iter_mut()) {
+            for li in c.licenses.iter_mut() {
                 *li += lic_base;
             }
-            if let Some(e) = c.extras.as_deref_mut() {
-                shift_due(&mut e.upgrade_due, lic_base);
+            if let Some(w) = c.upgrade_watch.as_deref_mut() {
+                w.shift(lic_base);
             }
             if let Some(existing) = self.find_customer(&c.id) {
                 // Only the no-customer group may be on both sides (it owns no license):

@@ -12,7 +12,7 @@ use smallvec::SmallVec;
 use super::domains::DomainSet;
 use super::kept::Kept;
 use super::memory::heap_bytes;
-use super::watch::{UpgradeDue, Watched};
+use super::watch::{UpgradeWatch, Watched};
 use crate::codes::Status;
 use crate::dedup::SeenIds;
 use crate::signals::Notification;
@@ -39,9 +39,9 @@ pub(crate) struct Customer {
     pub(crate) paying_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
-    /// Licenses whose only missing upgrade trigger is `team_growth`, re-checked when an
-    /// invite turns it on (`watch.rs`; may hold stale entries, each at most once).
-    pub(super) upgrade_watch: SmallVec<[u32; 2]>,
+    /// The licenses that another license's event may make fire (`watch.rs`); boxed, and
+    /// dropped when empty: most customers have none.
+    pub(super) upgrade_watch: Option<Box<UpgradeWatch>>,
     /// What few customers have: boxed, so most customers pay one pointer for it.
     pub(super) extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
@@ -72,8 +72,6 @@ pub(crate) struct CustomerExtras {
     pub(super) notifications: Vec<Kept>,
     /// The latest churn warning, or `NEVER`.
     pub(super) last_churn_at: Micros,
-    /// Licenses waiting on their upgrade cooldown, soonest first (`watch.rs`).
-    pub(super) upgrade_due: UpgradeDue,
 }
 
 impl Default for CustomerExtras {
@@ -83,7 +81,6 @@ impl Default for CustomerExtras {
             open_tickets: TicketSet::default(),
             notifications: Vec::new(),
             last_churn_at: NEVER,
-            upgrade_due: UpgradeDue::default(),
         }
     }
 }
@@ -112,7 +109,7 @@ impl Customer {
             active_licenses: 0,
             paying_licenses: 0,
             validations: DayCounts::default(),
-            upgrade_watch: SmallVec::new(),
+            upgrade_watch: None,
             extras: None,
             payment_failed: false,
             ever_paid: false,

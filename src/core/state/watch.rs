@@ -4,7 +4,7 @@
 //! all would make an event's cost grow with the customer's licenses, so this module keeps,
 //! per customer, the few licenses that another license's event could make fire, and the
 //! check looks only at those and at the event's own license. Owns [`Watched`],
-//! [`UpgradeDue`] and [`PartitionState::check_upgrades`]; the decision for one license is
+//! [`UpgradeWatch`] and [`PartitionState::check_upgrades`]; the decision for one license is
 //! `upgrade.rs`'s.
 //!
 //! Why that is exact. Between two events of its own, a license keeps its status, email and
@@ -12,13 +12,12 @@
 //! triggers can only fall: its windowed counts sit on days up to its customer's clock, and
 //! the window only moves forward. So a license that was checked and did not fire can fire at
 //! a later event that is not its own only when:
-//! - its cooldown held it, or it just fired: it waits in the customer's [`UpgradeDue`],
-//!   keyed by its latest upgrade, and is checked at the first event whose `at` the cooldown
-//!   allows;
+//! - its cooldown held it, or it just fired: it waits in the customer's due queue, keyed by
+//!   its latest upgrade, and is checked at the first event whose `at` the cooldown allows;
 //! - it lacked `team_growth` alone (its own triggers reach `upgrade_min_triggers` − 1): it
-//!   waits in the customer's team watch, checked at an invite that turns `team_growth` on.
-//!   Only an invite in the trigger window raises the count, so the count was below the
-//!   threshold before such an invite exactly when it now equals the threshold.
+//!   waits in the customer's team watch, checked at an invite that may have turned
+//!   `team_growth` on. Only an invite in the trigger window raises the count, so if the
+//!   count was below the threshold before such an invite, it now equals the threshold.
 //!
 //! Every other license waits for an event of its own. Guarantees: the licenses that fire
 //! are exactly those a walk over all of them would fire (`tests` holds it against that walk
@@ -37,10 +36,36 @@ use crate::config::CoreConfig;
 use crate::signals::{cooldown_allows, Notification};
 use crate::time::{day_of, Micros, DAY, NEVER};
 
-/// A customer's licenses waiting on their upgrade cooldown, as (latest upgrade, license),
-/// the earliest first. An entry's instant may be older than its license's (the license fired
-/// again, at an event of its own): it then comes due early, is checked and waits again.
-pub(crate) type UpgradeDue = BinaryHeap<Reverse<(Micros, u32)>>;
+/// A customer's upgrade watches (`Customer::upgrade_watch`, boxed and dropped when empty).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UpgradeWatch {
+    /// Licenses waiting on their upgrade cooldown, as (latest upgrade, license), the
+    /// earliest first. An entry's instant may be older than its license's (the license fired
+    /// again, at an event of its own): it then comes due early, is checked and waits again.
+    due: BinaryHeap<Reverse<(Micros, u32)>>,
+    /// Licenses whose one missing trigger is `team_growth` (entries may be stale).
+    team: Vec<u32>,
+}
+
+impl UpgradeWatch {
+    fn is_empty(&self) -> bool {
+        self.due.is_empty() && self.team.is_empty()
+    }
+
+    /// Moves the license indexes it holds by `by` (a merge renumbers licenses).
+    pub(super) fn shift(&mut self, by: u32) {
+        self.team.iter_mut().for_each(|li| *li += by);
+        self.due = std::mem::take(&mut self.due)
+            .into_iter()
+            .map(|Reverse((t, li))| Reverse((t, li + by)))
+            .collect();
+    }
+
+    /// Heap bytes it holds, the box included.
+    pub(super) fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + self.due.capacity() * 16 + self.team.capacity() * 4
+    }
+}
 
 /// Which of its customer's watches hold an entry for a license (at most one each).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -92,21 +117,20 @@ impl PartitionState {
         }
         let cooldown = cfg.notify.upgrade_cooldown_days as i64 * DAY;
         let mut todo: SmallVec<[u32; 4]> = own.into_iter().collect();
-        let c = &mut self.customers[ci as usize];
-        if let Some(e) = c.extras.as_deref_mut() {
-            while let Some(&Reverse((last, li))) = e.upgrade_due.peek() {
+        if let Some(w) = self.customers[ci as usize].upgrade_watch.as_deref_mut() {
+            while let Some(&Reverse((last, li))) = w.due.peek() {
                 if !cooldown_allows(last, at, cooldown) {
                     break;
                 }
-                e.upgrade_due.pop();
+                w.due.pop();
                 self.licenses[li as usize].watched.set(Watched::DUE, false);
                 todo.push(li);
             }
-        }
-        if team_on {
-            for li in std::mem::take(&mut c.upgrade_watch) {
-                self.licenses[li as usize].watched.set(Watched::TEAM, false);
-                todo.push(li);
+            if team_on {
+                for li in w.team.drain(..) {
+                    self.licenses[li as usize].watched.set(Watched::TEAM, false);
+                    todo.push(li);
+                }
             }
         }
         if todo.len() > 1 {
@@ -123,6 +147,10 @@ impl PartitionState {
                 Wait::Team => self.watch_team(ci, li),
             }
         }
+        let c = &mut self.customers[ci as usize];
+        if c.upgrade_watch.as_ref().is_some_and(|w| w.is_empty()) {
+            c.upgrade_watch = None;
+        }
     }
 
     fn watch_due(&mut self, ci: u32, li: u32, last: Micros) {
@@ -130,7 +158,8 @@ impl PartitionState {
         if !w.has(Watched::DUE) {
             w.set(Watched::DUE, true);
             let c = &mut self.customers[ci as usize];
-            c.extras_mut().upgrade_due.push(Reverse((last, li)));
+            let w = c.upgrade_watch.get_or_insert_with(Default::default);
+            w.due.push(Reverse((last, li)));
         }
     }
 
@@ -138,24 +167,22 @@ impl PartitionState {
         let w = &mut self.licenses[li as usize].watched;
         if !w.has(Watched::TEAM) {
             w.set(Watched::TEAM, true);
-            self.customers[ci as usize].upgrade_watch.push(li);
+            let c = &mut self.customers[ci as usize];
+            c.upgrade_watch
+                .get_or_insert_with(Default::default)
+                .team
+                .push(li);
         }
     }
 
     /// The licenses of customer `ci` that a watch holds, in license order, each once (the
     /// codec's `upgrade_candidates`).
     pub(super) fn watched_licenses(&self, ci: u32) -> Vec<u32> {
-        let c = &self.customers[ci as usize];
-        let due = c
-            .extras
-            .as_ref()
-            .map(|e| e.upgrade_due.iter().map(|r| r.0 .1));
-        let mut lis: Vec<u32> = c
-            .upgrade_watch
-            .iter()
-            .copied()
-            .chain(due.into_iter().flatten())
-            .collect();
+        let Some(w) = self.customers[ci as usize].upgrade_watch.as_deref() else {
+            return Vec::new();
+        };
+        let due = w.due.iter().map(|r| r.0 .1);
+        let mut lis: Vec<u32> = w.team.iter().copied().chain(due).collect();
         lis.sort_unstable();
         lis.dedup();
         lis
@@ -168,14 +195,6 @@ impl PartitionState {
             self.watch_due(ci, li, NEVER);
         }
     }
-}
-
-/// Moves the license indexes a customer's watches hold by `by` (a merge renumbers licenses).
-pub(super) fn shift_due(due: &mut UpgradeDue, by: u32) {
-    *due = std::mem::take(due)
-        .into_iter()
-        .map(|Reverse((t, li))| Reverse((t, li + by)))
-        .collect();
 }
 
 #[cfg(test)]

@@ -259,7 +259,6 @@ impl PartitionState {
                 open_tickets: w.open_tickets.into_iter().collect(),
                 notifications,
                 last_churn_at: w.last_churn_at,
-                upgrade_due: Default::default(),
             })
         });
         let mut c = Customer::new(&w.id);
