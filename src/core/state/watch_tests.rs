@@ -62,13 +62,21 @@ impl PartitionState {
 /// license, variant).
 type Spec = (u8, u16, u16, u8, u8, u8);
 
-fn event(start: i64, (kind, hours, back, cust, lic, var): Spec) -> Value {
+fn event(start: i64, spec: Spec) -> Value {
+    event_of(
+        start,
+        spec,
+        &format!("c{}", spec.3),
+        &format!("k{}", spec.4),
+    )
+}
+
+/// The event of `spec` for customer `c` and license `key`.
+fn event_of(start: i64, (kind, hours, back, _, _, var): Spec, c: &str, key: &str) -> Value {
     let ts = start + hours as i64 * 3600 - back as i64 * 60;
     let ts = chrono::DateTime::from_timestamp(ts, 0)
         .unwrap()
         .to_rfc3339();
-    let c = format!("c{cust}");
-    let key = format!("k{lic}");
     let domain = format!("d{}.example", var % 4);
     let results = [
         "valid",
@@ -250,6 +258,68 @@ proptest! {
         prop_assert_eq!(&sorted(got), &expected, "merged at line {}", cut);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// A state written before the watch lists every license with a trigger of its own as
+    /// `upgrade_candidates`: a superset of what a watch would hold, under a configuration
+    /// whose `upgrade_min_triggers` is 2 or more, `domain_ratio` above 0 and trigger window
+    /// no longer than the one the state was folded with (the defaults, here).
+    #[test]
+    fn a_state_written_before_the_watch_folds_on_as_the_walk(
+        specs in log_strategy(),
+        min in 2u32..4,
+        cooldown in prop_oneof![Just(0u32), Just(1), Just(30)],
+        invites in 1u32..4,
+    ) {
+        let mut cfg = CoreConfig::default();
+        cfg.notify.upgrade_min_triggers = min;
+        cfg.notify.upgrade_cooldown_days = cooldown;
+        cfg.upgrade.invites_at_least = invites;
+        for (name, bytes) in GOLDEN {
+            let state = PartitionState::from_bytes(bytes).unwrap();
+            let start = state.watermark().unwrap() / 1_000_000 + 3600;
+            let ids: Vec<(String, Vec<String>)> = state
+                .customers
+                .iter()
+                .filter(|c| !c.licenses.is_empty())
+                .map(|c| {
+                    let keys = c.licenses.iter().map(|&li| state.licenses[li as usize].key().to_string());
+                    (c.id.to_string(), keys.collect())
+                })
+                .collect();
+            let lines: Vec<Value> = specs
+                .iter()
+                .map(|s| {
+                    let (c, keys) = &ids[s.3 as usize % ids.len()];
+                    event_of(start, *s, c, &keys[s.4 as usize % keys.len()])
+                })
+                .collect();
+            REFERENCE.with(|r| r.set(true));
+            let expected = sorted(fold(&mut PartitionState::from_bytes(bytes).unwrap(), &lines, &cfg));
+            REFERENCE.with(|r| r.set(false));
+            let got = sorted(fold(&mut PartitionState::from_bytes(bytes).unwrap(), &lines, &cfg));
+            prop_assert_eq!(got, expected, "{}", name);
+        }
+    }
+}
+
+/// The golden states of format version 1, written before the upgrade watch (`tests/golden.rs`).
+const GOLDEN: [(&str, &[u8]); 3] = [
+    (
+        "edge",
+        include_bytes!("../../../tests/golden/v1/edge.state"),
+    ),
+    (
+        "edge2",
+        include_bytes!("../../../tests/golden/v1/edge2.state"),
+    ),
+    (
+        "mixed",
+        include_bytes!("../../../tests/golden/v1/mixed.state"),
+    ),
+];
 
 /// One customer with `n` licenses, each on its own domain with a limit of one (so each has
 /// `domain_limit_approaching` and lacks one trigger), then validations spread over them,
