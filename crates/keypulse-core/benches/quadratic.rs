@@ -13,7 +13,10 @@
 //!   MRR: SPEC §8.2's movements count the customer's paying licenses, never sum them);
 //! - `upgrade_watch`: N/2 licenses in one customer, each issued with a limit of 1 and then
 //!   activated on its own domain, so each has `domain_limit_approaching` and lacks one
-//!   trigger: SPEC §5 checks every one after each event, and `watch.rs` must not walk them.
+//!   trigger: SPEC §5 checks every one after each event, and `watch.rs` must not walk them;
+//! - `expiries`: N licenses in one customer, each issued a day after the one before with an
+//!   expiry in 9999, so every event runs the customer's daily check (SPEC §8.5's reminders),
+//!   which `expiring.rs` must not answer by reading every license.
 //!
 //! Only `event_ids` carries event ids, so that each shape's last column (the state's own
 //! estimate of its bytes, per item, at the large N) is that structure's alone.
@@ -61,6 +64,14 @@ fn lines(shape: &str, n: u64) -> Vec<String> {
                 r#"{{"type":"license.activated","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-{:08}","domain":"site-{i}.hostile.example"}}"#,
                 i - 1
             ),
+            "expiries" => {
+                let day = chrono::DateTime::from_timestamp(1_788_000_000 + i as i64 * 86_400, 0)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%SZ");
+                format!(
+                    r#"{{"type":"license.issued","ts":"{day}","customer_id":"cus_hostile","license_key":"LK-{i:08}","plan":"starter","domain_limit":3,"mrr_cents":2900,"email":"owner{i}@hostile.example","expires_at":"9999-01-01T00:00:00Z"}}"#
+                )
+            }
             _ => unreachable!("unknown shape {shape}"),
         });
     }
@@ -117,6 +128,7 @@ fn main() {
         "tickets",
         "licenses",
         "upgrade_watch",
+        "expiries",
     ] {
         let skip = match only.as_deref() {
             Some(o) => o != shape,

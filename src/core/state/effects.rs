@@ -263,6 +263,7 @@ impl PartitionState {
                 c.active_licenses += 1;
                 c.paying_licenses += paying;
                 self.mrr.book(day, mrr);
+                self.relist_active(li);
             }
             _ => {}
         }

@@ -7,6 +7,7 @@
 use compact_str::CompactString;
 use smallvec::SmallVec;
 
+use super::expiring::index_bytes;
 use super::kept::Kept;
 use super::records::{Customer, CustomerExtras, License, LicenseExtras};
 use super::{DayStats, PartitionState};
@@ -65,6 +66,7 @@ impl PartitionState {
                             + e.open_tickets.iter().map(|t| t.len()).sum::<usize>()
                             + e.notifications.capacity() * size_of::<Kept>()
                             + e.notifications.iter().map(Kept::heap_bytes).sum::<usize>()
+                            + e.expiring.as_deref().map_or(0, index_bytes)
                     })
             })
             .sum();

@@ -23,6 +23,9 @@ impl PartitionState {
             if let Some(w) = c.upgrade_watch.as_deref_mut() {
                 w.shift(lic_base);
             }
+            if let Some(e) = c.extras.as_deref_mut() {
+                e.expiring = None; // derived: built again at its next daily check
+            }
             if let Some(existing) = self.find_customer(&c.id) {
                 // Only the no-customer group may be on both sides (it owns no license):
                 // keep the later clock and every remembered id.

@@ -44,6 +44,7 @@ mod decisions;
 mod dirty;
 mod domains;
 mod effects;
+mod expiring;
 mod index;
 mod kept;
 mod memory;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::domains::DomainSet;
+use super::expiring::ExpiryIndex;
 use super::kept::Kept;
 use super::memory::heap_bytes;
 use super::watch::{UpgradeWatch, Watched};
@@ -72,6 +73,8 @@ pub(crate) struct CustomerExtras {
     pub(super) notifications: Vec<Kept>,
     /// The latest churn warning, or `NEVER`.
     pub(super) last_churn_at: Micros,
+    /// Its licenses by expiry, once it has many (`expiring.rs`; derived, not written).
+    pub(super) expiring: Option<Box<ExpiryIndex>>,
 }
 
 impl Default for CustomerExtras {
@@ -81,6 +84,7 @@ impl Default for CustomerExtras {
             open_tickets: TicketSet::default(),
             notifications: Vec::new(),
             last_churn_at: NEVER,
+            expiring: None,
         }
     }
 }

@@ -259,6 +259,7 @@ impl PartitionState {
                 open_tickets: w.open_tickets.into_iter().collect(),
                 notifications,
                 last_churn_at: w.last_churn_at,
+                expiring: None,
             })
         });
         let mut c = Customer::new(&w.id);
