@@ -116,14 +116,7 @@ fn run(s: &mut PartitionState, steps: &[Step], cfg: &CoreConfig) -> Vec<Notifica
 }
 
 fn sorted(mut v: Vec<Notification>) -> Vec<String> {
-    v.sort_by(|a, b| {
-        (a.at, &a.customer_id, a.kind, &a.license_key).cmp(&(
-            b.at,
-            &b.customer_id,
-            b.kind,
-            &b.license_key,
-        ))
-    });
+    v.sort_by(Notification::report_order);
     v.iter()
         .map(|n| serde_json::to_string(n).unwrap())
         .collect()

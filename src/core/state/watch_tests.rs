@@ -204,14 +204,7 @@ fn reference(lines: &[Value], cfg: &CoreConfig) -> Vec<Notification> {
 
 /// The decisions as SPEC §3 sorts them.
 fn sorted(mut v: Vec<Notification>) -> Vec<String> {
-    v.sort_by(|a, b| {
-        (a.at, &a.customer_id, a.kind, &a.license_key).cmp(&(
-            b.at,
-            &b.customer_id,
-            b.kind,
-            &b.license_key,
-        ))
-    });
+    v.sort_by(Notification::report_order);
     v.iter()
         .map(|n| serde_json::to_string(n).unwrap())
         .collect()
