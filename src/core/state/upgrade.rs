@@ -155,7 +155,8 @@ impl PartitionState {
             return Wait::Due(last);
         }
         let min = cfg.notify.upgrade_min_triggers;
-        // Cheap bound first: without a trigger short of the minimum, it waits for its own.
+        // Cheap bound first: below `min` − 1 possible triggers, not even `team_growth`
+        // turning on could make it fire; only an event of its own can.
         if Self::max_triggers(&inputs, end_day, cfg) + 1 < min {
             return Wait::Own;
         }

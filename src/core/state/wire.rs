@@ -98,6 +98,10 @@ impl PartitionState {
         let c = &self.customers[ci as usize];
         // A customer's licenses are listed in ascending index (each is appended as it is
         // created, and a merge shifts them all alike).
+        debug_assert!(
+            c.licenses.windows(2).all(|w| w[0] < w[1]),
+            "licenses out of order"
+        );
         let position = |li: u32| c.licenses.binary_search(&li).ok().map(|p| p as u32);
         let licenses = c
             .licenses
