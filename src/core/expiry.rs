@@ -55,12 +55,18 @@ pub fn first_reminder_day(
             return None;
         }
     }
-    // M ≥ E − N days, i.e. day ≥ ceil((E − N days) / DAY); and M < E, i.e. day ≤ (E − 1) / DAY.
-    let lo = expiry.saturating_sub(notice(notice_days));
-    let from = lo.div_euclid(DAY) + (lo.rem_euclid(DAY) != 0) as i64;
+    // M < E, i.e. day ≤ (E − 1) / DAY.
+    let from = notice_opens(expiry, notice_days);
     let to = expiry.saturating_sub(1).div_euclid(DAY);
     let d = from.max(first as i64);
     (d <= to && d <= last as i64).then_some(d as Day)
+}
+
+/// The first day whose midnight M is within the notice of `expiry`: M ≥ E − N days, i.e.
+/// day ≥ ceil((E − N days) / DAY). Grows with `expiry` (the expiry index relies on it).
+pub fn notice_opens(expiry: Micros, notice_days: u32) -> i64 {
+    let lo = expiry.saturating_sub(notice(notice_days));
+    lo.div_euclid(DAY) + (lo.rem_euclid(DAY) != 0) as i64
 }
 
 fn notice(days: u32) -> Micros {

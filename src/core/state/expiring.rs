@@ -23,19 +23,14 @@
 use std::collections::BTreeSet;
 
 use super::PartitionState;
-use crate::time::{Day, Micros, DAY, NEVER};
+use crate::expiry::notice_opens;
+use crate::time::{Day, Micros, NEVER};
 
 /// A customer with at most this many licenses has them all read by its daily check.
 pub(super) const EXPIRY_SCAN: usize = 16;
 
 /// A customer's licenses that may still be reminded, as (expiry, license), by expiry.
 pub(crate) type ExpiryIndex = BTreeSet<(Micros, u32)>;
-
-/// The first day whose midnight is within `notice_days` before `expiry` (SPEC §8.5).
-fn window_opens(expiry: Micros, notice_days: u32) -> i64 {
-    let lo = expiry.saturating_sub((notice_days as i64).saturating_mul(DAY));
-    lo.div_euclid(DAY) + (lo.rem_euclid(DAY) != 0) as i64
-}
 
 impl PartitionState {
     fn expiry_index_mut(&mut self, ci: u32) -> Option<&mut ExpiryIndex> {
@@ -93,7 +88,7 @@ impl PartitionState {
         let index = self.expiry_index_mut(ci)?;
         let mut due = Vec::new();
         while let Some(&(expiry, li)) = index.first() {
-            if window_opens(expiry, notice_days) > last as i64 {
+            if notice_opens(expiry, notice_days) > last as i64 {
                 break;
             }
             index.pop_first();
