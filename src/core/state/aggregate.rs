@@ -25,11 +25,7 @@ impl PartitionState {
             rejected: self.counts.rejected,
             duplicates: self.counts.duplicates,
             excluded: self.counts.excluded,
-            notifications: self
-                .customers
-                .iter()
-                .flat_map(|c| c.notifications(false))
-                .collect(),
+            notifications: self.decided(false).collect(),
             ..Default::default()
         };
         // Already in the report's order (a stable sort, as the finish's): the finish's sort

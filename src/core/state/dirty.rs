@@ -58,7 +58,7 @@ impl DirtySet {
 impl PartitionState {
     /// An empty state that tracks no changes, for a caller that never takes them (a
     /// replay): it saves the list of changed customers, 4 bytes per customer. Its
-    /// [`Self::take_dirty`] is always empty, and so is that of a state it merges into.
+    /// [`Self::take_dirty`] is always empty, also after other states merge into it.
     pub fn untracked() -> Self {
         let mut s = Self::new();
         s.dirty.off = true;

@@ -27,7 +27,6 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let ts = ev.ts;
-        let clock_day = day_of(self.customers[ci as usize].clock);
         let mut churn_signal: Option<ChurnSignal> = None;
         let mut check_upgrade = true;
         // The license the event is about, checked for an upgrade; and whether it is an
@@ -200,7 +199,9 @@ impl PartitionState {
             EventKind::PaymentSucceeded => self.customers[ci as usize].payment_failed = false,
             EventKind::MemberInvited => {
                 if in_window {
-                    let invites = &mut self.customers[ci as usize].extras_mut().invites;
+                    let c = &mut self.customers[ci as usize];
+                    let clock_day = day_of(c.clock);
+                    let invites = &mut c.extras_mut().invites;
                     invites.add(day, 1, floor);
                     team_on = Self::invite_turned_team_on(invites, day, clock_day, cfg);
                 }

@@ -56,6 +56,8 @@ mod records;
 mod reminders;
 mod sharing;
 mod spec8;
+#[cfg(test)]
+mod test_fold;
 mod upgrade;
 mod watch;
 mod wire;
@@ -150,7 +152,14 @@ impl PartitionState {
     /// Every notification decided so far: customer by customer (in the order the state
     /// first saw them), each customer's in decision order. The report sorts them.
     pub fn notifications(&self) -> impl Iterator<Item = Notification> + '_ {
-        self.customers.iter().flat_map(|c| c.notifications(true))
+        self.decided(true)
+    }
+
+    /// As [`Self::notifications`], without the email's figures when `with_facts` is false.
+    fn decided(&self, with_facts: bool) -> impl Iterator<Item = Notification> + '_ {
+        self.customers
+            .iter()
+            .flat_map(move |c| c.notifications(with_facts))
     }
 
     /// Number of customers (the no-customer group included when present) and licenses.
