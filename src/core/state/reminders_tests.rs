@@ -8,9 +8,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::super::expiring::EXPIRY_SCAN;
+use super::super::test_fold::{apply_json, in_report_order};
 use super::super::PartitionState;
 use crate::config::CoreConfig;
-use crate::event::decode;
 use crate::signals::Notification;
 use crate::time::HOUR;
 
@@ -108,18 +108,9 @@ fn run(s: &mut PartitionState, steps: &[Step], cfg: &CoreConfig) -> Vec<Notifica
             );
             continue;
         }
-        let text = event(*step).to_string();
-        let e = decode(text.as_bytes()).expect("generated events decode");
-        s.apply(&e, cfg, &mut out);
+        apply_json(s, &event(*step), cfg, &mut out);
     }
     out
-}
-
-fn sorted(mut v: Vec<Notification>) -> Vec<String> {
-    v.sort_by(Notification::report_order);
-    v.iter()
-        .map(|n| serde_json::to_string(n).unwrap())
-        .collect()
 }
 
 proptest! {
@@ -134,11 +125,11 @@ proptest! {
         let mut cfg = CoreConfig::default();
         cfg.notify.expiry_notice_days = notice;
         WALK_ONLY.with(|w| w.set(true));
-        let expected = sorted(run(&mut PartitionState::new(), &steps, &cfg));
+        let expected = in_report_order(run(&mut PartitionState::new(), &steps, &cfg));
         WALK_ONLY.with(|w| w.set(false));
         let reminded = expected.iter().filter(|n| n.contains("expiring_soon")).count();
 
-        let got = sorted(run(&mut PartitionState::new(), &steps, &cfg));
+        let got = in_report_order(run(&mut PartitionState::new(), &steps, &cfg));
         prop_assert_eq!(&got, &expected, "straight run ({} reminders)", reminded);
 
         let (before, after) = steps.split_at(cut.min(steps.len()));
@@ -146,7 +137,7 @@ proptest! {
         let mut got = run(&mut s, before, &cfg);
         let mut s = PartitionState::from_bytes(&s.to_bytes().unwrap()).unwrap();
         got.extend(run(&mut s, after, &cfg));
-        prop_assert_eq!(&sorted(got), &expected, "restored at step {}", cut);
+        prop_assert_eq!(&in_report_order(got), &expected, "restored at step {}", cut);
 
         let mut merged = PartitionState::new();
         let mut got = Vec::new();
@@ -158,7 +149,7 @@ proptest! {
             merged.merge(part);
         }
         got.extend(run(&mut merged, after, &cfg));
-        prop_assert_eq!(&sorted(got), &expected, "merged at step {}", cut);
+        prop_assert_eq!(&in_report_order(got), &expected, "merged at step {}", cut);
     }
 }
 
@@ -190,5 +181,5 @@ fn a_license_back_to_active_is_reminded_at_the_next_midnight() {
     let indexed = run(&mut PartitionState::new(), &steps, &cfg);
     assert_eq!(reminded_k0(&walk), 1, "the walk reminds k0 once");
     assert_eq!(reminded_k0(&indexed), 1, "the index reminds k0 once");
-    assert_eq!(sorted(walk), sorted(indexed));
+    assert_eq!(in_report_order(walk), in_report_order(indexed));
 }

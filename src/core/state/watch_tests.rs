@@ -8,6 +8,7 @@ use std::cell::Cell;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use super::super::test_fold::{apply_json, in_report_order};
 use super::super::PartitionState;
 use crate::codes::Status;
 use crate::config::CoreConfig;
@@ -188,9 +189,7 @@ fn log_strategy() -> impl Strategy<Value = Vec<Spec>> {
 fn fold(s: &mut PartitionState, lines: &[Value], cfg: &CoreConfig) -> Vec<Notification> {
     let mut out = Vec::new();
     for l in lines {
-        let text = l.to_string();
-        let e = decode(text.as_bytes()).expect("generated events decode");
-        s.apply(&e, cfg, &mut out);
+        apply_json(s, l, cfg, &mut out);
     }
     out
 }
@@ -200,14 +199,6 @@ fn reference(lines: &[Value], cfg: &CoreConfig) -> Vec<Notification> {
     let out = fold(&mut PartitionState::new(), lines, cfg);
     REFERENCE.with(|r| r.set(false));
     out
-}
-
-/// The decisions as SPEC §3 sorts them.
-fn sorted(mut v: Vec<Notification>) -> Vec<String> {
-    v.sort_by(Notification::report_order);
-    v.iter()
-        .map(|n| serde_json::to_string(n).unwrap())
-        .collect()
 }
 
 proptest! {
@@ -221,9 +212,9 @@ proptest! {
     ) {
         let start = 1_790_000_000;
         let lines: Vec<Value> = specs.iter().map(|s| event(start, *s)).collect();
-        let expected = sorted(reference(&lines, &cfg));
+        let expected = in_report_order(reference(&lines, &cfg));
 
-        let plain = sorted(fold(&mut PartitionState::new(), &lines, &cfg));
+        let plain = in_report_order(fold(&mut PartitionState::new(), &lines, &cfg));
         prop_assert_eq!(&plain, &expected, "straight fold");
 
         // Restored from its bytes at a cut, then folded on.
@@ -232,7 +223,7 @@ proptest! {
         let mut got = fold(&mut s, before, &cfg);
         let mut s = PartitionState::from_bytes(&s.to_bytes().unwrap()).unwrap();
         got.extend(fold(&mut s, after, &cfg));
-        prop_assert_eq!(&sorted(got), &expected, "restored at line {}", cut);
+        prop_assert_eq!(&in_report_order(got), &expected, "restored at line {}", cut);
 
         // Each customer folded alone up to the cut, merged, then folded on.
         let mut merged = PartitionState::new();
@@ -248,7 +239,7 @@ proptest! {
             merged.merge(part);
         }
         got.extend(fold(&mut merged, after, &cfg));
-        prop_assert_eq!(&sorted(got), &expected, "merged at line {}", cut);
+        prop_assert_eq!(&in_report_order(got), &expected, "merged at line {}", cut);
     }
 }
 
@@ -290,9 +281,9 @@ proptest! {
                 })
                 .collect();
             REFERENCE.with(|r| r.set(true));
-            let expected = sorted(fold(&mut PartitionState::from_bytes(bytes).unwrap(), &lines, &cfg));
+            let expected = in_report_order(fold(&mut PartitionState::from_bytes(bytes).unwrap(), &lines, &cfg));
             REFERENCE.with(|r| r.set(false));
-            let got = sorted(fold(&mut PartitionState::from_bytes(bytes).unwrap(), &lines, &cfg));
+            let got = in_report_order(fold(&mut PartitionState::from_bytes(bytes).unwrap(), &lines, &cfg));
             prop_assert_eq!(got, expected, "{}", name);
         }
     }
