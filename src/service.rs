@@ -16,7 +16,8 @@
 //! 6. HTTP serves the snapshot, and the group's answers.
 //!
 //! Shutdown ([`Service::shutdown`]) stops HTTP, writes this instance's tombstone to the
-//! members topic, stops consuming, folds what was polled, commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
+//! members topic, cancels a restore under way, stops consuming, folds what was polled,
+//! commits it, and leaves the group. Guarantees: the HTTP handlers never lock the fold; the
 //! report and gauges are computed at most once per refresh, never per event.
 //!
 //! The pieces: this file holds the service, its start and its shutdown; `refresh.rs` the
@@ -73,6 +74,9 @@ pub struct Service {
     app: Arc<AppState>,
     /// Tells the poll thread and the refresher to stop.
     stop: Arc<AtomicBool>,
+    /// Cancels a restore under way (exactly-once mode), which would otherwise hold the
+    /// poll thread for up to `kafka.restore_timeout_ms`.
+    restore_cancel: Option<Arc<AtomicBool>>,
     /// The poll thread (it stops the workers on its way out).
     poll_thread: Option<std::thread::JoinHandle<()>>,
     /// The fold workers.
@@ -156,6 +160,7 @@ impl Service {
             tracing::warn!("kafka.exactly_once = false: at-least-once mode, every assigned partition is rebuilt from its first offset");
             None
         };
+        let restore_cancel = eos.as_ref().map(|e| e.takeover.reader.cancel_flag());
         let router = Arc::new(Router::new(
             senders.clone(),
             metrics.clone(),
@@ -253,6 +258,7 @@ impl Service {
             addr,
             app,
             stop,
+            restore_cancel,
             poll_thread: Some(poll_thread),
             worker_threads,
             refresher: Some(refresher),
@@ -299,6 +305,9 @@ impl Service {
             h.signal_stop();
         }
         self.stop.store(true, Ordering::Release);
+        if let Some(c) = &self.restore_cancel {
+            c.store(true, Ordering::Release);
+        }
         let poll = self.poll_thread.take();
         let refresher = self.refresher.take();
         let workers = std::mem::take(&mut self.worker_threads);
@@ -331,6 +340,9 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        if let Some(c) = &self.restore_cancel {
+            c.store(true, Ordering::Release);
+        }
         if let Some(h) = &self.http {
             h.signal_stop();
         }

@@ -2,7 +2,8 @@
 //! (exactly-once mode, the default): a fresh instance restores from the changelog after
 //! retention deleted the input's beginning, and refuses a partial rebuild; SIGKILLs under a
 //! paced stream end exact, with every dead letter and decision written once; a frozen
-//! instance (SIGSTOP past its session) writes nothing visible after losing its partitions.
+//! instance (SIGSTOP past its session) writes nothing visible after losing its partitions;
+//! a SIGTERM during a restore held by an orphaned transaction exits cleanly.
 
 mod common;
 
@@ -14,6 +15,7 @@ use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -166,7 +168,7 @@ fn retention_then_restore(protocol: &str, name: &str) {
         vec!["rebuild"; PARTITIONS as usize],
         "first start rebuilds"
     );
-    assert!(first.terminate(Duration::from_secs(15)).success());
+    first.stop(Duration::from_secs(15));
     assert!(
         first
             .log_text()
@@ -210,7 +212,7 @@ fn retention_then_restore(protocol: &str, name: &str) {
     assert!(metric(&second, "keypulse_restore_records_total", "") > 0.0);
     // No event folded again: the input resumed where the state was.
     assert_eq!(metric(&second, "keypulse_messages_folded_total", ""), 0.0);
-    assert!(second.terminate(Duration::from_secs(15)).success());
+    second.stop(Duration::from_secs(15));
 
     // Another group has no changelog: rebuilding the truncated input would be partial.
     let other = config_toml(
@@ -339,7 +341,7 @@ fn twenty_sigkills_under_a_paced_stream_end_exact() {
         ) > 0.0,
         "the last run restored from the changelog"
     );
-    assert!(last.terminate(Duration::from_secs(15)).success());
+    last.stop(Duration::from_secs(15));
 
     // Every rejected message has exactly one dead letter.
     let letters = read_all(&brokers, &dlq);
@@ -414,7 +416,7 @@ fn a_frozen_instance_writes_nothing_after_losing_its_partitions() {
     // The thawed instance finds out it lost its partitions; whatever it tries to commit
     // with its stale epoch aborts. Let it run a while, then stop it.
     std::thread::sleep(Duration::from_secs(5));
-    assert!(a.terminate(Duration::from_secs(20)).success());
+    a.stop(Duration::from_secs(20));
     wait_for(
         "b to hold every partition again",
         Duration::from_secs(90),
@@ -427,7 +429,7 @@ fn a_frozen_instance_writes_nothing_after_losing_its_partitions() {
         &b.get("/api/v1/report").1,
     );
     // And what the changelog holds is exact too: a fresh instance restores it.
-    assert!(b.terminate(Duration::from_secs(20)).success());
+    b.stop(Duration::from_secs(20));
     let mut c = Instance::start("c", &config("c"));
     c.wait_ready(READY_LIMIT);
     assert_eq!(paths(&c), vec!["changelog"; PARTITIONS as usize]);
@@ -471,7 +473,7 @@ fn a_compacted_changelog_restores_exactly() {
         "outcome=\"committed\"",
     );
     assert!(commits >= 10.0, "{commits} commits");
-    assert!(first.terminate(Duration::from_secs(15)).success());
+    first.stop(Duration::from_secs(15));
 
     let changelog = format!("{topic}-{group}-changelog");
     let offset_key = b"p/input-offset".to_vec();
@@ -503,4 +505,77 @@ fn a_compacted_changelog_restores_exactly() {
         &common::fixture_report(name),
         &second.get("/api/v1/report").1,
     );
+}
+
+/// SIGTERM while a restore waits on a transaction left open on the changelog (a killed
+/// instance's) exits cleanly: the restore is cancelled, not waited out (the shutdown
+/// watchdog would exit 1 after 9.5 s), and the next owner restores the partitions exactly.
+#[test]
+fn sigterm_during_a_held_restore_exits_cleanly() {
+    let Some(brokers) = brokers("sigterm_during_a_held_restore_exits_cleanly") else {
+        return;
+    };
+    let name = "small";
+    let topic = unique("held");
+    create_topic(&brokers, &topic, 2);
+    let events = common::fixture_events(name);
+    produce(&brokers, &topic, &lines(&events));
+    let changelog = format!("{topic}-cl");
+    let config = config_toml(
+        &brokers,
+        &topic,
+        &format!("{topic}-g"),
+        &format!("{topic}.dlq"),
+        &format!("changelog_topic = \"{changelog}\""),
+    );
+    let mut first = Instance::start("first", &config);
+    first.wait_ready(READY_LIMIT);
+    first.stop(Duration::from_secs(15));
+
+    // The orphan: the coordinator would abort its transaction only after a minute.
+    let t = Duration::from_secs(30);
+    let orphan: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("transactional.id", unique("held-orphan"))
+        .set("transaction.timeout.ms", "60000")
+        .create()
+        .expect("producer");
+    orphan.init_transactions(t).expect("init_transactions");
+    orphan.begin_transaction().expect("begin");
+    orphan
+        .send(
+            BaseRecord::to(&changelog)
+                .partition(0)
+                .key(&b"c/held"[..])
+                .payload(&b"uncommitted"[..]),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    orphan.flush(t).expect("flush");
+
+    let mut second = Instance::start("second", &config);
+    wait_for("the restore to start", READY_LIMIT, || {
+        second.log_text().contains("\"restoring: ").then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(second.get("/readyz").0, 503, "not ready while restoring");
+    second.stop(Duration::from_secs(15));
+    assert!(
+        second
+            .log_text()
+            .contains("restore cancelled: shutting down"),
+        "the restore was cancelled; log tail:\n{}",
+        second.log_tail(30)
+    );
+    orphan.abort_transaction(t).expect("abort");
+
+    let mut third = Instance::start("third", &config);
+    third.wait_ready(READY_LIMIT);
+    assert_eq!(paths(&third), vec!["changelog"; 2]);
+    common::assert_same_report(
+        "restored after a cancelled restore",
+        &common::fixture_report(name),
+        &third.get("/api/v1/report").1,
+    );
+    third.stop(Duration::from_secs(15));
 }

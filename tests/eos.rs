@@ -707,6 +707,62 @@ fn a_transaction_left_open_holds_the_restore_until_it_is_aborted() {
     drop(orphan);
 }
 
+/// A restore held by an orphaned transaction gives up as soon as its reader is cancelled
+/// (at shutdown), instead of holding the poll thread until its timeout: both the changelog
+/// read and the committed-offsets fetch.
+#[test]
+fn a_restore_held_by_an_open_transaction_gives_up_when_cancelled() {
+    let Some(Env {
+        brokers,
+        input,
+        topic,
+        c: _c,
+    }) = env("eos-cancel", 1, &[])
+    else {
+        return;
+    };
+    // An orphan that the coordinator would abort only after a minute.
+    let orphan: BaseProducer = client(&brokers)
+        .build(
+            Role::Producer,
+            &[],
+            &[
+                ("transactional.id", &unique("txn-orphan")),
+                ("transaction.timeout.ms", "60000"),
+            ],
+        )
+        .create()
+        .unwrap();
+    orphan.init_transactions(T).unwrap();
+    orphan.begin_transaction().unwrap();
+    orphan
+        .send(
+            BaseRecord::to(&topic.name)
+                .partition(0)
+                .key(&b"c/a"[..])
+                .payload(&b"\0uncommitted"[..]),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    orphan.flush(T).unwrap();
+    let r = reader(&brokers);
+    let cancel = r.cancel_flag();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        cancel.store(true, std::sync::atomic::Ordering::Release);
+    });
+    let out = r.read_partitions(&topic.name, &[0], T);
+    canceller.join().unwrap();
+    // Cancelled, not timed out (T is 30 s, the orphan's timeout a minute).
+    assert!(matches!(out, Err(RestoreError::Cancelled)), "{out:?}");
+    // A cancelled reader stays cancelled: the next takeover gives up before any fetch.
+    let m = member(&brokers, &unique("eos-cancel-g"), &input);
+    let map = HashMap::from([(input.clone(), topic.name.clone())]);
+    let out = committed_then_changelog(&m, &r, &[tp(&input, 0)], &map, T);
+    assert!(matches!(out, Err(RestoreError::Cancelled)), "{out:?}");
+    orphan.abort_transaction(T).unwrap();
+}
+
 #[test]
 fn a_changelog_with_another_partition_count_is_refused_naming_both_topics() {
     let Some(brokers) = brokers("eos co-partitioning") else {

@@ -228,7 +228,7 @@ fn metrics_pass_promtool_and_carry_no_identifiers_and_the_api_answers() {
     assert_eq!(s, 400);
     let (s, _) = inst.get("/healthz");
     assert_eq!(s, 200);
-    assert!(inst.terminate(Duration::from_secs(10)).success());
+    inst.stop(Duration::from_secs(10));
 }
 
 /// Runs `keypulse --config FILE run` and expects a quick, clear failure.

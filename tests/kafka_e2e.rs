@@ -234,8 +234,8 @@ fn two_instances_split_the_partitions_and_add_up() {
     let mut want = strip(&expected);
     sort_lists(&mut want);
     common::assert_same_report("A + B", &want, &sum);
-    assert!(a.terminate(Duration::from_secs(10)).success());
-    assert!(b.terminate(Duration::from_secs(10)).success());
+    a.stop(Duration::from_secs(10));
+    b.stop(Duration::from_secs(10));
 }
 
 #[test]
@@ -285,7 +285,7 @@ fn sigkill_mid_stream_then_restart_ends_exact() {
         &common::fixture_report(name),
         &report,
     );
-    assert!(second.terminate(Duration::from_secs(10)).success());
+    second.stop(Duration::from_secs(10));
 }
 
 /// The value of an unlabelled metric in a Prometheus text exposition.
@@ -438,7 +438,7 @@ fn malformed_messages_go_to_the_dead_letter_topic() {
         }
     }
     assert_eq!(inst.get("/healthz").0, 200, "the service stays up");
-    assert!(inst.terminate(Duration::from_secs(10)).success());
+    inst.stop(Duration::from_secs(10));
 }
 
 /// On librdkafka's mock cluster (in this process, so the service runs in-process too):
@@ -550,5 +550,5 @@ fn classic_group_protocol_gives_the_same_report() {
     let (status, report) = inst.get("/api/v1/report");
     assert_eq!(status, 200);
     common::assert_same_report("classic protocol", &common::fixture_report(name), &report);
-    assert!(inst.terminate(Duration::from_secs(10)).success());
+    inst.stop(Duration::from_secs(10));
 }

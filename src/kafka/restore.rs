@@ -28,16 +28,25 @@
 //! first. In the other order, a zombie's commit could land between the two reads, and the
 //! offsets would be ahead of the state.
 //!
+//! A restore can wait long (an orphaned transaction, up to `kafka.restore_timeout_ms`),
+//! and it runs in the rebalance callback, on the poll thread. So it is cancellable:
+//! [`ChangelogReader::cancel_flag`] is set at shutdown, and both waits (the committed
+//! offsets, the read to the end) look at it at least every 500 ms and give up with
+//! [`RestoreError::Cancelled`]. A cancelled restore has applied nothing, so the next owner
+//! restores the partition as if this instance had never been assigned it.
+//!
 //! Guarantees: records past the end found at the start are not applied; a record that does
 //! not fit the key scheme is reported in [`Restored::problems`], never applied; the figures
 //! returned (records, bytes, seconds) are those the restore metrics show.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -51,7 +60,12 @@ use super::TopicPartition;
 pub struct ChangelogReader {
     records: BaseConsumer<ReaderContext>,
     ends: BaseConsumer<ReaderContext>,
+    /// Set at shutdown: a restore under way gives up (see the module's doc).
+    cancel: Arc<AtomicBool>,
 }
+
+/// How long one wait of a restore may last before it looks at the cancel flag again.
+const CANCEL_CHECK: Duration = Duration::from_millis(500);
 
 /// Forwards the readers' librdkafka logs.
 struct ReaderContext;
@@ -108,7 +122,17 @@ impl ChangelogReader {
         Ok(Self {
             records: make("read_committed")?,
             ends: make("read_uncommitted")?,
+            cancel: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// The flag that cancels this reader's restores, now and later (set at shutdown).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Acquire)
     }
 }
 
@@ -170,6 +194,9 @@ pub enum RestoreError {
     /// The group's committed offsets could not be fetched.
     #[error("committed offsets of the group: {0}")]
     Committed(String),
+    /// The instance is shutting down: the restore gave up, having applied nothing.
+    #[error("restore cancelled: shutting down")]
+    Cancelled,
 }
 
 struct Progress {
@@ -234,6 +261,10 @@ impl ChangelogReader {
             progress.values().any(|p| p.next < p.end)
         };
         while behind(&progress) {
+            if self.cancelled() {
+                let _ = reader.unassign();
+                return Err(RestoreError::Cancelled);
+            }
             if t0.elapsed() > timeout {
                 let _ = reader.unassign();
                 let (partition, p) = progress
@@ -345,9 +376,7 @@ pub fn committed_then_changelog<G: ConsumerContext>(
     for tp in inputs {
         tpl.add_partition(&tp.topic, tp.partition);
     }
-    let committed = group
-        .committed_offsets(tpl, timeout)
-        .map_err(|e| RestoreError::Committed(e.to_string()))?;
+    let committed = committed_offsets(group, reader, tpl, timeout)?;
     let mut by_topic: HashMap<&str, Vec<i32>> = HashMap::new();
     for tp in inputs {
         let changelog = changelog_of.get(&*tp.topic).ok_or_else(|| {
@@ -382,4 +411,30 @@ pub fn committed_then_changelog<G: ConsumerContext>(
         });
     }
     Ok(out)
+}
+
+/// The group's committed offsets of `tpl`, at most `timeout`. The fetch waits while a
+/// transaction holding offsets of the group is open, so it is asked in slices of
+/// [`CANCEL_CHECK`], each slice's timeout retried while time is left and `reader` is not
+/// cancelled.
+fn committed_offsets<G: ConsumerContext>(
+    group: &BaseConsumer<G>,
+    reader: &ChangelogReader,
+    tpl: TopicPartitionList,
+    timeout: Duration,
+) -> Result<TopicPartitionList, RestoreError> {
+    let t0 = Instant::now();
+    loop {
+        if reader.cancelled() {
+            return Err(RestoreError::Cancelled);
+        }
+        let left = timeout.saturating_sub(t0.elapsed());
+        match group.committed_offsets(tpl.clone(), left.min(CANCEL_CHECK)) {
+            Ok(c) => return Ok(c),
+            Err(e)
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
+                    && left > CANCEL_CHECK => {}
+            Err(e) => return Err(RestoreError::Committed(e.to_string())),
+        }
+    }
 }

@@ -20,7 +20,8 @@
 //!    partial state, so the partition is paused, the instance is not ready, and a metric
 //!    and a log line name the partition;
 //! 6. **failed**: a restore that fails (timeout, undecodable record) pauses the partition
-//!    likewise: it is never folded from a wrong start.
+//!    likewise: it is never folded from a wrong start. A restore cancelled by shutdown
+//!    (`restore.rs`) pauses them too, uncounted: the instance is leaving the group.
 //!
 //! Guarantees: a restored partition resumes exactly after the last message its state
 //! includes; the restore metrics (seconds, records, bytes, path) are set for every
@@ -40,7 +41,7 @@ use super::changelog::keys::{StateKey, INPUT_OFFSET, PARTITION_FIGURES};
 use super::changelog::writer::PartitionWriter;
 use super::durable::Durable;
 use super::eos_metrics::EosMetrics;
-use super::restore::{committed_then_changelog, ChangelogReader, PartitionRestore};
+use super::restore::{committed_then_changelog, ChangelogReader, PartitionRestore, RestoreError};
 use super::{TopicPartition, NO_OFFSET};
 
 /// How a partition was taken over.
@@ -123,6 +124,10 @@ impl Takeover {
         metrics: &EosMetrics,
     ) -> Vec<Plan> {
         sink.partitions_assigned();
+        tracing::info!(
+            partitions = tps.len(),
+            "restoring: the group's committed offsets, then the changelog to its end"
+        );
         let restores = match committed_then_changelog(
             consumer,
             &self.reader,
@@ -131,6 +136,12 @@ impl Takeover {
             self.timeout,
         ) {
             Ok(r) => r,
+            Err(RestoreError::Cancelled) => {
+                // Shutting down: nothing was applied, nothing of these will be committed,
+                // and the next owner restores them. Not a failure, so not counted as one.
+                tracing::info!(partitions = tps.len(), "restore cancelled: shutting down");
+                return tps.iter().map(|tp| self.idle(tp, Path::Failed)).collect();
+            }
             Err(e) => {
                 tracing::error!(error = %e, partitions = tps.len(), "restore failed; the partitions stay paused");
                 return tps
@@ -306,6 +317,11 @@ impl Takeover {
 
     fn paused(&self, tp: &TopicPartition, path: Path, metrics: &EosMetrics) -> Plan {
         metrics.count_path(path);
+        self.idle(tp, path)
+    }
+
+    /// A paused partition's plan, not counted in the path metrics.
+    fn idle(&self, tp: &TopicPartition, path: Path) -> Plan {
         Plan {
             tp: tp.clone(),
             path,

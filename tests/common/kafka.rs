@@ -258,6 +258,24 @@ impl Instance {
         l[l.len().saturating_sub(n)..].join("\n")
     }
 
+    /// SIGTERM, then asserts a clean exit within `limit`; panics with the exit status
+    /// and the log's tail otherwise (a bare `assert!(...success())` said neither).
+    pub fn stop(&mut self, limit: Duration) {
+        let t0 = Instant::now();
+        let status = self.terminate(limit);
+        eprintln!("{}: {status} {:?} after SIGTERM", self.name, t0.elapsed());
+        if !status.success() {
+            // The reader thread may still hold the last lines.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert!(
+            status.success(),
+            "{}: exited with {status} after SIGTERM; log tail:\n{}",
+            self.name,
+            self.log_tail(60)
+        );
+    }
+
     /// SIGTERM, then wait for the exit (at most `limit`); the exit status.
     pub fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
         unsafe_kill(self.child.id(), "TERM");

@@ -256,7 +256,12 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
             .collect()
     });
 
-    // Every held connection was closed by the server (EOF or reset), none left open.
+    // Every held connection was closed by the server (EOF or reset), none left open. The
+    // bound is long because of the kernel, not the server: a connect that completed while
+    // the accept queue was full may sit half-open on the server's side until a SYN-ACK or
+    // data retransmission gets it in (or reset), which under load took past 60 s once
+    // (39 of 2000 in one CI run). A connection the server accepts is closed within
+    // `header_read_timeout_ms`.
     let still_open = rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         for mut s in held {
@@ -264,7 +269,7 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
                 let mut buf = [0u8; 512];
                 loop {
                     match tokio::time::timeout(
-                        Duration::from_secs(60),
+                        Duration::from_secs(150),
                         tokio::io::AsyncReadExt::read(&mut s, &mut buf),
                     )
                     .await
@@ -300,7 +305,7 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
         "only {closed} connections closed for a timeout:\n{text}"
     );
     assert!(!inst.log_text().contains(TOKEN), "the token is in the log");
-    assert!(inst.terminate(Duration::from_secs(15)).success());
+    inst.stop(Duration::from_secs(15));
 }
 
 #[test]
@@ -365,7 +370,7 @@ fn a_token_guards_the_api_and_the_dashboard_data_not_the_probes() {
     assert_eq!(s, 200);
     assert!(js.as_str().unwrap().contains("'Bearer ' + t"));
     assert!(!inst.log_text().contains(TOKEN), "the token is in the log");
-    assert!(inst.terminate(Duration::from_secs(15)).success());
+    inst.stop(Duration::from_secs(15));
 }
 
 #[test]
@@ -547,5 +552,5 @@ fn lists_are_paged_and_every_error_is_json() {
     assert_eq!(s, 200);
     assert!(c["customer"]["licenses"].as_array().unwrap().is_empty());
     assert!(c["total"].as_u64().unwrap() >= 1);
-    assert!(inst.terminate(Duration::from_secs(15)).success());
+    inst.stop(Duration::from_secs(15));
 }
