@@ -24,7 +24,7 @@ impl PartitionState {
         out: &mut Vec<Notification>,
     ) {
         let l = &self.licenses[li as usize];
-        let Some(email) = l.email() else {
+        let Some(email) = self.email_of(li) else {
             return;
         };
         if !cooldown_allows(

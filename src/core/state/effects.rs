@@ -44,9 +44,8 @@ impl PartitionState {
             } => {
                 let (li, _) = self.license_index(ci, license_key, ts);
                 let plan = self.plan_index(plan);
-                let l = &mut self.licenses[li as usize];
-                l.mark_issued(ts);
-                l.set_email(email.as_deref());
+                self.licenses[li as usize].mark_issued(ts);
+                self.set_email(li, email.as_deref());
                 // An issue without `expires_at` clears the expiry (SPEC §8.5).
                 self.set_expiry(li, expires_at.unwrap_or(NEVER));
                 self.change_subscription(li, plan, *domain_limit, *mrr_cents, day);

@@ -11,7 +11,12 @@ use super::PartitionState;
 impl PartitionState {
     /// Moves every customer of `other` into this state. The two must hold disjoint
     /// customers (as two partitions do); per-day figures and the MRR book add up.
-    pub fn merge(&mut self, other: PartitionState) {
+    pub fn merge(&mut self, mut other: PartitionState) {
+        // Their emails move into this state's buffer first (only the live ones).
+        self.emails.absorb(
+            &other.emails,
+            other.licenses.iter_mut().map(|l| &mut l.email),
+        );
         let lic_base = self.licenses.len() as u32;
         let plan_map: Vec<u32> = other.plans.iter().map(|p| self.plan_index(p)).collect();
         self.reserve_records(other.customers.len(), other.licenses.len());

@@ -44,6 +44,7 @@ mod decisions;
 mod dirty;
 mod domains;
 mod effects;
+mod emails;
 mod expiring;
 mod index;
 mod kept;
@@ -122,6 +123,8 @@ pub struct PartitionState {
     pub(crate) customers: Vec<Customer>,
     pub(crate) licenses: Vec<License>,
     pub(crate) plans: Vec<Box<str>>,
+    /// The licenses' emails (`emails.rs`).
+    emails: emails::Emails,
     pub(crate) days: BTreeMap<Day, DayStats>,
     pub(crate) mrr: MrrBook,
     /// MRR movements by day (SPEC §8.2), kept for the same days as `days`.

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::domains::DomainSet;
+use super::emails::EmailRef;
 use super::expiring::ExpiryIndex;
 use super::kept::Kept;
 use super::memory::heap_bytes;
@@ -176,7 +177,8 @@ pub(crate) struct License {
     pub(crate) plan: u32,
     pub(crate) domain_limit: u64,
     pub(crate) mrr_cents: u64,
-    pub(super) email: Option<Box<str>>,
+    /// In the state's email buffer (`emails.rs`): read with `PartitionState::email_of`.
+    pub(super) email: Option<EmailRef>,
     /// The `ts` of the first `license.issued` to arrive when `issued`; else the license's
     /// first sight (it was created on the fly). One field for both: the first sight is
     /// only read while the license was never issued.
@@ -270,16 +272,6 @@ impl License {
         self.key.as_str()
     }
 
-    pub(crate) fn email(&self) -> Option<&str> {
-        self.email.as_deref()
-    }
-
-    pub(super) fn set_email(&mut self, email: Option<&str>) {
-        if self.email() != email {
-            self.email = email.map(Into::into);
-        }
-    }
-
     pub(super) fn extras_mut(&mut self) -> &mut LicenseExtras {
         self.extras.get_or_insert_with(Default::default)
     }
@@ -302,8 +294,8 @@ impl License {
             .unwrap_or_default()
     }
 
-    /// Heap bytes held by the key and email.
+    /// Heap bytes held by the key (the email's are the state's, `emails.rs`).
     pub(super) fn text_bytes(&self) -> usize {
-        heap_bytes(&self.key) + self.email.as_ref().map_or(0, |e| e.len())
+        heap_bytes(&self.key)
     }
 }

@@ -80,7 +80,7 @@ impl PartitionState {
         if l.expires_at == NEVER || l.status != Status::Active {
             return;
         }
-        let Some(email) = l.email() else {
+        let Some(email) = self.email_of(li) else {
             return;
         };
         let reminded = l.license8().map_or(NEVER, |r| r.reminded_expiry);

@@ -189,7 +189,7 @@ impl PartitionState {
         let l = &self.licenses[li as usize];
         let n = Notification {
             kind: NotificationKind::Upgrade,
-            to: l.email().unwrap_or_default().to_string(),
+            to: self.email_of(li).unwrap_or_default().to_string(),
             customer_id: self.customers[ci as usize].id.to_string(),
             license_key: Some(l.key().to_string()),
             at,

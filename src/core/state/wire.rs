@@ -114,7 +114,7 @@ impl PartitionState {
                     plan: self.plans[l.plan as usize].clone(),
                     domain_limit: l.domain_limit,
                     mrr_cents: l.mrr_cents,
-                    email: l.email.clone(),
+                    email: self.email_of(li).map(Into::into),
                     // One instant in memory (`since`): the first sight of an issued
                     // license is never read again, so it is written as its issue time.
                     issued_at: l.issued_at(),
@@ -224,7 +224,7 @@ impl PartitionState {
                 plan,
                 domain_limit: l.domain_limit,
                 mrr_cents: l.mrr_cents,
-                email: l.email,
+                email: l.email.as_deref().map(|e| self.emails.push(e)),
                 since,
                 issued,
                 expires_at: l.expires_at,
