@@ -25,7 +25,7 @@ impl PartitionState {
             for li in c.licenses.iter_mut() {
                 *li += lic_base;
             }
-            if let Some(w) = c.upgrade_watch.as_deref_mut() {
+            if let Some(w) = c.watch_mut() {
                 w.shift(lic_base);
             }
             if let Some(e) = c.extras.as_deref_mut() {

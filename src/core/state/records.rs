@@ -41,9 +41,6 @@ pub(crate) struct Customer {
     pub(crate) paying_licenses: u32,
     /// Validations (not `invalid_format`) by day.
     pub(crate) validations: DayCounts,
-    /// The licenses that another license's event may make fire (`watch.rs`); boxed, and
-    /// dropped when empty: most customers have none.
-    pub(super) upgrade_watch: Option<Box<UpgradeWatch>>,
     /// What few customers have: boxed, so most customers pay one pointer for it.
     pub(super) extras: Option<Box<CustomerExtras>>,
     pub(crate) payment_failed: bool,
@@ -54,6 +51,9 @@ pub(crate) struct Customer {
     /// (never cleared, so it may stay set after a re-issue without one). The daily expiry
     /// check skips the licenses of a customer without it, instead of reading every record.
     pub(super) may_expire: bool,
+    /// Whether its extras hold an upgrade watch: the check after each event looks here,
+    /// not into the box, for the many customers with extras and no watch.
+    pub(super) watching: bool,
 }
 
 /// A customer's open ticket ids (the codec writes them sorted).
@@ -76,6 +76,9 @@ pub(crate) struct CustomerExtras {
     pub(super) last_churn_at: Micros,
     /// Its licenses by expiry, once it has many (`expiring.rs`; derived, not written).
     pub(super) expiring: Option<Box<ExpiryIndex>>,
+    /// The licenses that another license's event may make fire (`watch.rs`); boxed again,
+    /// and dropped when empty; `Customer::watching` tells whether it is here.
+    pub(super) upgrade_watch: Option<Box<UpgradeWatch>>,
 }
 
 impl Default for CustomerExtras {
@@ -86,6 +89,7 @@ impl Default for CustomerExtras {
             notifications: Vec::new(),
             last_churn_at: NEVER,
             expiring: None,
+            upgrade_watch: None,
         }
     }
 }
@@ -114,11 +118,45 @@ impl Customer {
             active_licenses: 0,
             paying_licenses: 0,
             validations: DayCounts::default(),
-            upgrade_watch: None,
             extras: None,
             payment_failed: false,
             ever_paid: false,
             may_expire: false,
+            watching: false,
+        }
+    }
+
+    /// Its upgrade watch, if it has one.
+    pub(super) fn watch(&self) -> Option<&UpgradeWatch> {
+        if !self.watching {
+            return None;
+        }
+        self.extras.as_ref()?.upgrade_watch.as_deref()
+    }
+
+    /// Its upgrade watch, if it has one.
+    pub(super) fn watch_mut(&mut self) -> Option<&mut UpgradeWatch> {
+        if !self.watching {
+            return None;
+        }
+        self.extras.as_mut()?.upgrade_watch.as_deref_mut()
+    }
+
+    /// Its upgrade watch, made when it has none.
+    pub(super) fn watch_or_insert(&mut self) -> &mut UpgradeWatch {
+        self.watching = true;
+        self.extras_mut()
+            .upgrade_watch
+            .get_or_insert_with(Default::default)
+    }
+
+    /// Drops its upgrade watch when it holds nothing.
+    pub(super) fn drop_watch_if_empty(&mut self) {
+        if self.watch().is_some_and(UpgradeWatch::is_empty) {
+            if let Some(e) = self.extras.as_mut() {
+                e.upgrade_watch = None;
+            }
+            self.watching = false;
         }
     }
 

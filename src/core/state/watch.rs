@@ -36,7 +36,8 @@ use crate::config::CoreConfig;
 use crate::signals::{cooldown_allows, Notification};
 use crate::time::{day_of, Micros, DAY, NEVER};
 
-/// A customer's upgrade watches (`Customer::upgrade_watch`, boxed and dropped when empty).
+/// A customer's upgrade watches (`CustomerExtras::upgrade_watch`, boxed and dropped when
+/// empty).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct UpgradeWatch {
     /// Licenses waiting on their upgrade cooldown, as (latest upgrade, license), the
@@ -48,7 +49,7 @@ pub(crate) struct UpgradeWatch {
 }
 
 impl UpgradeWatch {
-    fn is_empty(&self) -> bool {
+    pub(super) fn is_empty(&self) -> bool {
         self.due.is_empty() && self.team.is_empty()
     }
 
@@ -117,7 +118,7 @@ impl PartitionState {
         }
         let cooldown = cfg.notify.upgrade_cooldown_days as i64 * DAY;
         let mut todo: SmallVec<[u32; 4]> = own.into_iter().collect();
-        if let Some(w) = self.customers[ci as usize].upgrade_watch.as_deref_mut() {
+        if let Some(w) = self.customers[ci as usize].watch_mut() {
             while let Some(&Reverse((last, li))) = w.due.peek() {
                 if !cooldown_allows(last, at, cooldown) {
                     break;
@@ -147,18 +148,14 @@ impl PartitionState {
                 Wait::Team => self.watch_team(ci, li),
             }
         }
-        let c = &mut self.customers[ci as usize];
-        if c.upgrade_watch.as_ref().is_some_and(|w| w.is_empty()) {
-            c.upgrade_watch = None;
-        }
+        self.customers[ci as usize].drop_watch_if_empty();
     }
 
     fn watch_due(&mut self, ci: u32, li: u32, last: Micros) {
         let w = &mut self.licenses[li as usize].watched;
         if !w.has(Watched::DUE) {
             w.set(Watched::DUE, true);
-            let c = &mut self.customers[ci as usize];
-            let w = c.upgrade_watch.get_or_insert_with(Default::default);
+            let w = self.customers[ci as usize].watch_or_insert();
             w.due.push(Reverse((last, li)));
         }
     }
@@ -167,18 +164,14 @@ impl PartitionState {
         let w = &mut self.licenses[li as usize].watched;
         if !w.has(Watched::TEAM) {
             w.set(Watched::TEAM, true);
-            let c = &mut self.customers[ci as usize];
-            c.upgrade_watch
-                .get_or_insert_with(Default::default)
-                .team
-                .push(li);
+            self.customers[ci as usize].watch_or_insert().team.push(li);
         }
     }
 
     /// The licenses of customer `ci` that a watch holds, in license order, each once (the
     /// codec's `upgrade_candidates`).
     pub(super) fn watched_licenses(&self, ci: u32) -> Vec<u32> {
-        let Some(w) = self.customers[ci as usize].upgrade_watch.as_deref() else {
+        let Some(w) = self.customers[ci as usize].watch() else {
             return Vec::new();
         };
         let due = w.due.iter().map(|r| r.0 .1);

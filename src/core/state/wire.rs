@@ -264,6 +264,7 @@ impl PartitionState {
                 notifications,
                 last_churn_at: w.last_churn_at,
                 expiring: None,
+                upgrade_watch: None,
             })
         });
         let mut c = Customer::new(&w.id);
