@@ -24,17 +24,15 @@ const EXACT_MAX: usize = 4;
 
 type IdMap = HashMap<u64, Micros, ahash::RandomState>;
 
-/// The ids a customer applied within the horizon (40 bytes in its customer record).
+/// The ids a customer applied within the horizon (32 bytes in its customer record).
 /// Its serialized form is [`SeenIdsWire`]'s, unchanged since the state codec's first
 /// version.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "SeenIdsWire")]
 pub(crate) struct SeenIds {
     few: SmallVec<[(u64, Micros); 1]>,
-    // Boxed on purpose: 8 bytes per customer instead of 56 for the rare busy one.
+    // Boxed on purpose: 8 bytes per customer instead of 64 for the rare busy one.
     many: Option<Box<Many>>,
-    /// A lower bound of the `ts` held, to know when pruning has work.
-    oldest: Micros,
 }
 
 /// A busy customer's ids.
@@ -43,6 +41,9 @@ struct Many {
     map: IdMap,
     /// Size after the last pruning of `map` (it prunes again when it has doubled).
     pruned_len: u32,
+    /// A lower bound of the `ts` held, to know when pruning has work. (The short list
+    /// needs none: each remember reads all of it anyway, and takes its minimum then.)
+    oldest: Micros,
 }
 
 impl std::ops::Deref for Many {
@@ -75,9 +76,9 @@ impl From<SeenIdsWire> for SeenIds {
                 Box::new(Many {
                     map,
                     pruned_len: w.pruned_len,
+                    oldest: w.oldest,
                 })
             }),
-            oldest: w.oldest,
         }
     }
 }
@@ -92,7 +93,12 @@ impl Serialize for SeenIds {
             "pruned_len",
             &self.many.as_ref().map_or(0, |m| m.pruned_len),
         )?;
-        st.serialize_field("oldest", &self.oldest)?;
+        // The short list's is its minimum (0 when empty, as a new set's always was).
+        let oldest = match &self.many {
+            Some(m) => m.oldest,
+            None => self.few.iter().map(|(_, t)| *t).min().unwrap_or(0),
+        };
+        st.serialize_field("oldest", &oldest)?;
         st.end()
     }
 }
@@ -123,48 +129,59 @@ impl SeenIds {
     /// Records an application of `id` at `ts`, then forgets ids older than `floor`.
     pub(crate) fn remember(&mut self, id: &str, ts: Micros, floor: Micros) {
         let h = hash(id);
-        if self.is_empty() {
-            self.oldest = ts;
-        }
-        match &mut self.many {
-            Some(m) => {
-                m.insert(h, ts);
+        if let Some(m) = &mut self.many {
+            if m.is_empty() {
+                m.oldest = ts;
             }
-            None => match self.few.iter_mut().find(|(k, _)| *k == h) {
-                Some(e) => e.1 = ts,
-                None => {
-                    if self.few.len() == self.few.capacity() && self.oldest < floor {
-                        // Forget what the horizon already ignores before growing: a
-                        // customer whose events are more than the horizon apart then
-                        // keeps its one id inline, instead of a heap copy made for the
-                        // second id and freed again by the prune below, on every event.
-                        self.prune(floor);
-                    }
-                    if self.few.len() == self.few.capacity() && self.few.len() < EXACT_MAX {
-                        // Exact room while short: most customers hold two to four ids at
-                        // once, and doubling would leave a slot in every one unused.
-                        self.few.reserve_exact(1);
-                    }
-                    self.few.push((h, ts));
-                    if self.few.len() > INLINE_MAX {
-                        self.many = Some(Box::new(Many {
-                            map: self.few.drain(..).collect(),
-                            pruned_len: INLINE_MAX as u32,
-                        }));
-                    }
-                }
-            },
+            m.insert(h, ts);
+            m.oldest = m.oldest.min(ts);
+            if m.oldest < floor {
+                self.prune(floor);
+            }
+            return;
         }
-        self.oldest = self.oldest.min(ts);
-        if self.oldest < floor {
+        // One pass over the short list: find the id, and the oldest `ts` held.
+        let mut found = false;
+        let mut oldest = Micros::MAX;
+        for e in self.few.iter_mut() {
+            if e.0 == h {
+                e.1 = ts;
+                found = true;
+            }
+            oldest = oldest.min(e.1);
+        }
+        if !found {
+            if self.few.len() == self.few.capacity() && oldest < floor {
+                // Forget what the horizon already ignores before growing: a customer
+                // whose events are more than the horizon apart then keeps its one id
+                // inline, instead of a heap copy made for the second id and freed again
+                // by the prune below, on every event.
+                self.prune(floor);
+                oldest = self
+                    .few
+                    .iter()
+                    .map(|(_, t)| *t)
+                    .min()
+                    .unwrap_or(Micros::MAX);
+            }
+            if self.few.len() == self.few.capacity() && self.few.len() < EXACT_MAX {
+                // Exact room while short: most customers hold two to four ids at once,
+                // and doubling would leave a slot in every one unused.
+                self.few.reserve_exact(1);
+            }
+            self.few.push((h, ts));
+            oldest = oldest.min(ts);
+            if self.few.len() > INLINE_MAX {
+                self.many = Some(Box::new(Many {
+                    map: self.few.drain(..).collect(),
+                    pruned_len: INLINE_MAX as u32,
+                    oldest,
+                }));
+            }
+        }
+        if oldest < floor {
             self.prune(floor);
         }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.many
-            .as_ref()
-            .map_or(self.few.is_empty(), |m| m.is_empty())
     }
 
     fn prune(&mut self, floor: Micros) {
@@ -174,12 +191,6 @@ impl SeenIds {
                 if self.few.spilled() && self.few.len() <= self.few.inline_size() {
                     self.few.shrink_to_fit(); // back inline: frees the heap copy
                 }
-                self.oldest = self
-                    .few
-                    .iter()
-                    .map(|(_, t)| *t)
-                    .min()
-                    .unwrap_or(Micros::MAX);
             }
             Some(m) => {
                 // amortised: a large set prunes only when it has doubled
@@ -187,7 +198,7 @@ impl SeenIds {
                     return;
                 }
                 m.retain(|_, t| *t >= floor);
-                self.oldest = m.values().copied().min().unwrap_or(Micros::MAX);
+                m.oldest = m.values().copied().min().unwrap_or(Micros::MAX);
                 if m.len() <= INLINE_MAX / 2 {
                     self.few = m.drain().collect();
                     self.many = None;
@@ -210,13 +221,13 @@ impl SeenIds {
             match &mut self.many {
                 Some(m) => {
                     m.insert(h, keep);
+                    m.oldest = m.oldest.min(keep);
                 }
                 None => match self.few.iter_mut().find(|(k, _)| *k == h) {
                     Some(e) => e.1 = keep,
                     None => self.few.push((h, keep)),
                 },
             }
-            self.oldest = self.oldest.min(keep);
         }
     }
 
@@ -313,6 +324,41 @@ mod tests {
         assert!(["a", "b", "c", "d", "e"]
             .iter()
             .all(|id| s.is_duplicate(id, 0)));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+
+        /// Against a plain map that forgets nothing: with floors that never go back (the
+        /// customer's clock minus the horizon), every id answers alike after every step,
+        /// and after a trip through the codec's form.
+        #[test]
+        fn answers_as_a_map_that_forgets_nothing(
+            steps in proptest::collection::vec((0u32..40, 0i64..7_200, 0i64..900, proptest::bool::ANY), 1..300)
+        ) {
+            let mut s = SeenIds::default();
+            let mut model: HashMap<String, Micros> = HashMap::new();
+            let mut floor: Micros = 0;
+            for (i, (id, ahead, step, late)) in steps.into_iter().enumerate() {
+                floor += step;
+                // Mostly at or after the floor; sometimes late, below it.
+                let ts = if late { floor - ahead / 4 } else { floor + ahead };
+                let id = format!("e{id}");
+                let dup = s.is_duplicate(&id, floor);
+                proptest::prop_assert_eq!(dup, model.get(&id).is_some_and(|t| *t >= floor));
+                if !dup {
+                    s.remember(&id, ts, floor);
+                    model.insert(id, ts);
+                }
+                if i % 17 == 0 {
+                    let bytes = postcard::to_allocvec(&s).unwrap();
+                    s = postcard::from_bytes(&bytes).unwrap();
+                }
+                for (k, t) in &model {
+                    proptest::prop_assert_eq!(s.is_duplicate(k, floor), *t >= floor, "{}", k);
+                }
+            }
+        }
     }
 
     #[test]

@@ -105,7 +105,9 @@ mod size_tests {
         // customers never need.
         // Issue 10: 152 -> 144 by moving the watch's box into the extras, behind a flag
         // in the record (`Customer::watching`).
-        assert!(size_of::<Customer>() <= 144, "Customer grew");
+        // Issue 10: 144 -> 136 by keeping no `oldest` beside a short list of seen ids
+        // (`dedup.rs`: it is read whole at each remember, which takes its minimum).
+        assert!(size_of::<Customer>() <= 136, "Customer grew");
         assert_eq!(size_of::<Option<Box<LicenseExtras>>>(), size_of::<usize>());
     }
 }
