@@ -763,6 +763,60 @@ fn a_restore_held_by_an_open_transaction_gives_up_when_cancelled() {
     orphan.abort_transaction(T).unwrap();
 }
 
+/// The group's committed offsets, held by the broker while a transaction with offsets of
+/// the group is open, are given up on as soon as the reader is cancelled (the fetch is
+/// asked in slices), not waited for until the restore's timeout.
+#[test]
+fn a_committed_offsets_fetch_held_by_an_open_transaction_gives_up_when_cancelled() {
+    let Some(Env {
+        brokers,
+        input,
+        topic,
+        c: _c,
+    }) = env("eos-cancel-offsets", 1, &[])
+    else {
+        return;
+    };
+    let m = member(&brokers, &unique("eos-cancel-offsets-g"), &input);
+    let orphan: BaseProducer = client(&brokers)
+        .build(
+            Role::Producer,
+            &[],
+            &[
+                ("transactional.id", &unique("txn-orphan")),
+                ("transaction.timeout.ms", "60000"),
+            ],
+        )
+        .create()
+        .unwrap();
+    orphan.init_transactions(T).unwrap();
+    orphan.begin_transaction().unwrap();
+    let mut offsets = TopicPartitionList::new();
+    offsets
+        .add_partition_offset(&input, 0, Offset::Offset(5))
+        .unwrap();
+    let group = m.group_metadata().expect("group metadata");
+    orphan
+        .send_offsets_to_transaction(&offsets, &group, T)
+        .unwrap();
+    let r = reader(&brokers);
+    let cancel = r.cancel_flag();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        cancel.store(true, std::sync::atomic::Ordering::Release);
+    });
+    let map = HashMap::from([(input.clone(), topic.name.clone())]);
+    let t0 = Instant::now();
+    let out = committed_then_changelog(&m, &r, &[tp(&input, 0)], &map, T);
+    let took = t0.elapsed();
+    canceller.join().unwrap();
+    // Cancelled: not the offsets (the broker held them), and before the call's own
+    // timeout (a fetch asked once for all of T would only look at the flag after it).
+    assert!(matches!(out, Err(RestoreError::Cancelled)), "{out:?}");
+    assert!(took < T / 2, "gave up only after {took:?}");
+    orphan.abort_transaction(T).unwrap();
+}
+
 #[test]
 fn a_changelog_with_another_partition_count_is_refused_naming_both_topics() {
     let Some(brokers) = brokers("eos co-partitioning") else {

@@ -31,7 +31,8 @@
 //! A restore can wait long (an orphaned transaction, up to `kafka.restore_timeout_ms`),
 //! and it runs in the rebalance callback, on the poll thread. So it is cancellable:
 //! [`ChangelogReader::cancel_flag`] is set at shutdown, and both waits (the committed
-//! offsets, the read to the end) look at it at least every 500 ms and give up with
+//! offsets, the read to the end) look at it at least every 2 s (the read every 100 ms)
+//! and give up with
 //! [`RestoreError::Cancelled`]. A cancelled restore has applied nothing, so the next owner
 //! restores the partition as if this instance had never been assigned it.
 //!
@@ -64,8 +65,13 @@ pub struct ChangelogReader {
     cancel: Arc<AtomicBool>,
 }
 
-/// How long one wait of a restore may last before it looks at the cancel flag again.
+/// How long one wait of a restore may last before it looks at the cancel flag again (the
+/// committed-offsets fetch starts with it and doubles it up to [`CANCEL_CHECK_MAX`]).
 const CANCEL_CHECK: Duration = Duration::from_millis(500);
+
+/// The longest slice of the committed-offsets fetch: a broker slower than this to answer
+/// one fetch would otherwise never be waited out (each slice asks again).
+const CANCEL_CHECK_MAX: Duration = Duration::from_secs(2);
 
 /// Forwards the readers' librdkafka logs.
 struct ReaderContext;
@@ -414,9 +420,9 @@ pub fn committed_then_changelog<G: ConsumerContext>(
 }
 
 /// The group's committed offsets of `tpl`, at most `timeout`. The fetch waits while a
-/// transaction holding offsets of the group is open, so it is asked in slices of
-/// [`CANCEL_CHECK`], each slice's timeout retried while time is left and `reader` is not
-/// cancelled.
+/// transaction holding offsets of the group is open, so it is asked in slices (from
+/// [`CANCEL_CHECK`], doubling up to [`CANCEL_CHECK_MAX`]), each slice's timeout retried
+/// while time is left and `reader` is not cancelled.
 fn committed_offsets<G: ConsumerContext>(
     group: &BaseConsumer<G>,
     reader: &ChangelogReader,
@@ -424,17 +430,19 @@ fn committed_offsets<G: ConsumerContext>(
     timeout: Duration,
 ) -> Result<TopicPartitionList, RestoreError> {
     let t0 = Instant::now();
+    let mut slice = CANCEL_CHECK;
     loop {
         if reader.cancelled() {
             return Err(RestoreError::Cancelled);
         }
         let left = timeout.saturating_sub(t0.elapsed());
-        match group.committed_offsets(tpl.clone(), left.min(CANCEL_CHECK)) {
+        match group.committed_offsets(tpl.clone(), left.min(slice)) {
             Ok(c) => return Ok(c),
             Err(e)
                 if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
-                    && left > CANCEL_CHECK => {}
+                    && left > slice => {}
             Err(e) => return Err(RestoreError::Committed(e.to_string())),
         }
+        slice = (slice * 2).min(CANCEL_CHECK_MAX);
     }
 }
