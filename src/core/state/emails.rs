@@ -123,7 +123,9 @@ impl PartitionState {
         Some(self.emails.get(r))
     }
 
-    /// Sets the email of license `li` (`None`: it has none); compacts when due.
+    /// Sets the email of license `li` (`None`: it has none); compacts when due. Kept out
+    /// of line: only `license.issued` calls it, and the fold's hot path is `apply`'s body.
+    #[inline(never)]
     pub(super) fn set_email(&mut self, li: u32, email: Option<&str>) {
         if self.email_of(li) == email {
             return;
@@ -140,6 +142,8 @@ impl PartitionState {
     }
 
     /// Copies the live emails to a new buffer and rewrites every license's reference.
+    #[cold]
+    #[inline(never)]
     pub(super) fn compact_emails(&mut self) {
         let old = std::mem::take(&mut self.emails);
         self.emails
