@@ -150,11 +150,20 @@ impl Customer {
             .get_or_insert_with(Default::default)
     }
 
-    /// Drops its upgrade watch when it holds nothing.
+    /// Drops its upgrade watch when it holds nothing, and the extras with it when the
+    /// watch was all they held.
     pub(super) fn drop_watch_if_empty(&mut self) {
         if self.watch().is_some_and(UpgradeWatch::is_empty) {
             if let Some(e) = self.extras.as_mut() {
                 e.upgrade_watch = None;
+                let unused = e.invites.is_empty()
+                    && e.open_tickets.is_empty()
+                    && e.notifications.is_empty()
+                    && e.last_churn_at == NEVER
+                    && e.expiring.is_none();
+                if unused {
+                    self.extras = None;
+                }
             }
             self.watching = false;
         }
