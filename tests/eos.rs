@@ -124,6 +124,40 @@ fn member_with(brokers: &str, group: &str, input: &str, protocol: &str) -> BaseC
     c
 }
 
+/// A transactional producer (a killed instance, to its readers) with a transaction begun,
+/// which its coordinator aborts after `timeout_ms` unless it is ended first.
+fn open_transaction(brokers: &str, timeout_ms: &str) -> BaseProducer {
+    let orphan: BaseProducer = client(brokers)
+        .build(
+            Role::Producer,
+            &[],
+            &[
+                ("transactional.id", &unique("txn-orphan")),
+                ("transaction.timeout.ms", timeout_ms),
+            ],
+        )
+        .create()
+        .unwrap();
+    orphan.init_transactions(T).unwrap();
+    orphan.begin_transaction().unwrap();
+    orphan
+}
+
+/// Writes one uncommitted record (customer `a`) to partition 0 of `topic` in `orphan`'s
+/// open transaction.
+fn leave_uncommitted(orphan: &BaseProducer, topic: &str) {
+    orphan
+        .send(
+            BaseRecord::to(topic)
+                .partition(0)
+                .key(&b"c/a"[..])
+                .payload(&b"\0uncommitted"[..]),
+        )
+        .map_err(|(e, _)| e)
+        .unwrap();
+    orphan.flush(T).unwrap();
+}
+
 fn reader(brokers: &str) -> ChangelogReader {
     ChangelogReader::new(&client(brokers)).expect("reader")
 }
@@ -665,30 +699,8 @@ fn a_transaction_left_open_holds_the_restore_until_it_is_aborted() {
     w0.committed();
     // Another producer (a killed instance) leaves a transaction open; the coordinator
     // aborts it 10 s later.
-    let orphan_id = unique("txn-orphan");
-    let orphan: BaseProducer = client(&brokers)
-        .build(
-            Role::Producer,
-            &[],
-            &[
-                ("transactional.id", &orphan_id),
-                ("transaction.timeout.ms", "10000"),
-            ],
-        )
-        .create()
-        .unwrap();
-    orphan.init_transactions(T).unwrap();
-    orphan.begin_transaction().unwrap();
-    orphan
-        .send(
-            BaseRecord::to(&topic.name)
-                .partition(0)
-                .key(&b"c/a"[..])
-                .payload(&b"\0uncommitted"[..]),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    orphan.flush(T).unwrap();
+    let orphan = open_transaction(&brokers, "10000");
+    leave_uncommitted(&orphan, &topic.name);
     // While it is open, the restore cannot know whether it commits: it waits...
     let r = reader(&brokers).read_partitions(&topic.name, &[0], Duration::from_secs(2));
     assert!(matches!(r, Err(RestoreError::Timeout { .. })), "{r:?}");
@@ -722,29 +734,8 @@ fn a_restore_held_by_an_open_transaction_gives_up_when_cancelled() {
         return;
     };
     // An orphan that the coordinator would abort only after a minute.
-    let orphan: BaseProducer = client(&brokers)
-        .build(
-            Role::Producer,
-            &[],
-            &[
-                ("transactional.id", &unique("txn-orphan")),
-                ("transaction.timeout.ms", "60000"),
-            ],
-        )
-        .create()
-        .unwrap();
-    orphan.init_transactions(T).unwrap();
-    orphan.begin_transaction().unwrap();
-    orphan
-        .send(
-            BaseRecord::to(&topic.name)
-                .partition(0)
-                .key(&b"c/a"[..])
-                .payload(&b"\0uncommitted"[..]),
-        )
-        .map_err(|(e, _)| e)
-        .unwrap();
-    orphan.flush(T).unwrap();
+    let orphan = open_transaction(&brokers, "60000");
+    leave_uncommitted(&orphan, &topic.name);
     let r = reader(&brokers);
     let cancel = r.cancel_flag();
     let canceller = std::thread::spawn(move || {
@@ -778,19 +769,7 @@ fn a_committed_offsets_fetch_held_by_an_open_transaction_gives_up_when_cancelled
         return;
     };
     let m = member(&brokers, &unique("eos-cancel-offsets-g"), &input);
-    let orphan: BaseProducer = client(&brokers)
-        .build(
-            Role::Producer,
-            &[],
-            &[
-                ("transactional.id", &unique("txn-orphan")),
-                ("transaction.timeout.ms", "60000"),
-            ],
-        )
-        .create()
-        .unwrap();
-    orphan.init_transactions(T).unwrap();
-    orphan.begin_transaction().unwrap();
+    let orphan = open_transaction(&brokers, "60000");
     let mut offsets = TopicPartitionList::new();
     offsets
         .add_partition_offset(&input, 0, Offset::Offset(5))
