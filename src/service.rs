@@ -72,11 +72,10 @@ pub struct Service {
     addr: SocketAddr,
     /// Shared with the handlers.
     app: Arc<AppState>,
-    /// Tells the poll thread and the refresher to stop.
+    /// Tells the poll thread and the refresher to stop, and cancels a restore under way
+    /// (exactly-once mode), which would otherwise hold the poll thread for up to
+    /// `kafka.restore_timeout_ms`.
     stop: Arc<AtomicBool>,
-    /// Cancels a restore under way (exactly-once mode), which would otherwise hold the
-    /// poll thread for up to `kafka.restore_timeout_ms`.
-    restore_cancel: Option<Arc<AtomicBool>>,
     /// The poll thread (it stops the workers on its way out).
     poll_thread: Option<std::thread::JoinHandle<()>>,
     /// The fold workers.
@@ -147,8 +146,10 @@ impl Service {
             worker_threads.push(Worker::spawn(i, shared.clone(), rx)?);
             senders.push(tx);
         }
+        let stop = Arc::new(AtomicBool::new(false));
         let eos = if k.exactly_once {
-            let e = crate::kafka::eos::connect(&config, &clients, metrics.registry()).await;
+            let e = crate::kafka::eos::connect(&config, &clients, metrics.registry(), stop.clone())
+                .await;
             match e {
                 Ok(e) => Some(Arc::new(e)),
                 Err(e) => {
@@ -160,7 +161,6 @@ impl Service {
             tracing::warn!("kafka.exactly_once = false: at-least-once mode, every assigned partition is rebuilt from its first offset");
             None
         };
-        let restore_cancel = eos.as_ref().map(|e| e.takeover.reader.cancel_flag());
         let router = Arc::new(Router::new(
             senders.clone(),
             metrics.clone(),
@@ -185,7 +185,6 @@ impl Service {
             };
         tracing::info!(brokers = %k.brokers, topics = ?k.topics, group = %k.group_id, "subscribed");
 
-        let stop = Arc::new(AtomicBool::new(false));
         let poll_stop = stop.clone();
         let settings = PollSettings {
             commit_interval: Duration::from_millis(k.commit_interval_ms),
@@ -258,7 +257,6 @@ impl Service {
             addr,
             app,
             stop,
-            restore_cancel,
             poll_thread: Some(poll_thread),
             worker_threads,
             refresher: Some(refresher),
@@ -305,9 +303,6 @@ impl Service {
             h.signal_stop();
         }
         self.stop.store(true, Ordering::Release);
-        if let Some(c) = &self.restore_cancel {
-            c.store(true, Ordering::Release);
-        }
         let poll = self.poll_thread.take();
         let refresher = self.refresher.take();
         let workers = std::mem::take(&mut self.worker_threads);
@@ -340,9 +335,6 @@ impl Service {
 impl Drop for Service {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(c) = &self.restore_cancel {
-            c.store(true, Ordering::Release);
-        }
         if let Some(h) = &self.http {
             h.signal_stop();
         }

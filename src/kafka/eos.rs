@@ -232,11 +232,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Sets exactly-once mode up at start: checks (or creates) each input topic's changelog,
 /// makes sure the dead-letter and notifications topics exist (a transaction writing to a
 /// missing topic would abort again and again), and starts the committer, whose
-/// `init_transactions` fences an earlier incarnation of this instance.
+/// `init_transactions` fences an earlier incarnation of this instance. `stop` (the
+/// service's stop flag) cancels a restore under way (`restore.rs`).
 pub async fn connect(
     config: &crate::config::Config,
     clients: &super::client::ClientSettings,
     registry: &prometheus::Registry,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Eos> {
     use anyhow::Context;
     use std::collections::HashMap;
@@ -314,7 +316,7 @@ pub async fn connect(
         .map(|t| (t.clone(), committer.record_limit(t)))
         .collect();
     let takeover = Takeover {
-        reader: ChangelogReader::new(clients)?,
+        reader: ChangelogReader::new(clients)?.cancelled_by(stop),
         changelog_of,
         record_limits,
         notifications_topic,

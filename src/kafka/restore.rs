@@ -29,8 +29,9 @@
 //! offsets would be ahead of the state.
 //!
 //! A restore can wait long (an orphaned transaction, up to `kafka.restore_timeout_ms`),
-//! and it runs in the rebalance callback, on the poll thread. So it is cancellable:
-//! [`ChangelogReader::cancel_flag`] is set at shutdown, and both waits (the committed
+//! and it runs in the rebalance callback, on the poll thread. So it is cancellable: the
+//! service's stop flag, set at shutdown, is the reader's cancel flag
+//! ([`ChangelogReader::cancelled_by`]), and both waits (the committed
 //! offsets, the read to the end) look at it at least every 2 s (the read every 100 ms)
 //! and give up with
 //! [`RestoreError::Cancelled`]. A cancelled restore has applied nothing, so the next owner
@@ -135,6 +136,12 @@ impl ChangelogReader {
     /// The flag that cancels this reader's restores, now and later (set at shutdown).
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         self.cancel.clone()
+    }
+
+    /// This reader, cancelled by `flag` (the service's stop flag) instead of its own.
+    pub fn cancelled_by(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = flag;
+        self
     }
 
     fn cancelled(&self) -> bool {
