@@ -157,12 +157,7 @@ impl SeenIds {
                 // inline, instead of a heap copy made for the second id and freed again
                 // by the prune below, on every event.
                 self.prune(floor);
-                oldest = self
-                    .few
-                    .iter()
-                    .map(|(_, t)| *t)
-                    .min()
-                    .unwrap_or(Micros::MAX);
+                oldest = floor; // a lower bound of what the prune kept
             }
             if self.few.len() == self.few.capacity() && self.few.len() < EXACT_MAX {
                 // Exact room while short: most customers hold two to four ids at once,
