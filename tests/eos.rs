@@ -124,6 +124,15 @@ fn member_with(brokers: &str, group: &str, input: &str, protocol: &str) -> BaseC
     c
 }
 
+/// Cancels `reader` after `wait`, on a thread of its own (as a shutdown would).
+fn cancel_after(reader: &ChangelogReader, wait: Duration) -> std::thread::JoinHandle<()> {
+    let cancel = reader.cancel_flag();
+    std::thread::spawn(move || {
+        std::thread::sleep(wait);
+        cancel.store(true, std::sync::atomic::Ordering::Release);
+    })
+}
+
 /// A transactional producer (a killed instance, to its readers) with a transaction begun,
 /// which its coordinator aborts after `timeout_ms` unless it is ended first.
 fn open_transaction(brokers: &str, timeout_ms: &str) -> BaseProducer {
@@ -737,11 +746,7 @@ fn a_restore_held_by_an_open_transaction_gives_up_when_cancelled() {
     let orphan = open_transaction(&brokers, "60000");
     leave_uncommitted(&orphan, &topic.name);
     let r = reader(&brokers);
-    let cancel = r.cancel_flag();
-    let canceller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(1));
-        cancel.store(true, std::sync::atomic::Ordering::Release);
-    });
+    let canceller = cancel_after(&r, Duration::from_secs(1));
     let out = r.read_partitions(&topic.name, &[0], T);
     canceller.join().unwrap();
     // Cancelled, not timed out (T is 30 s, the orphan's timeout a minute).
@@ -779,11 +784,7 @@ fn a_committed_offsets_fetch_held_by_an_open_transaction_gives_up_when_cancelled
         .send_offsets_to_transaction(&offsets, &group, T)
         .unwrap();
     let r = reader(&brokers);
-    let cancel = r.cancel_flag();
-    let canceller = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_secs(3));
-        cancel.store(true, std::sync::atomic::Ordering::Release);
-    });
+    let canceller = cancel_after(&r, Duration::from_secs(3));
     let map = HashMap::from([(input.clone(), topic.name.clone())]);
     let t0 = Instant::now();
     let out = committed_then_changelog(&m, &r, &[tp(&input, 0)], &map, T);
