@@ -137,6 +137,39 @@ fn raise_nofile(want: libc::rlim_t) {
     }
 }
 
+/// Opens `n` connections to `addr` in the background, each with half a request line and
+/// then silence (a slowloris); yields those that connected and wrote within 90 s.
+fn attack(
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> std::thread::JoinHandle<Vec<std::net::TcpStream>> {
+    std::thread::spawn(move || {
+        runtime().block_on(async {
+            let mut set = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                set.spawn(async move {
+                    let mut s = tokio::time::timeout(
+                        Duration::from_secs(90),
+                        tokio::net::TcpStream::connect(addr),
+                    )
+                    .await
+                    .ok()?
+                    .ok()?;
+                    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /api/v1/report HT")
+                        .await
+                        .ok()?;
+                    s.into_std().ok()
+                });
+            }
+            let mut out = Vec::new();
+            while let Some(r) = set.join_next().await {
+                out.extend(r.unwrap());
+            }
+            out
+        })
+    })
+}
+
 #[test]
 fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
     let Some(brokers) = brokers("slowloris") else {
@@ -159,36 +192,17 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
     let main: std::net::SocketAddr = inst.addr.parse().unwrap();
     assert_eq!(authed(&inst, "/api/v1/summary").0, 200);
 
-    // Half a request line on each connection, then silence; opened in the background (the
-    // connections beyond the cap and the listen backlog get in only as the server times
-    // the held ones out).
-    let attacker = std::thread::spawn(move || {
-        runtime().block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            for _ in 0..HELD {
-                set.spawn(async move {
-                    let mut s = tokio::time::timeout(
-                        Duration::from_secs(90),
-                        tokio::net::TcpStream::connect(main),
-                    )
-                    .await
-                    .ok()?
-                    .ok()?;
-                    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /api/v1/report HT")
-                        .await
-                        .ok()?;
-                    s.into_std().ok()
-                });
-            }
-            let mut out = Vec::new();
-            while let Some(r) = set.join_next().await {
-                out.extend(r.unwrap());
-            }
-            out
-        })
-    });
-
-    // The fault happened: the main listener is at its cap.
+    // Half a request line on each connection, then silence, in two waves of at most the
+    // listen backlog (tokio's 1024) each: the first fills the cap; the second, opened once
+    // the server holds the first, waits in the accept queue and gets in only as the server
+    // times the held ones out. Neither wave can overflow the kernel's queues, so every
+    // connection the client holds is one the server accepts (a burst of all 2000 at once
+    // could find the accept queue full while the server was still accepting the first
+    // wave: the kernel completes such a connection on the client's side and drops it on
+    // the server's, which never counts it).
+    const BACKLOG: usize = 1024;
+    assert!(CAP <= BACKLOG && HELD - CAP <= BACKLOG);
+    let first = attack(main, CAP);
     let metrics_url = format!("http://{admin}/metrics");
     let open_main = || {
         let (s, _, text) = call(&metrics_url, None, Duration::from_secs(10));
@@ -201,11 +215,13 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
             "keypulse_http_open_connections{listener=\"main\"}",
         ) as usize
     };
+    // The fault happened: the main listener is at its cap.
     wait_for(
         "the main listener at its cap",
         Duration::from_secs(30),
         || (open_main() == CAP).then_some(()),
     );
+    let second = attack(main, HELD - CAP);
 
     // The admin listener answers meanwhile (a liveness bound, not a benchmark).
     for path in ["/healthz", "/readyz", "/healthz", "/metrics", "/healthz"] {
@@ -238,7 +254,8 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
     assert_eq!(s, 200);
     eprintln!("the API answered again after {:?}", t0.elapsed());
 
-    let held = attacker.join().unwrap();
+    let mut held = first.join().unwrap();
+    held.extend(second.join().unwrap());
     eprintln!("held {} half-open connections", held.len());
     assert!(
         held.len() >= HELD * 9 / 10,
