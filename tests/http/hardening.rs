@@ -201,7 +201,7 @@ fn slowloris_connections_are_timed_out_while_the_admin_probes_answer() {
     // wave: the kernel completes such a connection on the client's side and drops it on
     // the server's, which never counts it).
     const BACKLOG: usize = 1024;
-    assert!(CAP <= BACKLOG && HELD - CAP <= BACKLOG);
+    const { assert!(CAP <= BACKLOG && HELD - CAP <= BACKLOG) };
     let first = attack(main, CAP);
     let metrics_url = format!("http://{admin}/metrics");
     let open_main = || {
