@@ -2,7 +2,7 @@
 //! asked for a few events ahead, so that their memory loads overlap the events before.
 //!
 //! Owns [`PartitionState::hint_ahead`], the hints given before each event of a run
-//! (the event, its customer id, the customer record, its licenses, their boxed parts,
+//! (the event, the text it borrows from its line, the customer record, its licenses, their boxed parts,
 //! each some events ahead), and [`PartitionState::apply_ahead`], which applies a run of
 //! events with them.
 //! With many customers the fold's time goes to cache misses on the customer and license
@@ -21,8 +21,9 @@ use crate::signals::Notification;
 /// How many events ahead the event itself is asked for (the fold reads the events in
 /// order, but they were decoded on another thread, into memory no longer cached here).
 const EVENT_AHEAD: usize = 48;
-/// How many events ahead the bytes of the event's customer id are asked for.
-const ID_AHEAD: usize = 32;
+/// How many events ahead the bytes of the event's text (its customer id, event id,
+/// license key, country, ...) are asked for.
+const TEXT_AHEAD: usize = 32;
 /// How many events ahead a customer's record is asked for.
 const CUSTOMER_AHEAD: usize = 16;
 /// How many events ahead the records found through the customer are asked for (its
@@ -69,6 +70,84 @@ fn hint_slice<T>(s: &[T]) {
         hint(p.wrapping_add(bytes - 1), 1);
     }
 }
+
+/// Hints the bytes of the strings an event borrows from its line: its customer id, event
+/// id, license key, and what else the fold reads of it (the country and domain of a
+/// validation, ...). They lie within the line, so one span of a few cache lines covers
+/// them all. A string the decoder had to copy (one with escapes) is left out: it lies
+/// elsewhere, and is rare.
+#[inline(always)]
+fn hint_text(ev: &Event<'_>) {
+    use crate::event::EventKind as K;
+    use std::borrow::Cow;
+    let (mut first, mut lo, mut hi) = (std::ptr::null::<u8>(), usize::MAX, 0usize);
+    let mut add = |s: Option<&Cow<'_, str>>| {
+        if let Some(Cow::Borrowed(s)) = s {
+            let p = s.as_ptr() as usize;
+            if p < lo {
+                (first, lo) = (s.as_ptr(), p);
+            }
+            hi = hi.max(p + s.len());
+        }
+    };
+    add(ev.customer_id.as_ref());
+    add(ev.event_id.as_ref());
+    match &ev.kind {
+        K::Validated {
+            license_key,
+            domain,
+            country,
+            ..
+        } => {
+            add(Some(license_key));
+            add(domain.as_ref());
+            add(country.as_ref());
+        }
+        K::Issued {
+            license_key,
+            plan,
+            email,
+            ..
+        } => {
+            add(Some(license_key));
+            add(Some(plan));
+            add(email.as_ref());
+        }
+        K::Activated {
+            license_key,
+            domain,
+        } => {
+            add(Some(license_key));
+            add(domain.as_ref());
+        }
+        K::DomainAdded {
+            license_key,
+            domain,
+        }
+        | K::DomainRemoved {
+            license_key,
+            domain,
+        } => {
+            add(Some(license_key));
+            add(Some(domain));
+        }
+        K::Renewed { license_key, .. }
+        | K::Expired { license_key }
+        | K::Revoked { license_key }
+        | K::SubscriptionChanged { license_key, .. }
+        | K::SubscriptionCanceled { license_key }
+        | K::FeatureDenied { license_key, .. } => add(Some(license_key)),
+        _ => {}
+    }
+    // All within one line of the log; the bound only guards against text from elsewhere.
+    if hi > lo && hi - lo <= TEXT_MAX {
+        let back = lo % LINE;
+        hint(first.wrapping_sub(back), hi - lo + back);
+    }
+}
+
+/// The most bytes [`hint_text`] asks for (a log line's text spans far less).
+const TEXT_MAX: usize = 16 * LINE;
 
 /// The hints in flight over a run of events: the customers found at the second stage,
 /// kept for the third. One per run, handed to [`PartitionState::hint_ahead`] at each event.
@@ -120,8 +199,8 @@ impl PartitionState {
         for e in at(EVENT_AHEAD).filter_map(|p| events.get(p)) {
             hint_record(*e);
         }
-        for c in at(ID_AHEAD).filter_map(|p| id_at(events, p)) {
-            hint_slice(c.as_bytes());
+        for e in at(TEXT_AHEAD).filter_map(|p| events.get(p)) {
+            hint_text(e);
         }
         for c in at(CUSTOMER_AHEAD).filter_map(|p| id_at(events, p)) {
             self.prefetch_customer(c);
