@@ -2,9 +2,9 @@
 //! asked for a few events ahead, so that their memory loads overlap the events before.
 //!
 //! Owns [`PartitionState::hint_ahead`], the hints given before each event of a run
-//! (the event, the text it borrows from its line, the customer record, its licenses, their boxed parts,
-//! each some events ahead), and [`PartitionState::apply_ahead`], which applies a run of
-//! events with them.
+//! (the event, the text it borrows from its line, the customer record, its licenses,
+//! their boxed parts, each some events ahead), and [`PartitionState::apply_ahead`], which
+//! applies a run of events with them.
 //! With many customers the fold's time goes to cache misses on the customer and license
 //! records (each in a vector too large for the caches), and one event's misses cannot
 //! overlap another's: each `apply` is too long for the processor to look past. These
