@@ -71,24 +71,36 @@ fn hint_slice<T>(s: &[T]) {
     }
 }
 
-/// Hints the bytes of the strings an event borrows from its line: its customer id, event
-/// id, license key, and what else the fold reads of it (the country and domain of a
-/// validation, ...). They lie within the line, so one span of a few cache lines covers
-/// them all. A string the decoder had to copy (one with escapes) is left out: it lies
-/// elsewhere, and is rare.
+/// Hints the bytes of the strings the fold reads of an event: its customer id, event id,
+/// license key, and per type the country, domain, plan and email. Those it borrows from
+/// its line lie within the line, so one span of a few cache lines covers them all
+/// ([`text_span`]); a string the decoder had to copy (one with escapes) lies elsewhere,
+/// and is hinted on its own.
 #[inline(always)]
 fn hint_text(ev: &Event<'_>) {
+    if let Some((p, bytes)) = text_span(ev, |s| hint_slice(s.as_bytes())) {
+        hint(p, bytes);
+    }
+}
+
+/// The span of whole cache lines that holds every string `ev` borrows among those the fold
+/// reads (none when it borrows none, or when they span more than [`TEXT_MAX`] bytes, which
+/// one line of a log never does); `owned` gets each of them the decoder had to copy.
+#[inline(always)]
+fn text_span(ev: &Event<'_>, mut owned: impl FnMut(&str)) -> Option<(*const u8, usize)> {
     use crate::event::EventKind as K;
     use std::borrow::Cow;
     let (mut first, mut lo, mut hi) = (std::ptr::null::<u8>(), usize::MAX, 0usize);
-    let mut add = |s: Option<&Cow<'_, str>>| {
-        if let Some(Cow::Borrowed(s)) = s {
+    let mut add = |s: Option<&Cow<'_, str>>| match s {
+        Some(Cow::Borrowed(s)) => {
             let p = s.as_ptr() as usize;
             if p < lo {
                 (first, lo) = (s.as_ptr(), p);
             }
             hi = hi.max(p + s.len());
         }
+        Some(Cow::Owned(s)) => owned(s),
+        None => {}
     };
     add(ev.customer_id.as_ref());
     add(ev.event_id.as_ref());
@@ -139,14 +151,11 @@ fn hint_text(ev: &Event<'_>) {
         | K::FeatureDenied { license_key, .. } => add(Some(license_key)),
         _ => {}
     }
-    // All within one line of the log; the bound only guards against text from elsewhere.
-    if hi > lo && hi - lo <= TEXT_MAX {
-        let back = lo % LINE;
-        hint(first.wrapping_sub(back), hi - lo + back);
-    }
+    let back = lo % LINE;
+    (hi > lo && hi - lo <= TEXT_MAX).then(|| (first.wrapping_sub(back), hi - lo + back))
 }
 
-/// The most bytes [`hint_text`] asks for (a log line's text spans far less).
+/// The most bytes [`text_span`] spans (a log line's text spans far less).
 const TEXT_MAX: usize = 16 * LINE;
 
 /// The hints in flight over a run of events: the customers found at the second stage,
@@ -353,5 +362,59 @@ mod tests {
                 assert!(one.counts().duplicates > 0);
             }
         }
+    }
+
+    /// The span covers every string the fold reads of the event, from the start of its
+    /// first cache line, and nothing far beyond the line; a copied string is handed over
+    /// on its own instead.
+    #[test]
+    fn the_text_span_covers_what_the_fold_reads() {
+        let line = r#"{"type":"license.validated","ts":"2026-10-01T10:00:00Z","event_id":"e1","customer_id":"c1","license_key":"k1","result":"valid","domain":"d.example","country":"FR"}"#;
+        let ev = decode(line.as_bytes()).unwrap();
+        let mut copied = Vec::new();
+        let (p, bytes) = text_span(&ev, |s| copied.push(s.to_string())).unwrap();
+        assert!(copied.is_empty(), "{copied:?}");
+        assert_eq!(p as usize % LINE, 0);
+        let (start, end) = (p as usize, p as usize + bytes);
+        let within = |s: &str| start <= s.as_ptr() as usize && s.as_ptr() as usize + s.len() <= end;
+        let crate::event::EventKind::Validated {
+            license_key,
+            domain,
+            country,
+            ..
+        } = &ev.kind
+        else {
+            panic!("{:?}", ev.kind)
+        };
+        for s in [
+            ev.customer_id.as_deref().unwrap(),
+            ev.event_id.as_deref().unwrap(),
+            license_key,
+            domain.as_deref().unwrap(),
+            country.as_deref().unwrap(),
+        ] {
+            assert!(within(s), "{s} outside the span");
+        }
+        // From the line's first field read (the event id) to its last (the country).
+        let base = line.as_ptr() as usize;
+        assert!(start <= base + line.find("e1").unwrap());
+        assert!(end >= base + line.find("FR").unwrap() + 2);
+        assert!(end <= base + line.len() && start >= base - base % LINE);
+
+        // An escaped customer id is copied by the decoder: handed over, not spanned.
+        let escaped = line.replace(r#""c1""#, r#""c\u0031""#);
+        let ev = decode(escaped.as_bytes()).unwrap();
+        let mut copied = Vec::new();
+        let (p, bytes) = text_span(&ev, |s| copied.push(s.to_string())).unwrap();
+        assert_eq!(copied, ["c1"]);
+        assert!(p as usize + bytes <= escaped.as_ptr() as usize + escaped.len());
+
+        // Strings further apart than the bound (an ignored field between them) get no span.
+        let apart = line.replace(
+            r#""result""#,
+            &format!(r#""note":"{}","result""#, "x".repeat(TEXT_MAX)),
+        );
+        let ev = decode(apart.as_bytes()).unwrap();
+        assert!(text_span(&ev, |_| ()).is_none());
     }
 }
