@@ -4,10 +4,12 @@
 //! (xxh3) with the `ts` of its latest application, and forgotten once that `ts` is more
 //! than the horizon before the customer's clock. One id is held inline (a customer keeps
 //! either one at a time or many, so more inline room would mostly go unused), a few in a
-//! small vector; a busy customer's set moves to a hash map. Guarantees: exact for every pair of
-//! distinct ids whose hashes differ (two distinct ids of one customer, both inside one
-//! horizon, collide with probability about 2⁻⁶⁴); pruning never changes a decision, since
-//! a pruned id is one the horizon already ignores.
+//! boxed slice of exactly their number; a busy customer's set moves to a hash map. The
+//! whole is 24 bytes in the customer record. Guarantees: exact for every pair of distinct
+//! ids whose hashes differ (two distinct ids of one customer, both inside one horizon,
+//! collide with probability about 2⁻⁶⁴); pruning never changes a decision, since a pruned
+//! id is one the horizon already ignores; an id remembered with a `ts` the horizon already
+//! ignores is not kept at all.
 
 use std::collections::HashMap;
 
@@ -16,23 +18,33 @@ use smallvec::SmallVec;
 
 use super::time::Micros;
 
-/// Above this many ids the set moves from the inline vector to a hash map.
+/// Above this many ids the set moves from the short list to a hash map.
 const INLINE_MAX: usize = 16;
-
-/// The small vector grows one id at a time up to this many, doubling beyond.
-const EXACT_MAX: usize = 4;
 
 type IdMap = HashMap<u64, Micros, ahash::RandomState>;
 
-/// The ids a customer applied within the horizon (32 bytes in its customer record).
+/// One remembered id: its hash and the `ts` of its latest application.
+type Entry = (u64, Micros);
+
+/// The ids a customer applied within the horizon (24 bytes in its customer record).
 /// Its serialized form is [`SeenIdsWire`]'s, unchanged since the state codec's first
 /// version.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(from = "SeenIdsWire")]
-pub(crate) struct SeenIds {
-    few: SmallVec<[(u64, Micros); 1]>,
-    // Boxed on purpose: 8 bytes per customer instead of 64 for the rare busy one.
-    many: Option<Box<Many>>,
+pub(crate) struct SeenIds(Held);
+
+/// How the ids are held, by how many there are.
+#[derive(Debug, Clone, Default)]
+enum Held {
+    #[default]
+    None,
+    One(Entry),
+    /// Two to [`INLINE_MAX`] (more only after a merge), in a slice of exactly their
+    /// number: a customer holds a few at once, and a growing vector's slack would sit in
+    /// every one of them.
+    Few(Box<[Entry]>),
+    // Boxed on purpose: 8 bytes here instead of 64 for the rare busy customer.
+    Many(Box<Many>),
 }
 
 /// A busy customer's ids.
@@ -62,7 +74,7 @@ impl std::ops::DerefMut for Many {
 /// The serialized form of [`SeenIds`] (the field order is the codec's).
 #[derive(Deserialize)]
 struct SeenIdsWire {
-    few: SmallVec<[(u64, Micros); 1]>,
+    few: SmallVec<[Entry; 1]>,
     many: Option<IdMap>,
     pruned_len: u32,
     oldest: Micros,
@@ -70,33 +82,34 @@ struct SeenIdsWire {
 
 impl From<SeenIdsWire> for SeenIds {
     fn from(w: SeenIdsWire) -> Self {
-        Self {
-            few: w.few,
-            many: w.many.map(|map| {
-                Box::new(Many {
-                    map,
-                    pruned_len: w.pruned_len,
-                    oldest: w.oldest,
-                })
-            }),
-        }
+        Self(match w.many {
+            // The short list is empty beside a map (a map never sits beside one).
+            Some(map) => Held::Many(Box::new(Many {
+                map,
+                pruned_len: w.pruned_len,
+                oldest: w.oldest,
+            })),
+            None => Held::of(w.few.into_vec()),
+        })
     }
 }
 
 impl Serialize for SeenIds {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
+        let many = match &self.0 {
+            Held::Many(m) => Some(m),
+            _ => None,
+        };
         let mut st = s.serialize_struct("SeenIds", 4)?;
-        st.serialize_field("few", &self.few)?;
-        st.serialize_field("many", &self.many.as_ref().map(|m| &m.map))?;
-        st.serialize_field(
-            "pruned_len",
-            &self.many.as_ref().map_or(0, |m| m.pruned_len),
-        )?;
+        // A sequence, as the small vector it was written from in the first version.
+        st.serialize_field("few", self.few())?;
+        st.serialize_field("many", &many.map(|m| &m.map))?;
+        st.serialize_field("pruned_len", &many.map_or(0, |m| m.pruned_len))?;
         // The short list's is its minimum (0 when empty, as a new set's always was).
-        let oldest = match &self.many {
+        let oldest = match many {
             Some(m) => m.oldest,
-            None => self.few.iter().map(|(_, t)| *t).min().unwrap_or(0),
+            None => self.few().iter().map(|(_, t)| *t).min().unwrap_or(0),
         };
         st.serialize_field("oldest", &oldest)?;
         st.end()
@@ -107,18 +120,41 @@ fn hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
+impl Held {
+    /// The short form of `entries` (none, one, or a slice of exactly their number).
+    fn of(entries: Vec<Entry>) -> Self {
+        match entries.len() {
+            0 => Self::None,
+            1 => Self::One(entries[0]),
+            _ => Self::Few(entries.into_boxed_slice()),
+        }
+    }
+}
+
 impl SeenIds {
     /// The `ts` of the latest application of `id`, if remembered.
     fn get(&self, h: u64) -> Option<Micros> {
-        match &self.many {
-            Some(m) => m.get(&h).copied(),
-            None => self.few.iter().find(|(k, _)| *k == h).map(|(_, t)| *t),
+        match &self.0 {
+            Held::Many(m) => m.get(&h).copied(),
+            _ => self.few().iter().find(|(k, _)| *k == h).map(|(_, t)| *t),
         }
     }
 
     /// The ids held in the short list (hashes and times; empty once the map holds them).
-    pub(crate) fn few(&self) -> &[(u64, Micros)] {
-        &self.few
+    pub(crate) fn few(&self) -> &[Entry] {
+        match &self.0 {
+            Held::None | Held::Many(_) => &[],
+            Held::One(e) => std::slice::from_ref(e),
+            Held::Few(b) => b,
+        }
+    }
+
+    fn few_mut(&mut self) -> &mut [Entry] {
+        match &mut self.0 {
+            Held::None | Held::Many(_) => &mut [],
+            Held::One(e) => std::slice::from_mut(e),
+            Held::Few(b) => b,
+        }
     }
 
     /// Whether `id` was applied at or after `floor` (the customer's clock minus the horizon).
@@ -129,7 +165,7 @@ impl SeenIds {
     /// Records an application of `id` at `ts`, then forgets ids older than `floor`.
     pub(crate) fn remember(&mut self, id: &str, ts: Micros, floor: Micros) {
         let h = hash(id);
-        if let Some(m) = &mut self.many {
+        if let Held::Many(m) = &mut self.0 {
             if m.is_empty() {
                 m.oldest = ts;
             }
@@ -143,51 +179,70 @@ impl SeenIds {
         // One pass over the short list: find the id, and the oldest `ts` held.
         let mut found = false;
         let mut oldest = Micros::MAX;
-        for e in self.few.iter_mut() {
+        for e in self.few_mut() {
             if e.0 == h {
                 e.1 = ts;
                 found = true;
             }
             oldest = oldest.min(e.1);
         }
-        if !found {
-            if self.few.len() == self.few.capacity() && oldest < floor {
-                // Forget what the horizon already ignores before growing: a customer
-                // whose events are more than the horizon apart then keeps its one id
-                // inline, instead of a heap copy made for the second id and freed again
-                // by the prune below, on every event.
-                self.prune(floor);
-                oldest = floor; // a lower bound of what the prune kept
-            }
-            if self.few.len() == self.few.capacity() && self.few.len() < EXACT_MAX {
-                // Exact room while short: most customers hold two to four ids at once,
-                // and doubling would leave a slot in every one unused.
-                self.few.reserve_exact(1);
-            }
-            self.few.push((h, ts));
-            oldest = oldest.min(ts);
-            if self.few.len() > INLINE_MAX {
-                self.many = Some(Box::new(Many {
-                    map: self.few.drain(..).collect(),
-                    pruned_len: INLINE_MAX as u32,
-                    oldest,
-                }));
-            }
-        }
+        // Forget what the horizon already ignores first: a customer whose events are more
+        // than the horizon apart then keeps its one id inline, with no heap copy made for
+        // the second id and freed again at once.
         if oldest < floor {
             self.prune(floor);
         }
+        // An id whose `ts` the horizon already ignores would be forgotten at once.
+        if !found && ts >= floor {
+            self.push(h, ts);
+        }
+    }
+
+    /// Adds an id the short list does not hold; moves the list to a map past
+    /// [`INLINE_MAX`].
+    fn push(&mut self, h: u64, ts: Micros) {
+        self.0 = match std::mem::take(&mut self.0) {
+            Held::None => Held::One((h, ts)),
+            Held::One(e) => Held::Few(Box::new([e, (h, ts)])),
+            Held::Few(b) if b.len() < INLINE_MAX => {
+                let mut v = Vec::with_capacity(b.len() + 1);
+                v.extend_from_slice(&b);
+                v.push((h, ts));
+                Held::Few(v.into_boxed_slice())
+            }
+            Held::Few(b) => {
+                let mut map: IdMap = b.iter().copied().collect();
+                map.insert(h, ts);
+                let oldest = map.values().copied().min().unwrap_or(Micros::MAX);
+                Held::Many(Box::new(Many {
+                    map,
+                    pruned_len: INLINE_MAX as u32,
+                    oldest,
+                }))
+            }
+            Held::Many(mut m) => {
+                m.insert(h, ts);
+                m.oldest = m.oldest.min(ts);
+                Held::Many(m)
+            }
+        };
     }
 
     fn prune(&mut self, floor: Micros) {
-        match &mut self.many {
-            None => {
-                self.few.retain(|(_, t)| *t >= floor);
-                if self.few.spilled() && self.few.len() <= self.few.inline_size() {
-                    self.few.shrink_to_fit(); // back inline: frees the heap copy
+        match &mut self.0 {
+            Held::None => {}
+            Held::One(e) => {
+                if e.1 < floor {
+                    self.0 = Held::None;
                 }
             }
-            Some(m) => {
+            Held::Few(b) => {
+                if b.iter().any(|(_, t)| *t < floor) {
+                    let kept = b.iter().copied().filter(|(_, t)| *t >= floor).collect();
+                    self.0 = Held::of(kept);
+                }
+            }
+            Held::Many(m) => {
                 // amortised: a large set prunes only when it has doubled
                 if (m.len() as u32) < 2 * m.pruned_len {
                     return;
@@ -195,8 +250,7 @@ impl SeenIds {
                 m.retain(|_, t| *t >= floor);
                 m.oldest = m.values().copied().min().unwrap_or(Micros::MAX);
                 if m.len() <= INLINE_MAX / 2 {
-                    self.few = m.drain().collect();
-                    self.many = None;
+                    self.0 = Held::of(m.drain().collect());
                 } else {
                     m.shrink_to_fit();
                     m.pruned_len = m.len() as u32;
@@ -207,36 +261,31 @@ impl SeenIds {
 
     /// Adds every id of `other` (for merging the no-customer group of two states).
     pub(crate) fn absorb(&mut self, other: SeenIds) {
-        let entries: Vec<(u64, Micros)> = match other.many {
-            Some(m) => m.map.into_iter().collect(),
-            None => other.few.into_vec(),
+        let entries: Vec<Entry> = match other.0 {
+            Held::Many(m) => m.map.into_iter().collect(),
+            _ => other.few().to_vec(),
         };
         for (h, t) in entries {
             let keep = self.get(h).map_or(t, |mine| mine.max(t));
-            match &mut self.many {
-                Some(m) => {
-                    m.insert(h, keep);
-                    m.oldest = m.oldest.min(keep);
-                }
-                None => match self.few.iter_mut().find(|(k, _)| *k == h) {
-                    Some(e) => e.1 = keep,
-                    None => self.few.push((h, keep)),
-                },
+            if let Held::Many(m) = &mut self.0 {
+                m.insert(h, keep);
+                m.oldest = m.oldest.min(keep);
+                continue;
+            }
+            match self.few_mut().iter_mut().find(|(k, _)| *k == h) {
+                Some(e) => e.1 = keep,
+                None => self.push(h, keep),
             }
         }
     }
 
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let few = if self.few.spilled() {
-            self.few.capacity() * 16
-        } else {
-            0
-        };
-        few + self
-            .many
-            .as_ref()
-            .map_or(0, |m| std::mem::size_of::<Many>() + m.capacity() * 17)
+        match &self.0 {
+            Held::None | Held::One(_) => 0,
+            Held::Few(b) => std::mem::size_of_val::<[Entry]>(b),
+            Held::Many(m) => std::mem::size_of::<Many>() + m.capacity() * 17,
+        }
     }
 }
 
@@ -297,7 +346,7 @@ mod tests {
             let before = allocations();
             s.remember(&id, ts, ts - hour);
             assert_eq!(allocations(), before, "remember allocated at {i}");
-            assert!(!s.few.spilled(), "spilled at {i}");
+            assert!(matches!(s.0, Held::One(_)), "not inline at {i}");
             assert_eq!(s.heap_bytes(), 0);
             assert!(s.is_duplicate(&id, ts - hour));
             assert!(i == 0 || !s.is_duplicate(&format!("e{}", i - 1), ts - hour));
@@ -310,15 +359,35 @@ mod tests {
     #[test]
     fn a_short_set_holds_exact_room() {
         let mut s = SeenIds::default();
-        for (n, id) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let ids: Vec<String> = (0..INLINE_MAX).map(|i| format!("e{i}")).collect();
+        for (n, id) in ids.iter().enumerate() {
             s.remember(id, n as Micros, 0);
-            assert_eq!(s.few.capacity(), n + 1, "after {id}");
+            let room = if n == 0 { 0 } else { (n + 1) * 16 };
+            assert_eq!(s.heap_bytes(), room, "after {id}");
         }
-        s.remember("e", 5, 0);
-        assert_eq!(s.few.capacity(), 8); // doubling beyond
-        assert!(["a", "b", "c", "d", "e"]
-            .iter()
-            .all(|id| s.is_duplicate(id, 0)));
+        assert!(ids.iter().all(|id| s.is_duplicate(id, 0)));
+        // One more moves the set to a map.
+        s.remember("x", 99, 0);
+        assert!(matches!(s.0, Held::Many(_)));
+        assert!(ids.iter().all(|id| s.is_duplicate(id, 0)) && s.is_duplicate("x", 0));
+    }
+
+    /// 24 bytes in the customer record (issue 10's budget; it was 32 with the small vector
+    /// and the map's box side by side).
+    #[test]
+    fn the_set_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<SeenIds>(), 24);
+    }
+
+    /// An id remembered with a `ts` the horizon already ignores is not kept; the others are.
+    #[test]
+    fn a_late_id_below_the_floor_is_not_kept() {
+        let mut s = SeenIds::default();
+        s.remember("a", 100, 50);
+        s.remember("late", 10, 50);
+        assert!(!s.is_duplicate("late", 0));
+        assert!(s.is_duplicate("a", 50));
+        assert!(matches!(s.0, Held::One(_)));
     }
 
     proptest::proptest! {
@@ -362,7 +431,7 @@ mod tests {
         for i in 0..100 {
             s.remember(&format!("id{i}"), i, 0);
         }
-        assert!(s.many.is_some());
+        assert!(matches!(s.0, Held::Many(_)));
         assert!((0..100).all(|i| s.is_duplicate(&format!("id{i}"), 0)));
         for i in 0..200 {
             s.remember(&format!("late{i}"), 10_000 + i, 10_000);
@@ -370,7 +439,7 @@ mod tests {
         assert!(!s.is_duplicate("id5", 0));
         assert!(s.is_duplicate("late150", 10_000));
         s.remember("last", 1_000_000, 1_000_000);
-        assert!(s.many.is_none());
+        assert!(!matches!(s.0, Held::Many(_)));
         assert!(s.is_duplicate("last", 0));
     }
 }
