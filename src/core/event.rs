@@ -249,6 +249,12 @@ impl<'a> EventKind<'a> {
 
     /// The license key, for the types that carry one.
     pub fn license_key(&self) -> Option<&str> {
+        self.license_key_text().map(|k| &**k)
+    }
+
+    /// The license key as decoded (borrowed from the event's bytes, or a copy when it had
+    /// escapes), for the types that carry one.
+    pub fn license_key_text(&self) -> Option<&Cow<'a, str>> {
         match self {
             Self::Issued { license_key, .. }
             | Self::Activated { license_key, .. }

@@ -104,51 +104,20 @@ fn text_span(ev: &Event<'_>, mut owned: impl FnMut(&str)) -> Option<(*const u8, 
     };
     add(ev.customer_id.as_ref());
     add(ev.event_id.as_ref());
+    add(ev.kind.license_key_text());
     match &ev.kind {
         K::Validated {
-            license_key,
-            domain,
-            country,
-            ..
+            domain, country, ..
         } => {
-            add(Some(license_key));
             add(domain.as_ref());
             add(country.as_ref());
         }
-        K::Issued {
-            license_key,
-            plan,
-            email,
-            ..
-        } => {
-            add(Some(license_key));
+        K::Issued { plan, email, .. } => {
             add(Some(plan));
             add(email.as_ref());
         }
-        K::Activated {
-            license_key,
-            domain,
-        } => {
-            add(Some(license_key));
-            add(domain.as_ref());
-        }
-        K::DomainAdded {
-            license_key,
-            domain,
-        }
-        | K::DomainRemoved {
-            license_key,
-            domain,
-        } => {
-            add(Some(license_key));
-            add(Some(domain));
-        }
-        K::Renewed { license_key, .. }
-        | K::Expired { license_key }
-        | K::Revoked { license_key }
-        | K::SubscriptionChanged { license_key, .. }
-        | K::SubscriptionCanceled { license_key }
-        | K::FeatureDenied { license_key, .. } => add(Some(license_key)),
+        K::Activated { domain, .. } => add(domain.as_ref()),
+        K::DomainAdded { domain, .. } | K::DomainRemoved { domain, .. } => add(Some(domain)),
         _ => {}
     }
     let back = lo % LINE;
