@@ -98,6 +98,16 @@ impl Default for CustomerExtras {
 const EXACT_NOTIFICATIONS: usize = 4;
 
 impl CustomerExtras {
+    /// Whether they hold nothing (so the customer needs no extras).
+    pub(super) fn is_unused(&self) -> bool {
+        self.invites.is_empty()
+            && self.open_tickets.is_empty()
+            && self.notifications.is_empty()
+            && self.last_churn_at == NEVER
+            && self.expiring.is_none()
+            && self.upgrade_watch.is_none()
+    }
+
     /// Keeps a decided notification, without a `Vec`'s slack while the list is short.
     pub(super) fn keep(&mut self, n: Notification) {
         let v = &mut self.notifications;
@@ -156,12 +166,7 @@ impl Customer {
         if self.watch().is_some_and(UpgradeWatch::is_empty) {
             if let Some(e) = self.extras.as_mut() {
                 e.upgrade_watch = None;
-                let unused = e.invites.is_empty()
-                    && e.open_tickets.is_empty()
-                    && e.notifications.is_empty()
-                    && e.last_churn_at == NEVER
-                    && e.expiring.is_none();
-                if unused {
+                if e.is_unused() {
                     self.extras = None;
                 }
             }

@@ -253,20 +253,15 @@ impl PartitionState {
                 })
             })
             .collect();
-        let cold = !w.invites.is_empty()
-            || !w.open_tickets.is_empty()
-            || !notifications.is_empty()
-            || w.last_churn_at != NEVER;
-        let extras = cold.then(|| {
-            Box::new(CustomerExtras {
-                invites: w.invites,
-                open_tickets: w.open_tickets.into_iter().collect(),
-                notifications,
-                last_churn_at: w.last_churn_at,
-                expiring: None,
-                upgrade_watch: None,
-            })
-        });
+        let extras = CustomerExtras {
+            invites: w.invites,
+            open_tickets: w.open_tickets.into_iter().collect(),
+            notifications,
+            last_churn_at: w.last_churn_at,
+            expiring: None,
+            upgrade_watch: None,
+        };
+        let extras = (!extras.is_unused()).then(|| Box::new(extras));
         let mut c = Customer::new(&w.id);
         c.clock = w.clock;
         c.seen_ids = w.seen_ids;
