@@ -198,8 +198,8 @@ impl SeenIds {
         }
     }
 
-    /// Adds an id the short list does not hold; moves the list to a map past
-    /// [`INLINE_MAX`].
+    /// Adds an id the short list does not hold (or sets it in the map); moves the list to
+    /// a map past [`INLINE_MAX`].
     fn push(&mut self, h: u64, ts: Micros) {
         self.0 = match std::mem::take(&mut self.0) {
             Held::None => Held::One((h, ts)),
@@ -267,11 +267,7 @@ impl SeenIds {
         };
         for (h, t) in entries {
             let keep = self.get(h).map_or(t, |mine| mine.max(t));
-            if let Held::Many(m) = &mut self.0 {
-                m.insert(h, keep);
-                m.oldest = m.oldest.min(keep);
-                continue;
-            }
+            // A map's `few_mut` is empty: `push` inserts into it (replacing its entry).
             match self.few_mut().iter_mut().find(|(k, _)| *k == h) {
                 Some(e) => e.1 = keep,
                 None => self.push(h, keep),

@@ -153,3 +153,43 @@ fn a_busy_customer_moves_to_a_map_and_back() {
     assert!(!matches!(s.0, Held::Many(_)));
     assert!(s.is_duplicate("last", 0));
 }
+
+/// A merge keeps every id of both sides at its latest `ts`, whichever forms they hold
+/// (one, a short list, a map).
+#[test]
+fn absorb_keeps_the_latest_of_both_in_every_form() {
+    let set = |ids: std::ops::Range<u32>, ts: Micros| {
+        let mut s = SeenIds::default();
+        for i in ids {
+            s.remember(&format!("e{i}"), ts, 0);
+        }
+        s
+    };
+    // (mine, theirs): a map into a map, a short list into a map, a map into one id.
+    for (mine, theirs) in [
+        (set(0..40, 10), set(20..60, 20)),
+        (set(0..40, 10), set(35..38, 20)),
+        (set(0..1, 10), set(0..40, 20)),
+    ] {
+        let expect: HashMap<u64, Micros> = [&mine, &theirs]
+            .iter()
+            .flat_map(|s| match &s.0 {
+                Held::Many(m) => m.map.iter().map(|(h, t)| (*h, *t)).collect::<Vec<_>>(),
+                _ => s.few().to_vec(),
+            })
+            .fold(HashMap::new(), |mut acc, (h, t)| {
+                let e = acc.entry(h).or_insert(t);
+                *e = (*e).max(t);
+                acc
+            });
+        let mut merged = mine;
+        merged.absorb(theirs);
+        for (h, t) in &expect {
+            assert_eq!(merged.get(*h), Some(*t));
+        }
+        if let Held::Many(m) = &merged.0 {
+            assert_eq!(m.len(), expect.len());
+            assert!(m.oldest <= expect.values().copied().min().unwrap());
+        }
+    }
+}
