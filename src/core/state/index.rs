@@ -21,7 +21,7 @@ use crate::window::DayBitmap;
 
 /// A customer with at most this many licenses has them looked up by a scan of its own
 /// list (held inline in the customer record), and none of them in the license table.
-pub(super) const SCAN_MAX: usize = 4;
+pub(super) const SCAN_MAX: usize = super::license_list::INLINE;
 
 /// Lookup tables rebuilt from the vectors after deserialization.
 #[derive(Debug, Clone, Default)]
@@ -121,8 +121,7 @@ impl PartitionState {
     }
 
     pub(super) fn find_license(&self, customer: u32, key: &str) -> Option<u32> {
-        let own = &self.customers[customer as usize].licenses;
-        if own.len() <= SCAN_MAX {
+        if let Some(own) = self.customers[customer as usize].licenses.inline() {
             return own
                 .iter()
                 .copied()
@@ -142,7 +141,10 @@ impl PartitionState {
     /// and indexes it: the merge's way in, without rebuilding the whole index.
     pub(super) fn push_license(&mut self, l: License) -> u32 {
         let i = self.licenses.len() as u32;
-        let big = self.customers[l.customer as usize].licenses.len() > SCAN_MAX;
+        let big = self.customers[l.customer as usize]
+            .licenses
+            .inline()
+            .is_none();
         self.licenses.push(l);
         if big {
             self.table_license(i);

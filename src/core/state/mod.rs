@@ -9,7 +9,8 @@
 //! [`PartitionState::advance_to`].
 //!
 //! The parts, one idea each: `records` (customer and license), `kept` (a decided
-//! notification as its customer keeps it), `index` (lookups),
+//! notification as its customer keeps it), `license_list` (a customer's licenses), `index`
+//! (lookups),
 //! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
 //! health inputs), `countries` (a day's validations by country), `upgrade` (triggers),
 //! `mrr` (the MRR book), `merge`, `aggregate` (the report's sums), `codec` (versioned
@@ -48,6 +49,7 @@ mod emails;
 mod expiring;
 mod index;
 mod kept;
+mod license_list;
 mod memory;
 mod merge;
 mod movements;

@@ -12,7 +12,6 @@
 //! the index and the records, and never writes), so the state, the decisions and the
 //! report are the same with or without it; it costs a hash and a probe of the index.
 
-use super::index::SCAN_MAX;
 use super::PartitionState;
 use crate::config::CoreConfig;
 use crate::event::Event;
@@ -214,8 +213,8 @@ impl PartitionState {
     fn prefetch_records(&self, customer_id: &str) -> Option<u32> {
         let ci = self.find_customer(customer_id)?;
         let c = &self.customers[ci as usize];
-        if c.licenses.len() <= SCAN_MAX {
-            for &li in &c.licenses {
+        if let Some(own) = c.licenses.inline() {
+            for &li in own {
                 if let Some(l) = self.licenses.get(li as usize) {
                     hint_record(l);
                 }
@@ -235,8 +234,8 @@ impl PartitionState {
         if let Some(e) = &c.extras {
             hint_record(&**e);
         }
-        if c.licenses.len() <= SCAN_MAX {
-            for &li in &c.licenses {
+        if let Some(own) = c.licenses.inline() {
+            for &li in own {
                 if let Some(e) = self
                     .licenses
                     .get(li as usize)

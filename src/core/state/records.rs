@@ -6,13 +6,11 @@
 //! in a partition-wide table. Guarantees: the rarely used parts of a customer and of a
 //! license are boxed, so most pay one pointer for them.
 
-use serde::{Deserialize, Serialize};
-use smallvec::SmallVec;
-
 use super::domains::DomainSet;
 use super::emails::EmailRef;
 use super::expiring::ExpiryIndex;
 use super::kept::Kept;
+use super::license_list::LicenseList;
 use super::memory::heap_bytes;
 use super::watch::{UpgradeWatch, Watched};
 use crate::codes::Status;
@@ -21,6 +19,7 @@ use crate::signals::Notification;
 use crate::time::{Micros, NEVER};
 use crate::window::{DayBitmap, DayCounts};
 use compact_str::CompactString;
+use serde::{Deserialize, Serialize};
 
 /// One customer (or, with id `""`, the events that carry none). Its licenses are records
 /// of their own in the partition's license vector; its binary form (with them) is the
@@ -33,8 +32,8 @@ pub(crate) struct Customer {
     pub(crate) clock: Micros,
     /// `event_id` → `ts` of its latest application, kept for the de-duplication horizon.
     pub(super) seen_ids: SeenIds,
-    /// The usual few are held inline.
-    pub(crate) licenses: SmallVec<[u32; 4]>,
+    /// The usual few are held inline (`license_list.rs`).
+    pub(crate) licenses: LicenseList,
     pub(crate) active_licenses: u32,
     /// Active licenses with `mrr_cents` > 0: its MRR is above 0 exactly when this is, so
     /// an MRR movement is classified without summing its licenses (SPEC §8.2).
@@ -124,7 +123,7 @@ impl Customer {
             id: id.into(),
             clock: NEVER,
             seen_ids: SeenIds::default(),
-            licenses: SmallVec::new(),
+            licenses: LicenseList::new(),
             active_licenses: 0,
             paying_licenses: 0,
             validations: DayCounts::default(),
