@@ -4,8 +4,9 @@
 //! (xxh3) with the `ts` of its latest application, and forgotten once that `ts` is more
 //! than the horizon before the customer's clock. One id is held inline (a customer keeps
 //! either one at a time or many, so more inline room would mostly go unused), a few in a
-//! boxed slice of exactly their number; a busy customer's set moves to a hash map. The
-//! whole is 24 bytes in the customer record. Guarantees: exact for every pair of distinct
+//! boxed slice of exactly their number, packed to 12 bytes an id (`dedup_packed.rs`); a
+//! busy customer's set moves to a hash map, and so does a short list whose `ts` lie too
+//! far apart to pack. The whole is 24 bytes in the customer record. Guarantees: exact for every pair of distinct
 //! ids whose hashes differ (two distinct ids of one customer, both inside one horizon,
 //! collide with probability about 2⁻⁶⁴); pruning never changes a decision, since a pruned
 //! id is one the horizon already ignores; an id remembered with a `ts` the horizon already
@@ -17,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::time::Micros;
+
+#[path = "dedup_packed.rs"]
+mod packed;
+use packed::Packed;
 
 /// Above this many ids the set moves from the short list to a hash map.
 const INLINE_MAX: usize = 16;
@@ -39,10 +44,9 @@ enum Held {
     #[default]
     None,
     One(Entry),
-    /// Two to [`INLINE_MAX`] (more only after a merge), in a slice of exactly their
-    /// number: a customer holds a few at once, and a growing vector's slack would sit in
-    /// every one of them.
-    Few(Box<[Entry]>),
+    /// Two to [`INLINE_MAX`], packed in a slice of exactly their number: a customer
+    /// holds a few at once, and a growing vector's slack would sit in every one of them.
+    Few(Packed),
     // Boxed on purpose: 8 bytes here instead of 64 for the rare busy customer.
     Many(Box<Many>),
 }
@@ -89,7 +93,7 @@ impl From<SeenIdsWire> for SeenIds {
                 pruned_len: w.pruned_len,
                 oldest: w.oldest,
             })),
-            None => Held::of(w.few.into_vec()),
+            None => Held::of(&w.few),
         })
     }
 }
@@ -103,7 +107,7 @@ impl Serialize for SeenIds {
         };
         let mut st = s.serialize_struct("SeenIds", 4)?;
         // A sequence, as the small vector it was written from in the first version.
-        st.serialize_field("few", self.few())?;
+        st.serialize_field("few", &self.few())?;
         st.serialize_field("many", &many.map(|m| &m.map))?;
         st.serialize_field("pruned_len", &many.map_or(0, |m| m.pruned_len))?;
         // The short list's is its minimum (0 when empty, as a new set's always was).
@@ -120,14 +124,46 @@ fn hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
+/// The ids of a short form, copied out of it (on the stack: at most one more than a
+/// short list holds, the one being added).
+type Short = SmallVec<[Entry; INLINE_MAX + 1]>;
+
 impl Held {
-    /// The short form of `entries` (none, one, or a slice of exactly their number).
-    fn of(entries: Vec<Entry>) -> Self {
-        match entries.len() {
-            0 => Self::None,
-            1 => Self::One(entries[0]),
-            _ => Self::Few(entries.into_boxed_slice()),
+    /// The form of `entries` (distinct hashes): none, one, a packed slice of exactly their
+    /// number, or a map when they are more than [`INLINE_MAX`] or do not pack.
+    fn of(entries: &[Entry]) -> Self {
+        match entries {
+            [] => Self::None,
+            [e] => Self::One(*e),
+            _ => match (entries.len() <= INLINE_MAX)
+                .then(|| Packed::pack(entries))
+                .flatten()
+            {
+                Some(p) => Self::Few(p),
+                None => Self::map_of(entries),
+            },
         }
+    }
+
+    fn map_of(entries: &[Entry]) -> Self {
+        let map: IdMap = entries.iter().copied().collect();
+        let oldest = map.values().copied().min().unwrap_or(Micros::MAX);
+        Self::Many(Box::new(Many {
+            pruned_len: INLINE_MAX as u32,
+            map,
+            oldest,
+        }))
+    }
+
+    /// Holds `entries`: in the packed slice it has when they are as many (no
+    /// allocation), else in their own form.
+    fn hold(&mut self, entries: &[Entry]) {
+        if let Self::Few(p) = self {
+            if entries.len() <= INLINE_MAX && p.repack(entries) {
+                return;
+            }
+        }
+        *self = Self::of(entries);
     }
 }
 
@@ -135,25 +171,28 @@ impl SeenIds {
     /// The `ts` of the latest application of `id`, if remembered.
     fn get(&self, h: u64) -> Option<Micros> {
         match &self.0 {
+            Held::None => None,
+            Held::One((k, t)) => (*k == h).then_some(*t),
+            Held::Few(p) => p.get(h),
             Held::Many(m) => m.get(&h).copied(),
-            _ => self.few().iter().find(|(k, _)| *k == h).map(|(_, t)| *t),
         }
     }
 
-    /// The ids held in the short list (hashes and times; empty once the map holds them).
-    pub(crate) fn few(&self) -> &[Entry] {
+    /// The ids held in a short form (hashes and times; none once the map holds them),
+    /// the newest first.
+    fn few(&self) -> Short {
         match &self.0 {
-            Held::None | Held::Many(_) => &[],
-            Held::One(e) => std::slice::from_ref(e),
-            Held::Few(b) => b,
+            Held::None | Held::Many(_) => Short::new(),
+            Held::One(e) => Short::from_slice(std::slice::from_ref(e)),
+            Held::Few(p) => p.iter().collect(),
         }
     }
 
-    fn few_mut(&mut self) -> &mut [Entry] {
-        match &mut self.0 {
-            Held::None | Held::Many(_) => &mut [],
-            Held::One(e) => std::slice::from_mut(e),
-            Held::Few(b) => b,
+    /// The heap words of the short list (for a cache hint; empty in the other forms).
+    pub(crate) fn packed_words(&self) -> &[u32] {
+        match &self.0 {
+            Held::Few(p) => p.words(),
+            _ => &[],
         }
     }
 
@@ -176,56 +215,56 @@ impl SeenIds {
             }
             return;
         }
-        // One pass over the short list: find the id, and the oldest `ts` held.
-        let mut found = false;
-        let mut oldest = Micros::MAX;
-        for e in self.few_mut() {
-            if e.0 == h {
-                e.1 = ts;
-                found = true;
+        // The usual step of a packed list: a new id, and nothing for the horizon to forget.
+        if let Held::Few(p) = &self.0 {
+            if ts >= floor && p.oldest() >= floor && p.get(h).is_none() {
+                if let Some(grown) = p.with(h, ts, INLINE_MAX) {
+                    self.0 = Held::Few(grown);
+                    return;
+                }
             }
-            oldest = oldest.min(e.1);
         }
-        // Forget what the horizon already ignores first: a customer whose events are more
-        // than the horizon apart then keeps its one id inline, with no heap copy made for
-        // the second id and freed again at once.
-        if oldest < floor {
-            self.prune(floor);
-        }
-        // An id whose `ts` the horizon already ignores would be forgotten at once.
+        // One pass over a copy of the short list: set the id's `ts` if held, then forget
+        // what the horizon already ignores (first: a customer whose events are more than
+        // the horizon apart keeps its one id inline, with no heap copy made for the second
+        // id and freed again at once), then add the id if new (not one the horizon already
+        // ignores: it would be forgotten at once).
+        let mut ids = self.few();
+        let held = ids.len();
+        let mut changed = false;
+        let found = match ids.iter_mut().find(|e| e.0 == h) {
+            Some(e) => {
+                changed = e.1 != ts;
+                e.1 = ts;
+                true
+            }
+            None => false,
+        };
+        ids.retain(|e| e.1 >= floor);
+        changed |= ids.len() != held;
         if !found && ts >= floor {
-            self.push(h, ts);
+            ids.push((h, ts));
+            changed = true;
+        }
+        if changed {
+            self.0.hold(&ids);
         }
     }
 
-    /// Adds an id the short list does not hold (or sets it in the map); moves the list to
-    /// a map past [`INLINE_MAX`].
-    fn push(&mut self, h: u64, ts: Micros) {
-        self.0 = match std::mem::take(&mut self.0) {
-            Held::None => Held::One((h, ts)),
-            Held::One(e) => Held::Few(Box::new([e, (h, ts)])),
-            Held::Few(b) if b.len() < INLINE_MAX => {
-                let mut v = Vec::with_capacity(b.len() + 1);
-                v.extend_from_slice(&b);
-                v.push((h, ts));
-                Held::Few(v.into_boxed_slice())
-            }
-            Held::Few(b) => {
-                let mut map: IdMap = b.iter().copied().collect();
-                map.insert(h, ts);
-                let oldest = map.values().copied().min().unwrap_or(Micros::MAX);
-                Held::Many(Box::new(Many {
-                    map,
-                    pruned_len: INLINE_MAX as u32,
-                    oldest,
-                }))
-            }
-            Held::Many(mut m) => {
-                m.insert(h, ts);
-                m.oldest = m.oldest.min(ts);
-                Held::Many(m)
-            }
-        };
+    /// Sets the `ts` of `h`, held or not (moving a short list to a map past
+    /// [`INLINE_MAX`]).
+    fn put(&mut self, h: u64, ts: Micros) {
+        if let Held::Many(m) = &mut self.0 {
+            m.insert(h, ts);
+            m.oldest = m.oldest.min(ts);
+            return;
+        }
+        let mut ids = self.few();
+        match ids.iter_mut().find(|e| e.0 == h) {
+            Some(e) => e.1 = ts,
+            None => ids.push((h, ts)),
+        }
+        self.0.hold(&ids);
     }
 
     fn prune(&mut self, floor: Micros) {
@@ -236,10 +275,10 @@ impl SeenIds {
                     self.0 = Held::None;
                 }
             }
-            Held::Few(b) => {
-                if b.iter().any(|(_, t)| *t < floor) {
-                    let kept = b.iter().copied().filter(|(_, t)| *t >= floor).collect();
-                    self.0 = Held::of(kept);
+            Held::Few(p) => {
+                if p.iter().any(|(_, t)| t < floor) {
+                    let kept: Short = p.iter().filter(|(_, t)| *t >= floor).collect();
+                    self.0 = Held::of(&kept);
                 }
             }
             Held::Many(m) => {
@@ -250,7 +289,8 @@ impl SeenIds {
                 m.retain(|_, t| *t >= floor);
                 m.oldest = m.values().copied().min().unwrap_or(Micros::MAX);
                 if m.len() <= INLINE_MAX / 2 {
-                    self.0 = Held::of(m.drain().collect());
+                    let kept: Short = m.drain().collect();
+                    self.0 = Held::of(&kept);
                 } else {
                     m.shrink_to_fit();
                     m.pruned_len = m.len() as u32;
@@ -267,11 +307,7 @@ impl SeenIds {
         };
         for (h, t) in entries {
             let keep = self.get(h).map_or(t, |mine| mine.max(t));
-            // A map's `few_mut` is empty: `push` inserts into it (replacing its entry).
-            match self.few_mut().iter_mut().find(|(k, _)| *k == h) {
-                Some(e) => e.1 = keep,
-                None => self.push(h, keep),
-            }
+            self.put(h, keep);
         }
     }
 
@@ -279,7 +315,7 @@ impl SeenIds {
     pub(crate) fn heap_bytes(&self) -> usize {
         match &self.0 {
             Held::None | Held::One(_) => 0,
-            Held::Few(b) => std::mem::size_of_val::<[Entry]>(b),
+            Held::Few(p) => p.heap_bytes(),
             Held::Many(m) => std::mem::size_of::<Many>() + m.capacity() * 17,
         }
     }

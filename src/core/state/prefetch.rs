@@ -221,7 +221,7 @@ impl PartitionState {
             }
         }
         hint_slice(c.validations.days());
-        hint_slice(c.seen_ids.few());
+        hint_slice(c.seen_ids.packed_words());
         Some(ci)
     }
 
