@@ -177,10 +177,10 @@ impl PartitionState {
                 ticket_id,
                 category,
             } => {
-                let tickets = &mut self.customers[ci as usize].extras_mut().open_tickets;
-                if !tickets.contains(&**ticket_id) {
-                    tickets.insert((**ticket_id).into());
-                }
+                self.customers[ci as usize]
+                    .extras_mut()
+                    .open_tickets
+                    .open(ticket_id);
                 if *category == TicketCategory::Cancellation {
                     churn_signal = Some(ChurnSignal::CancellationTicket);
                 }
@@ -189,7 +189,7 @@ impl PartitionState {
                 self.customers[ci as usize]
                     .extras_mut()
                     .open_tickets
-                    .remove(&**ticket_id);
+                    .close(ticket_id);
             }
             EventKind::PaymentFailed => {
                 self.customers[ci as usize].payment_failed = true;

@@ -9,7 +9,7 @@
 //! [`PartitionState::advance_to`].
 //!
 //! The parts, one idea each: `records` (customer and license), `kept` (a decided
-//! notification as its customer keeps it), `license_list` (a customer's licenses), `index`
+//! notification as its customer keeps it), `license_list` (a customer's licenses), `tickets` (its open tickets), `index`
 //! (lookups),
 //! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
 //! health inputs), `countries` (a day's validations by country), `upgrade` (triggers),
@@ -61,6 +61,7 @@ mod sharing;
 mod spec8;
 #[cfg(test)]
 mod test_fold;
+mod tickets;
 mod upgrade;
 mod watch;
 mod wire;

@@ -12,6 +12,7 @@ use super::expiring::ExpiryIndex;
 use super::kept::Kept;
 use super::license_list::LicenseList;
 use super::memory::heap_bytes;
+use super::tickets::Tickets;
 use super::watch::{UpgradeWatch, Watched};
 use crate::codes::Status;
 use crate::dedup::SeenIds;
@@ -55,9 +56,6 @@ pub(crate) struct Customer {
     pub(super) watching: bool,
 }
 
-/// A customer's open ticket ids (the codec writes them sorted).
-pub(crate) type TicketSet = hashbrown::HashSet<Box<str>, ahash::RandomState>;
-
 /// The parts of a customer that most customers never use (the cold side of the record:
 /// nothing here is read by an event that doesn't need it, and the few checks made on
 /// every event look only at whether the box exists).
@@ -65,8 +63,8 @@ pub(crate) type TicketSet = hashbrown::HashSet<Box<str>, ahash::RandomState>;
 pub(crate) struct CustomerExtras {
     /// `team.member_invited` by day.
     pub(super) invites: DayCounts,
-    /// Support tickets opened and not closed (a set: O(1) per ticket event however many).
-    pub(super) open_tickets: TicketSet,
+    /// Support tickets opened and not closed (`tickets.rs`: boxed, O(1) per event).
+    pub(super) open_tickets: Tickets,
     /// Every notification decided for this customer, in decision order, in their kept
     /// form (`kept.rs`). Grown one at a time while short (see [`CustomerExtras::keep`]):
     /// most customers have one or two, and a `Vec`'s first growth would hold room for four.
@@ -84,7 +82,7 @@ impl Default for CustomerExtras {
     fn default() -> Self {
         Self {
             invites: DayCounts::default(),
-            open_tickets: TicketSet::default(),
+            open_tickets: Tickets::default(),
             notifications: Vec::new(),
             last_churn_at: NEVER,
             expiring: None,
