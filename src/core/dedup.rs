@@ -6,11 +6,11 @@
 //! either one at a time or many, so more inline room would mostly go unused), a few in a
 //! boxed slice of exactly their number, packed to 12 bytes an id (`dedup_packed.rs`); a
 //! busy customer's set moves to a hash map, and so does a short list whose `ts` lie too
-//! far apart to pack. The whole is 24 bytes in the customer record. Guarantees: exact for every pair of distinct
-//! ids whose hashes differ (two distinct ids of one customer, both inside one horizon,
-//! collide with probability about 2⁻⁶⁴); pruning never changes a decision, since a pruned
-//! id is one the horizon already ignores; an id remembered with a `ts` the horizon already
-//! ignores is not kept at all.
+//! far apart to pack. The whole is 24 bytes in the customer record. Guarantees: exact for
+//! every pair of distinct ids whose hashes differ (two distinct ids of one customer, both
+//! inside one horizon, collide with probability about 2⁻⁶⁴); pruning never changes a
+//! decision, since a pruned id is one the horizon already ignores; an id remembered with a
+//! `ts` the horizon already ignores is not kept at all.
 
 use std::collections::HashMap;
 
