@@ -124,6 +124,17 @@ fn hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
+/// Sets the `ts` of `h` among `ids`, adding it when absent; whether that changed them.
+fn upsert(ids: &mut Short, h: u64, ts: Micros) -> bool {
+    match ids.iter_mut().find(|e| e.0 == h) {
+        Some(e) => std::mem::replace(&mut e.1, ts) != ts,
+        None => {
+            ids.push((h, ts));
+            true
+        }
+    }
+}
+
 /// The ids of a short form, copied out of it (on the stack: at most one more than a
 /// short list holds, the one being added).
 type Short = SmallVec<[Entry; INLINE_MAX + 1]>;
@@ -159,7 +170,8 @@ impl Held {
     /// allocation), else in their own form.
     fn hold(&mut self, entries: &[Entry]) {
         if let Self::Few(p) = self {
-            if entries.len() <= INLINE_MAX && p.repack(entries) {
+            // (A packed list holds at most `INLINE_MAX`, so as many entries are that few.)
+            if p.repack(entries) {
                 return;
             }
         }
@@ -224,28 +236,16 @@ impl SeenIds {
                 }
             }
         }
-        // One pass over a copy of the short list: set the id's `ts` if held, then forget
-        // what the horizon already ignores (first: a customer whose events are more than
-        // the horizon apart keeps its one id inline, with no heap copy made for the second
-        // id and freed again at once), then add the id if new (not one the horizon already
-        // ignores: it would be forgotten at once).
+        // On a copy of the short list, on the stack: set the id's `ts` (adding it if new),
+        // then forget what the horizon already ignores, the id itself if its `ts` is below
+        // the floor; only then is the set written back. So a customer whose events are
+        // more than the horizon apart keeps its one id inline, with no heap copy made for
+        // the second id and freed again at once.
         let mut ids = self.few();
+        let mut changed = upsert(&mut ids, h, ts);
         let held = ids.len();
-        let mut changed = false;
-        let found = match ids.iter_mut().find(|e| e.0 == h) {
-            Some(e) => {
-                changed = e.1 != ts;
-                e.1 = ts;
-                true
-            }
-            None => false,
-        };
         ids.retain(|e| e.1 >= floor);
         changed |= ids.len() != held;
-        if !found && ts >= floor {
-            ids.push((h, ts));
-            changed = true;
-        }
         if changed {
             self.0.hold(&ids);
         }
@@ -260,10 +260,7 @@ impl SeenIds {
             return;
         }
         let mut ids = self.few();
-        match ids.iter_mut().find(|e| e.0 == h) {
-            Some(e) => e.1 = ts,
-            None => ids.push((h, ts)),
-        }
+        upsert(&mut ids, h, ts);
         self.0.hold(&ids);
     }
 

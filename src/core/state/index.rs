@@ -65,7 +65,7 @@ impl PartitionState {
         index.licenses.clear();
         let hasher = &index.hasher;
         for (i, l) in licenses.iter().enumerate() {
-            if customers[l.customer as usize].licenses.len() <= SCAN_MAX {
+            if customers[l.customer as usize].licenses.inline().is_some() {
                 continue;
             }
             let h = license_hash(hasher, l.customer, l.key());
