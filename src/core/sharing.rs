@@ -55,6 +55,9 @@ impl MismatchRecord {
             return;
         }
         if self.domains.len() < MAX_DOMAINS {
+            // One slot at a time (at most 64, one copy per new domain): most licenses
+            // mismatch on one to three domains, where a `Vec`'s first growth holds four.
+            self.domains.reserve_exact(1);
             self.domains.push((day, domain.into()));
             return;
         }
@@ -77,7 +80,11 @@ impl MismatchRecord {
     /// Forgets the mismatches and domains before `floor`.
     pub fn prune(&mut self, floor: Day) {
         self.mismatches.prune(floor);
+        let before = self.domains.len();
         self.domains.retain(|(d, _)| *d >= floor);
+        if self.domains.len() < before && self.domains.len() * 2 < self.domains.capacity() {
+            self.domains.shrink_to_fit();
+        }
     }
 
     /// Whether nothing is left (the fold can drop the record).
@@ -229,5 +236,18 @@ mod tests {
         assert_eq!(r.mismatches_in(0, 50), 1);
         r.prune(51);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn holds_room_for_its_domains_only() {
+        let entry = std::mem::size_of::<(Day, Box<str>)>();
+        let mut r = MismatchRecord::default();
+        for i in 0..10 {
+            r.record(i, Some(&format!("d{i}")), 0);
+            assert_eq!(r.domains.capacity(), i as usize + 1);
+        }
+        r.prune(8); // two domains left of ten: the room shrinks to them
+        assert_eq!(r.domains.capacity(), 2);
+        assert_eq!(r.heap_bytes(), 2 * entry + 4 + r.mismatches.heap_bytes());
     }
 }

@@ -23,20 +23,39 @@ impl DayCounts {
         Self(SmallVec::new_const())
     }
 
-    /// Adds `n` on `day`, then forgets days before `floor`.
+    /// Adds `n` on `day`, then forgets days before `floor` (a day before `floor` adds
+    /// nothing).
+    ///
+    /// Spilled, the days grow one slot at a time, never by doubling: a customer that
+    /// validates daily holds a window's worth of days for months (35 by default, 280
+    /// bytes), where doubling would hold room for 64. The days before `floor` go first, so
+    /// at a steady window a new day takes the slot the oldest left, without growing.
     pub fn add(&mut self, day: Day, n: u32, floor: Day) {
+        self.prune(floor);
+        if day < floor {
+            return;
+        }
         match self.0.binary_search_by_key(&day, |(d, _)| *d) {
             Ok(i) => self.0[i].1 = self.0[i].1.saturating_add(n),
-            Err(i) => self.0.insert(i, (day, n)),
+            Err(i) => {
+                if self.0.spilled() && self.0.len() == self.0.capacity() {
+                    // Bounded by the window (at most 60 days): one copy per new day.
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, (day, n));
+            }
         }
-        self.prune(floor);
     }
 
-    /// Forgets days before `floor`.
+    /// Forgets days before `floor`; gives back the room of the days forgotten once they
+    /// were more than half of it.
     pub fn prune(&mut self, floor: Day) {
         let keep_from = self.0.partition_point(|(d, _)| *d < floor);
         if keep_from > 0 {
             self.0.drain(..keep_from);
+            if self.0.spilled() && self.0.len() * 2 < self.0.capacity() {
+                self.0.shrink_to_fit();
+            }
         }
     }
 
@@ -134,6 +153,44 @@ mod tests {
         assert_eq!(c.sum(0, 11), 0);
         assert_eq!(c.sum(0, 100), 2);
         assert_eq!(c.last_day(), Some(40));
+    }
+
+    #[test]
+    fn a_daily_window_holds_exactly_its_days() {
+        // 100 days of daily counts through a 35-day window: the room stays the window's.
+        let mut c = DayCounts::default();
+        for day in 0..100 {
+            c.add(day, 1, day - 34);
+            assert_eq!(c.days().len(), (day + 1).min(35) as usize);
+            assert!(c.heap_bytes() <= 35 * 8, "day {day}: {}", c.heap_bytes());
+        }
+        assert_eq!(c.heap_bytes(), 35 * 8);
+        // A day before the floor adds nothing (as it always did: it was pruned at once).
+        c.add(10, 7, 65);
+        assert_eq!(c.sum(0, 100), 35);
+        // Most days forgotten: the room shrinks with them, back inline at two.
+        c.prune(98);
+        assert_eq!(c.days(), &[(98, 1), (99, 1)]);
+        assert_eq!(c.heap_bytes(), 0);
+    }
+
+    proptest::proptest! {
+        /// Against a map that keeps every day: the same days and counts after every step,
+        /// and never more room than twice the days held (or the first spill's four).
+        #[test]
+        fn day_counts_match_a_map(ops in proptest::collection::vec((0i32..90, 1u32..5, 0i32..90), 1..200)) {
+            let mut c = DayCounts::default();
+            let mut m = std::collections::BTreeMap::<Day, u32>::new();
+            for (day, n, floor) in ops {
+                c.add(day, n, floor);
+                *m.entry(day).or_default() += n;
+                m.retain(|d, _| *d >= floor);
+                let want: Vec<(Day, u32)> = m.iter().map(|(d, n)| (*d, *n)).collect();
+                proptest::prop_assert_eq!(c.days(), &want[..]);
+                let room = c.heap_bytes() / 8;
+                proptest::prop_assert!(room <= (2 * want.len()).max(4), "room {} for {}", room, want.len());
+            }
+        }
     }
 
     #[test]

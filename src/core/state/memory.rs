@@ -106,4 +106,30 @@ mod size_tests {
         // customers with extras never need.
         assert!(size_of::<CustomerExtras>() <= 80, "CustomerExtras grew");
     }
+
+    /// A customer's kept notifications: exact room for the first four, then growth by a
+    /// quarter, never doubling.
+    #[test]
+    fn kept_notifications_leave_at_most_a_quarter_unused() {
+        use crate::codes::NotificationKind;
+        use crate::signals::Notification;
+        let mut e = CustomerExtras::default();
+        for i in 0..200usize {
+            e.keep(Notification {
+                kind: NotificationKind::Upgrade,
+                to: "owner@customer.example".into(),
+                customer_id: "cus_1".into(),
+                license_key: Some(format!("LK-{i}")),
+                at: i as i64,
+                reasons: vec!["domain_utilization".into()],
+                facts: None,
+            });
+            let (len, cap) = (e.notifications.len(), e.notifications.capacity());
+            if len <= 4 {
+                assert_eq!(cap, len);
+            } else {
+                assert!(cap * 4 <= len * 5 + 4, "{len} kept in room for {cap}");
+            }
+        }
+    }
 }

@@ -91,7 +91,7 @@ impl Default for CustomerExtras {
     }
 }
 
-/// Notifications kept with exact room up to this many; doubling beyond.
+/// Notifications kept with exact room up to this many; growing by a quarter beyond.
 const EXACT_NOTIFICATIONS: usize = 4;
 
 impl CustomerExtras {
@@ -105,11 +105,17 @@ impl CustomerExtras {
             && self.upgrade_watch.is_none()
     }
 
-    /// Keeps a decided notification, without a `Vec`'s slack while the list is short.
+    /// Keeps a decided notification, without a `Vec`'s slack while the list is short, and
+    /// with at most a quarter of it beyond (growth by 5/4: amortized O(1) copies per
+    /// notification, where doubling would leave half the room of a long list unused).
     pub(super) fn keep(&mut self, n: Notification) {
         let v = &mut self.notifications;
-        if v.len() == v.capacity() && v.len() < EXACT_NOTIFICATIONS {
-            v.reserve_exact(1);
+        if v.len() == v.capacity() {
+            v.reserve_exact(if v.len() < EXACT_NOTIFICATIONS {
+                1
+            } else {
+                v.len() / 4
+            });
         }
         v.push(Kept::new(n));
     }
