@@ -18,6 +18,11 @@
 //!   expiry in 9999, so every event runs the customer's daily check (SPEC §8.5's reminders),
 //!   which `expiring.rs` must not answer by reading every license.
 //!
+//! - `emails`: N/2 licenses without an email, one customer each, then N/2 re-issues of the
+//!   first license with an email of 2 KB, two texts in turn: each change leaves the old
+//!   text behind as garbage, and compacting the email buffer (`state/emails.rs`) must not
+//!   walk every license as often as that happens.
+//!
 //! Only `event_ids` carries event ids, so that each shape's last column (the state's own
 //! estimate of its bytes, per item, at the large N) is that structure's alone.
 //!
@@ -72,6 +77,13 @@ fn lines(shape: &str, n: u64) -> Vec<String> {
                     r#"{{"type":"license.issued","ts":"{day}","customer_id":"cus_hostile","license_key":"LK-{i:08}","plan":"starter","domain_limit":3,"mrr_cents":2900,"email":"owner{i}@hostile.example","expires_at":"9999-01-01T00:00:00Z"}}"#
                 )
             }
+            "emails" if i < n / 2 => format!(
+                r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_{i:08}","license_key":"LK-{i:08}","plan":"starter","domain_limit":3,"mrr_cents":2900}}"#
+            ),
+            "emails" => format!(
+                r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-HOSTILE","plan":"business","domain_limit":1000000,"mrr_cents":29900,"email":"{}@hostile.example"}}"#,
+                ["a", "b"][i as usize % 2].repeat(2048)
+            ),
             _ => unreachable!("unknown shape {shape}"),
         });
     }
@@ -129,6 +141,7 @@ fn main() {
         "licenses",
         "upgrade_watch",
         "expiries",
+        "emails",
     ] {
         let skip = match only.as_deref() {
             Some(o) => o != shape,
