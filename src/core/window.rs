@@ -23,7 +23,7 @@ impl DayCounts {
         Self(SmallVec::new_const())
     }
 
-    /// Adds `n` on `day`, then forgets days before `floor` (a day before `floor` adds
+    /// Adds `n` on `day` and forgets the days before `floor` (a day before `floor` adds
     /// nothing).
     ///
     /// Spilled, the days grow one slot at a time, never by doubling: a customer that

@@ -16,8 +16,7 @@
 //!   trigger: SPEC §5 checks every one after each event, and `watch.rs` must not walk them;
 //! - `expiries`: N licenses in one customer, each issued a day after the one before with an
 //!   expiry in 9999, so every event runs the customer's daily check (SPEC §8.5's reminders),
-//!   which `expiring.rs` must not answer by reading every license.
-//!
+//!   which `expiring.rs` must not answer by reading every license;
 //! - `emails`: N/2 licenses without an email, one customer each, then N/2 re-issues of the
 //!   first license with an email of 2 KB, two texts in turn: each change leaves the old
 //!   text behind as garbage, and compacting the email buffer (`state/emails.rs`) must not
