@@ -248,7 +248,7 @@ mod tests {
             assert!(s.emails.garbage <= WALK_GARBAGE * LICENSES + 1003);
         }
         // 5 MB of garbage, 800 kB a walk: six compactions, where the half-buffer rule
-        // alone made one every 64 kB (78).
+        // alone made one every 66 changes, at 64 kB (75).
         assert_eq!(compactions, released / (WALK_GARBAGE * LICENSES));
         assert_eq!(s.email_of(0), Some(format!("1{big}").as_str()));
         assert_eq!(s.email_of(1), None);
