@@ -9,14 +9,14 @@
 //! [`PartitionState::advance_to`].
 //!
 //! The parts, one idea each: `records` (customer and license), `kept` (a decided
-//! notification as its customer keeps it), `license_list` (a customer's licenses), `tickets` (its open tickets), `index`
-//! (lookups),
-//! `effects` (what each event does), `decisions` (renewal, churn, midnights, cooldowns,
-//! health inputs), `countries` (a day's validations by country), `upgrade` (triggers),
-//! `mrr` (the MRR book), `merge`, `aggregate` (the report's sums), `codec` (versioned
-//! records and bytes), `wire` (the records' V1 form) and `memory` (byte accounting); and
-//! SPEC §8's: `spec8` (the per-license record), `movements` (MRR movements), `sharing`
-//! (key sharing and revoked use) and `reminders` (expiry reminders).
+//! notification as its customer keeps it), `license_list` (a customer's licenses),
+//! `tickets` (its open tickets), `index` (lookups), `effects` (what each event does),
+//! `decisions` (renewal, churn, midnights, cooldowns, health inputs), `countries` (a
+//! day's validations by country), `upgrade` (triggers), `mrr` (the MRR book), `merge`,
+//! `aggregate` (the report's sums), `codec` (versioned records and bytes), `wire` (the
+//! records' V1 form) and `memory` (byte accounting); and SPEC §8's: `spec8` (the
+//! per-license record), `movements` (MRR movements), `sharing` (key sharing and revoked
+//! use) and `reminders` (expiry reminders).
 //!
 //! Guarantees:
 //! - every decision for a customer depends only on that customer's own events in their
