@@ -118,13 +118,14 @@ impl PartitionState {
             .iter()
             .map(|&li| {
                 let l = &self.licenses[li as usize];
+                let terms = self.terms_of(l);
                 LicenseView {
                     license_key: l.key().to_string(),
-                    plan: self.plans[l.plan as usize].to_string(),
+                    plan: self.plan_of(l).to_string(),
                     status: l.status.as_str().to_string(),
-                    mrr_cents: l.mrr_cents,
+                    mrr_cents: terms.mrr_cents,
                     domains_used: l.domains.len() as u64,
-                    domain_limit: l.domain_limit,
+                    domain_limit: terms.domain_limit,
                     last_validation: ts(l.last_validation),
                     issued_at: ts(l.issued_at()),
                     expires_at: ts(l.expires_at()),

@@ -38,7 +38,8 @@ impl PartitionState {
         let mut by_plan = PerPlan::new(self.plans.len());
         for l in &self.licenses {
             a.by_status[l.status as usize] += 1;
-            by_plan.status[l.plan as usize].get_or_insert_default()[l.status as usize] += 1;
+            let plan = self.terms.get(l.terms).plan as usize;
+            by_plan.status[plan].get_or_insert_default()[l.status as usize] += 1;
         }
         let Some(as_of) = as_of else {
             by_plan.into_aggregate(&self.plans, &mut a);
@@ -47,7 +48,8 @@ impl PartitionState {
         let today = day_of(as_of);
         let week = cfg.activation_window_days as i64 * DAY;
         for (li, l) in self.licenses.iter().enumerate() {
-            let plan = &*self.plans[l.plan as usize];
+            let terms = self.terms.get(l.terms);
+            let plan = &*self.plans[terms.plan as usize];
             let active = l.status == Status::Active;
             if l.issued_at() != NEVER {
                 let mut c = ActivationCounts {
@@ -62,7 +64,7 @@ impl PartitionState {
                         as u64;
                 }
                 a.activation.add(&c);
-                by_plan.activation[l.plan as usize]
+                by_plan.activation[terms.plan as usize]
                     .get_or_insert_default()
                     .add(&c);
                 // time to first validation
@@ -96,14 +98,14 @@ impl PartitionState {
             if as_of.saturating_sub(risk_since) > cfg.at_risk_days as i64 * DAY {
                 a.at_risk += 1;
             }
-            if l.domain_limit > 0 {
+            if terms.domain_limit > 0 {
                 let used = l.domains.len() as u64;
-                let u = used as f64 / l.domain_limit as f64;
-                let s = by_plan.utilization[l.plan as usize].get_or_insert_default();
+                let u = used as f64 / terms.domain_limit as f64;
+                let s = by_plan.utilization[terms.plan as usize].get_or_insert_default();
                 s.licenses += 1;
                 s.sum += u;
                 s.near_limit += (u >= cfg.near_limit_ratio) as u64;
-                s.at_limit += (used >= l.domain_limit) as u64;
+                s.at_limit += (used >= terms.domain_limit) as u64;
                 s.over_provisioned += (u < cfg.over_provisioned_ratio) as u64;
             }
             a.sharing_suspects

@@ -42,7 +42,7 @@ impl PartitionState {
             at,
             reasons: vec![RenewalReason::Expired.as_str().to_string()],
             facts: Some(Facts::Renewal {
-                plan: self.plans[l.plan as usize].to_string(),
+                plan: self.plan_of(l).to_string(),
                 expires_at: (l.expires_at != NEVER).then(|| format_rfc3339(l.expires_at)),
             }),
         };
@@ -79,9 +79,9 @@ impl PartitionState {
                 let l = &self.licenses[li as usize];
                 LicenseFacts {
                     license_key: l.key().to_string(),
-                    plan: self.plans[l.plan as usize].to_string(),
+                    plan: self.plan_of(l).to_string(),
                     status: l.status.as_str().to_string(),
-                    mrr_cents: l.mrr_cents,
+                    mrr_cents: self.terms_of(l).mrr_cents,
                 }
             })
             .collect::<Vec<_>>();
@@ -176,9 +176,10 @@ impl PartitionState {
             let l = &self.licenses[li as usize];
             last_validation = last_validation.max(l.last_validation);
             earliest_seen = earliest_seen.min(l.issued_or_seen());
-            if l.status == Status::Active && l.domain_limit > 0 {
+            let limit = self.terms_of(l).domain_limit;
+            if l.status == Status::Active && limit > 0 {
                 used = used.saturating_add(l.domains.len() as u64);
-                limits = limits.saturating_add(l.domain_limit);
+                limits = limits.saturating_add(limit);
             }
         }
         let today = day_of(as_of);

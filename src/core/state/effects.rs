@@ -7,6 +7,7 @@
 //! but no windowed figure.
 
 use super::index::domain_hash;
+use super::terms::Terms;
 use super::PartitionState;
 use crate::codes::{ChurnSignal, Status};
 use crate::config::CoreConfig;
@@ -250,7 +251,7 @@ impl PartitionState {
         let was_active = l.status == Status::Active;
         let now_active = status == Status::Active;
         l.status = status;
-        let mrr = l.mrr_cents as i128;
+        let mrr = self.terms.get(l.terms).mrr_cents as i128;
         let paying = (mrr > 0) as u32;
         let c = &mut self.customers[l.customer as usize];
         match (was_active, now_active) {
@@ -279,11 +280,17 @@ impl PartitionState {
         day: Day,
     ) {
         let l = &mut self.licenses[li as usize];
-        let delta = mrr as i128 - l.mrr_cents as i128;
-        let was_paying = l.mrr_cents > 0;
-        l.plan = plan;
-        l.domain_limit = limit;
-        l.mrr_cents = mrr;
+        let old = self.terms.get(l.terms).mrr_cents;
+        let delta = mrr as i128 - old as i128;
+        let was_paying = old > 0;
+        l.terms = self.terms.replace(
+            l.terms,
+            Terms {
+                plan,
+                domain_limit: limit,
+                mrr_cents: mrr,
+            },
+        );
         if l.status == Status::Active {
             let c = &mut self.customers[l.customer as usize];
             c.paying_licenses =

@@ -14,6 +14,7 @@ use std::hash::{BuildHasher, Hash, Hasher};
 
 use super::domains::DomainSet;
 use super::records::{Customer, License};
+use super::terms::Terms;
 use super::{FastHasher, FastMap, PartitionState};
 use crate::codes::Status;
 use crate::time::{Micros, NEVER};
@@ -182,14 +183,17 @@ impl PartitionState {
             return (i, false);
         }
         let plan = self.plan_index("unknown");
+        let terms = self.terms.intern(Terms {
+            plan,
+            domain_limit: 0,
+            mrr_cents: 0,
+        });
         let i = self.licenses.len() as u32;
         self.licenses.push(License {
             customer,
             key: key.into(),
             status: Status::Active,
-            plan,
-            domain_limit: 0,
-            mrr_cents: 0,
+            terms,
             email: None,
             since: ts,
             issued: false,

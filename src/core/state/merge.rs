@@ -1,8 +1,9 @@
 //! Merging two states over disjoint customers into one.
 //!
 //! Owns [`PartitionState::merge`]. Guarantees: the merged state holds every customer,
-//! license, decision and per-day figure of both, with license and plan indexes remapped
-//! and each record indexed as it moves in (room for them reserved first: no index rebuilt,
+//! license, decision and per-day figure of both, with license and plan indexes remapped,
+//! each license's terms interned in this state's table, and each record indexed as it
+//! moves in (room for them reserved first: no index rebuilt,
 //! no vector doubled), so its report equals the report of one state that folded both
 //! partitions.
 
@@ -54,7 +55,9 @@ impl PartitionState {
             self.dirty.mark(ci);
         }
         for mut l in other.licenses {
-            l.plan = plan_map[l.plan as usize];
+            let mut terms = other.terms.get(l.terms);
+            terms.plan = plan_map[terms.plan as usize];
+            l.terms = self.terms.intern(terms);
             l.customer = customer_map[l.customer as usize];
             self.push_license(l);
         }

@@ -10,7 +10,8 @@
 //!
 //! The parts, one idea each: `records` (customer and license), `kept` (a decided
 //! notification as its customer keeps it), `license_list` (a customer's licenses),
-//! `tickets` (its open tickets), `index` (lookups), `effects` (what each event does),
+//! `tickets` (its open tickets), `terms` (the licenses' plans, limits and prices, each
+//! distinct one once), `index` (lookups), `effects` (what each event does),
 //! `decisions` (renewal, churn, midnights, cooldowns, health inputs), `countries` (a
 //! day's validations by country), `upgrade` (triggers), `mrr` (the MRR book), `merge`,
 //! `aggregate` (the report's sums), `codec` (versioned records and bytes), `wire` (the
@@ -59,6 +60,7 @@ mod records;
 mod reminders;
 mod sharing;
 mod spec8;
+mod terms;
 #[cfg(test)]
 mod test_fold;
 mod tickets;
@@ -126,6 +128,8 @@ pub struct PartitionState {
     pub(crate) customers: Vec<Customer>,
     pub(crate) licenses: Vec<License>,
     pub(crate) plans: Vec<Box<str>>,
+    /// The licenses' plans, limits and prices, each distinct one once (`terms.rs`).
+    terms: terms::TermsTable,
     /// The licenses' emails (`emails.rs`).
     emails: emails::Emails,
     pub(crate) days: BTreeMap<Day, DayStats>,
@@ -166,6 +170,16 @@ impl PartitionState {
         self.customers
             .iter()
             .flat_map(move |c| c.notifications(with_facts))
+    }
+
+    /// A license's plan, domain limit and MRR.
+    pub(crate) fn terms_of(&self, l: &License) -> terms::Terms {
+        self.terms.get(l.terms)
+    }
+
+    /// A license's plan name.
+    pub(crate) fn plan_of(&self, l: &License) -> &str {
+        &self.plans[self.terms.get(l.terms).plan as usize]
     }
 
     /// Number of customers (the no-customer group included when present) and licenses.

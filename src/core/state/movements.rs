@@ -46,7 +46,7 @@ impl PartitionState {
             .iter()
             .map(|&li| &self.licenses[li as usize])
             .filter(|l| l.status == Status::Active)
-            .map(|l| l.mrr_cents as i128)
+            .map(|l| self.terms_of(l).mrr_cents as i128)
             .sum()
     }
 }

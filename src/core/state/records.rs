@@ -229,9 +229,9 @@ pub(crate) struct License {
     /// Inline (serializes as a string): the lookup compares it without a pointer chase.
     pub(super) key: CompactString,
     pub(crate) status: Status,
-    pub(crate) plan: u32,
-    pub(crate) domain_limit: u64,
-    pub(crate) mrr_cents: u64,
+    /// Its plan, domain limit and MRR: a position in the state's terms table (`terms.rs`),
+    /// read with `PartitionState::terms_of`.
+    pub(super) terms: u32,
     /// In the state's email buffer (`emails.rs`): read with `PartitionState::email_of`.
     pub(super) email: Option<EmailRef>,
     /// The `ts` of the first `license.issued` to arrive when `issued`; else the license's

@@ -99,7 +99,7 @@ impl PartitionState {
             at: midnight(day),
             reasons: vec![Spec8Reason::ExpiringSoon.as_str().to_string()],
             facts: Some(Facts::ExpiringSoon {
-                plan: self.plans[l.plan as usize].to_string(),
+                plan: self.plan_of(l).to_string(),
                 expires_at: format_rfc3339(l.expires_at),
             }),
         };

@@ -76,7 +76,7 @@ impl PartitionState {
             at,
             reasons: vec![Spec8Reason::DomainMismatch.as_str().to_string()],
             facts: Some(Facts::KeySharing {
-                plan: self.plans[l.plan as usize].to_string(),
+                plan: self.plan_of(l).to_string(),
                 domains: rec.mismatches.domains_in(from, to, NAMED_DOMAINS),
                 distinct_domains: distinct,
                 mismatches: rec.mismatches.mismatches_in(from, to),
@@ -116,7 +116,7 @@ impl PartitionState {
             at,
             reasons,
             facts: Some(Facts::RevokedUse {
-                plan: self.plans[l.plan as usize].to_string(),
+                plan: self.plan_of(l).to_string(),
                 status: l.status.as_str().to_string(),
                 payment_failed: c.payment_failed,
             }),

@@ -18,6 +18,8 @@ use crate::window::DayCounts;
 /// What the upgrade triggers of one license are computed from.
 pub(super) struct TriggerInputs<'a> {
     license: &'a License,
+    /// The license's domain limit (from its terms).
+    domain_limit: u64,
     rate_limited: Option<&'a DayCounts>,
     features_denied: Option<&'a DayCounts>,
     invites: Option<&'a DayCounts>,
@@ -69,6 +71,7 @@ impl PartitionState {
         let l = &self.licenses[li as usize];
         TriggerInputs {
             license: l,
+            domain_limit: self.terms_of(l).domain_limit,
             rate_limited: l.rate_limited(),
             features_denied: l.features_denied(),
             invites: self.customers[l.customer as usize].invites(),
@@ -85,8 +88,8 @@ impl PartitionState {
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
         let sum = |d: Option<&DayCounts>| d.map_or(0, |d| d.sum(from, end_day));
         let mut out = Triggers::default();
-        if l.domain_limit > 0
-            && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio
+        if t.domain_limit > 0
+            && l.domains.len() as f64 / t.domain_limit as f64 >= cfg.upgrade.domain_ratio
         {
             out.insert(Trigger::DomainLimitApproaching);
         }
@@ -124,8 +127,8 @@ impl PartitionState {
         let recent =
             |d: Option<&DayCounts>| d.and_then(|d| d.last_day()).is_some_and(|d| d >= from);
         let l = t.license;
-        let domains = l.domain_limit > 0
-            && l.domains.len() as f64 / l.domain_limit as f64 >= cfg.upgrade.domain_ratio;
+        let domains = t.domain_limit > 0
+            && l.domains.len() as f64 / t.domain_limit as f64 >= cfg.upgrade.domain_ratio;
         domains as u32
             + recent(t.rate_limited) as u32
             + recent(t.features_denied) as u32
@@ -204,9 +207,9 @@ impl PartitionState {
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
         let sum = |d: Option<&DayCounts>| d.map_or(0, |d| d.sum(from, end_day));
         Facts::Upgrade {
-            plan: self.plans[l.plan as usize].to_string(),
+            plan: self.plan_of(l).to_string(),
             domains_used: l.domains.len() as u64,
-            domain_limit: l.domain_limit,
+            domain_limit: self.terms_of(l).domain_limit,
             rate_limited_30d: sum(l.rate_limited()),
             features_denied_30d: sum(l.features_denied()),
             invites_30d: self.customers[l.customer as usize]

@@ -21,6 +21,7 @@ use super::codec::StateError;
 use super::domains::DomainSet;
 use super::kept::Kept;
 use super::records::{Customer, CustomerExtras, License, LicenseExtras};
+use super::terms::Terms;
 use super::{DayStats, EventCounts, MrrBook, PartitionState};
 use crate::codes::{NotificationKind, Status};
 use crate::dedup::SeenIds;
@@ -108,12 +109,13 @@ impl PartitionState {
             .iter()
             .map(|&li| {
                 let l = &self.licenses[li as usize];
+                let terms = self.terms_of(l);
                 LicenseV1 {
                     key: l.key.clone(),
                     status: l.status,
-                    plan: self.plans[l.plan as usize].clone(),
-                    domain_limit: l.domain_limit,
-                    mrr_cents: l.mrr_cents,
+                    plan: self.plan_of(l).into(),
+                    domain_limit: terms.domain_limit,
+                    mrr_cents: terms.mrr_cents,
                     email: self.email_of(li).map(Into::into),
                     // One instant in memory (`since`): the first sight of an issued
                     // license is never read again, so it is written as its issue time.
@@ -214,6 +216,11 @@ impl PartitionState {
         for l in w.licenses {
             may_expire |= l.expires_at != NEVER;
             let plan = self.plan_index(&l.plan);
+            let terms = self.terms.intern(Terms {
+                plan,
+                domain_limit: l.domain_limit,
+                mrr_cents: l.mrr_cents,
+            });
             active += (l.status == Status::Active) as u32;
             paying += (l.status == Status::Active && l.mrr_cents > 0) as u32;
             let (since, issued) = License::since_and_issued(l.issued_at, l.first_sight);
@@ -221,9 +228,7 @@ impl PartitionState {
                 customer: ci,
                 key: l.key,
                 status: l.status,
-                plan,
-                domain_limit: l.domain_limit,
-                mrr_cents: l.mrr_cents,
+                terms,
                 email: l.email.as_deref().map(|e| self.emails.push(e)),
                 since,
                 issued,
