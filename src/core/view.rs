@@ -144,7 +144,7 @@ impl PartitionState {
                 }
             })
             .collect();
-        let mut notifications: Vec<Notification> = c.notifications(true).collect();
+        let mut notifications: Vec<Notification> = self.notifications_of(c, true).collect();
         notifications.sort_by(Notification::report_order);
         Some(CustomerView {
             customer_id: id.to_string(),

@@ -113,7 +113,8 @@ impl PartitionState {
     /// Hands a decision of customer `ci` to the caller and keeps it in the customer's record.
     pub(super) fn push_decision(&mut self, ci: u32, n: Notification, out: &mut Vec<Notification>) {
         out.push(n.clone());
-        self.customers[ci as usize].extras_mut().keep(n);
+        let kept = self.kept_form(ci, n);
+        self.customers[ci as usize].extras_mut().keep(kept);
     }
 
     /// Runs the daily check of customer `ci` at each midnight from `first` to `last`:

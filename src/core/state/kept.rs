@@ -5,18 +5,20 @@
 //! belong to: on a 40-day log about one per license. The kept form leaves out what the
 //! record already holds or what a byte says:
 //! - the customer id (the record's own);
-//! - the license key, inline when at most 24 bytes long (as license keys usually are);
+//! - the license key, as the license's position in its customer's own list (4 bytes: a
+//!   notification only ever names a license of its customer, and a customer's list only
+//!   grows at its end, so the position holds through merges and restores);
 //! - the reasons, which are code names, one byte each;
-//! - a renewal's figures (the most common kind's), as a plan name held inline and an
-//!   instant; any other kind's figures are boxed.
+//! - a renewal's figures (the most common kind's), as a position in the state's plan
+//!   names and an instant; any other kind's figures are boxed.
 //!
-//! Guarantees: [`Kept::notification`] with the owning customer's id gives back exactly the
-//! notification kept, whatever it holds: a reason that is not a code name (or more of them
-//! than fit), a long plan name or an expiry that does not read back as written is kept as
-//! it was given.
+//! Guarantees: [`Kept::notification`] with the owning customer's [`Names`] gives back
+//! exactly the notification kept, whatever it holds: a reason that is not a code name (or
+//! more of them than fit), or an expiry that does not read back as written, is kept as it
+//! was given. A kept notification is 64 bytes and its recipient.
 
-use compact_str::CompactString;
-
+use super::records::{Customer, License};
+use super::PartitionState;
 use crate::codes::{ChurnSignal, NotificationKind, RenewalReason, Spec8Reason, Trigger};
 use crate::signals::{Facts, Notification};
 use crate::time::{format_rfc3339, parse_rfc3339, Micros, NEVER};
@@ -26,27 +28,48 @@ use crate::time::{format_rfc3339, parse_rfc3339, Micros, NEVER};
 pub(crate) struct Kept {
     at: Micros,
     to: Box<str>,
-    license_key: Option<CompactString>,
     reasons: Reasons,
     facts: KeptFacts,
+    /// The license it names: its position in the customer's own list, or [`NO_LICENSE`].
+    license: u32,
     kind: NotificationKind,
+}
+
+/// [`Kept::license`] of a notification that names no license (a churn warning).
+const NO_LICENSE: u32 = u32::MAX;
+
+/// What a customer's kept notifications name, to give them back whole: the customer's id,
+/// its own list of licenses, the state's license records and plan names.
+pub(crate) struct Names<'a> {
+    pub(crate) customer_id: &'a str,
+    pub(crate) own: &'a [u32],
+    pub(crate) licenses: &'a [License],
+    pub(crate) plans: &'a [Box<str>],
+}
+
+impl Names<'_> {
+    /// The key of the license at `position` in the customer's list.
+    fn key(&self, position: u32) -> Option<&str> {
+        let li = *self.own.get(position as usize)?;
+        Some(self.licenses.get(li as usize)?.key())
+    }
 }
 
 /// The email's figures: a renewal's held inline, any other's boxed.
 #[derive(Debug, Clone, PartialEq)]
 enum KeptFacts {
     None,
-    /// `Facts::Renewal` with a plan name short enough to be held inline, and its expiry
-    /// as the instant it was formatted from (`NEVER`: none).
+    /// `Facts::Renewal`: its expiry as the instant it was formatted from (`NEVER`: none),
+    /// and its plan as a position in the state's plan names (16 bytes with the tag).
     Renewal {
-        plan: CompactString,
         expires_at: Micros,
+        plan: u32,
     },
     Other(Box<Facts>),
 }
 
 impl KeptFacts {
-    fn new(facts: Option<Facts>) -> Self {
+    fn new(facts: Option<Facts>, plan_index: &mut impl FnMut(&str) -> u32) -> Self {
         match facts {
             None => Self::None,
             Some(Facts::Renewal { plan, expires_at }) => {
@@ -56,31 +79,30 @@ impl KeptFacts {
                     Some(s) => parse_rfc3339(s).filter(|&t| t != NEVER && format_rfc3339(t) == *s),
                 };
                 match instant {
-                    Some(expires_at) if plan.len() <= INLINE_PLAN => Self::Renewal {
-                        plan: CompactString::from(plan),
+                    Some(expires_at) => Self::Renewal {
                         expires_at,
+                        plan: plan_index(&plan),
                     },
-                    _ => Self::Other(Box::new(Facts::Renewal { plan, expires_at })),
+                    None => Self::Other(Box::new(Facts::Renewal { plan, expires_at })),
                 }
             }
             Some(f) => Self::Other(Box::new(f)),
         }
     }
 
-    fn facts(&self) -> Option<Facts> {
+    fn facts(&self, plans: &[Box<str>]) -> Option<Facts> {
         match self {
             Self::None => None,
             Self::Renewal { plan, expires_at } => Some(Facts::Renewal {
-                plan: plan.to_string(),
+                plan: plans
+                    .get(*plan as usize)
+                    .map_or_else(String::new, |p| p.to_string()),
                 expires_at: (*expires_at != NEVER).then(|| format_rfc3339(*expires_at)),
             }),
             Self::Other(f) => Some((**f).clone()),
         }
     }
 }
-
-/// The longest plan name a renewal holds inline (a `CompactString`'s inline room).
-const INLINE_PLAN: usize = 24;
 
 /// Reasons held as codes (positions in [`reason_names`]) while every one is a code name
 /// and they fit; else as the strings given.
@@ -138,54 +160,135 @@ impl Reasons {
 }
 
 impl Kept {
-    /// The kept form of `n` (its customer id is dropped: the record holding it has it).
-    pub(crate) fn new(n: Notification) -> Self {
+    /// The kept form of `n`, whose license (if it names one) is at `position` in its
+    /// customer's list; `plan_index` gives a plan name's position in the state's names.
+    /// Its customer id and license key are dropped: the customer's [`Names`] give them.
+    pub(crate) fn new(
+        n: Notification,
+        position: Option<u32>,
+        mut plan_index: impl FnMut(&str) -> u32,
+    ) -> Self {
+        debug_assert_eq!(position.is_some(), n.license_key.is_some());
         Self {
             at: n.at,
             to: n.to.into_boxed_str(),
-            license_key: n.license_key.map(CompactString::from),
             reasons: Reasons::new(n.reasons),
-            facts: KeptFacts::new(n.facts),
+            facts: KeptFacts::new(n.facts, &mut plan_index),
+            license: position.unwrap_or(NO_LICENSE),
             kind: n.kind,
         }
     }
 
-    /// The notification, with the id of the customer whose record keeps it; the email's
-    /// figures left out when `with_facts` is false (the report never reads them).
-    pub(crate) fn notification(&self, customer_id: &str, with_facts: bool) -> Notification {
+    /// The notification, as its customer's `names` name it; the email's figures left out
+    /// when `with_facts` is false (the report never reads them).
+    pub(crate) fn notification(&self, names: &Names<'_>, with_facts: bool) -> Notification {
+        let license_key = match self.license {
+            NO_LICENSE => None,
+            p => names.key(p).map(str::to_string),
+        };
         Notification {
             kind: self.kind,
             to: self.to.to_string(),
-            customer_id: customer_id.to_string(),
-            license_key: self.license_key.as_ref().map(|k| k.to_string()),
+            customer_id: names.customer_id.to_string(),
+            license_key,
             at: self.at,
             reasons: self.reasons.to_strings(),
-            facts: if with_facts { self.facts.facts() } else { None },
+            facts: if with_facts {
+                self.facts.facts(names.plans)
+            } else {
+                None
+            },
         }
     }
 
-    /// Heap bytes held outside the record (the recipient, a long key, uncoded reasons, a
-    /// boxed figures' record; the strings inside those figures are not counted).
+    /// Moves the plan it names to `map[plan]` (a merge renumbers the plan names).
+    pub(super) fn renumber_plan(&mut self, map: &[u32]) {
+        if let KeptFacts::Renewal { plan, .. } = &mut self.facts {
+            if let Some(&p) = map.get(*plan as usize) {
+                *plan = p;
+            }
+        }
+    }
+
+    /// Moves the license it names by `by` positions (its customer's list grew in front).
+    pub(super) fn shift_license(&mut self, by: u32) {
+        if self.license != NO_LICENSE {
+            self.license = self.license.saturating_add(by);
+        }
+    }
+
+    /// Heap bytes held outside the record (the recipient, uncoded reasons, a boxed
+    /// figures' record; the strings inside those figures are not counted).
     pub(super) fn heap_bytes(&self) -> usize {
         let facts = match &self.facts {
             KeptFacts::Other(_) => size_of::<Facts>(),
             _ => 0,
         };
-        let key = self
-            .license_key
-            .as_ref()
-            .map_or(0, super::memory::heap_bytes);
         let reasons = match &self.reasons {
             Reasons::Codes { .. } => 0,
             Reasons::Strings(s) => s.iter().map(|r| r.len() + 24).sum::<usize>() + 24,
         };
-        self.to.len() + key + reasons + facts
+        self.to.len() + reasons + facts
+    }
+}
+
+impl PartitionState {
+    /// What customer `c`'s kept notifications name.
+    pub(super) fn names<'a>(&'a self, c: &'a Customer) -> Names<'a> {
+        Names {
+            customer_id: &c.id,
+            own: &c.licenses,
+            licenses: &self.licenses,
+            plans: &self.plans,
+        }
+    }
+
+    /// The notifications decided for customer `c`, in decision order (without the email's
+    /// figures when `with_facts` is false).
+    pub(crate) fn notifications_of<'a>(
+        &'a self,
+        c: &'a Customer,
+        with_facts: bool,
+    ) -> impl Iterator<Item = Notification> + 'a {
+        let names = self.names(c);
+        c.kept()
+            .iter()
+            .map(move |k| k.notification(&names, with_facts))
+    }
+
+    /// The kept form of `n`, a decision of customer `ci` (which names, if any, a license of
+    /// that customer: decisions are made from its own licenses).
+    pub(super) fn kept_form(&mut self, ci: u32, n: Notification) -> Kept {
+        let position = n.license_key.as_deref().and_then(|key| {
+            let li = self.find_license(ci, key)?;
+            let own = &self.customers[ci as usize].licenses;
+            own.binary_search(&li).ok().map(|p| p as u32)
+        });
+        Kept::new(n, position, |plan| self.plan_index(plan))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEYS: [&str; 5] = [
+        "LK-1",
+        "LK-a-license-key-longer-than-twenty-four-bytes",
+        "K",
+        "LK-4",
+        "LK-5",
+    ];
+
+    /// A state whose customer `cus_1` (position 0) holds the licenses of `KEYS`, in order.
+    fn state() -> PartitionState {
+        let mut s = PartitionState::new();
+        let ci = s.customer_index("cus_1");
+        for key in KEYS {
+            s.license_index(ci, key, 0);
+        }
+        s
+    }
 
     fn sample(reasons: &[&str], key: Option<&str>) -> Notification {
         Notification {
@@ -202,31 +305,44 @@ mod tests {
         }
     }
 
+    /// `n` kept by customer 0 of `s`, and given back (with and without its figures).
+    fn round_trip(s: &mut PartitionState, n: &Notification) -> (Kept, Notification, Notification) {
+        let kept = s.kept_form(0, n.clone());
+        let names = s.names(&s.customers[0]);
+        let (full, bare) = (
+            kept.notification(&names, true),
+            kept.notification(&names, false),
+        );
+        (kept, full, bare)
+    }
+
     #[test]
     fn gives_back_what_it_kept() {
-        let long_key = "LK-a-license-key-longer-than-twenty-four-bytes";
+        let mut s = state();
         let triggers: Vec<&str> = Trigger::ALL.iter().map(|t| t.as_str()).collect();
         for (reasons, key) in [
-            (vec!["expired"], Some("LK-1")),
-            (triggers.clone(), Some(long_key)),
+            (vec!["expired"], Some(KEYS[0])),
+            (triggers.clone(), Some(KEYS[1])),
             (vec!["validation_decline"], None),
             (
                 vec![
                     Spec8Reason::Revoked.as_str(),
                     Spec8Reason::PaymentFailed.as_str(),
                 ],
-                Some("K"),
+                Some(KEYS[2]),
             ),
-            (vec!["not a code name", "expired"], Some("K")),
-            (vec!["expired"; CODES_MAX + 1], Some("K")),
+            (vec!["not a code name", "expired"], Some(KEYS[4])),
+            (vec!["expired"; CODES_MAX + 1], Some(KEYS[3])),
             (vec![], None),
         ] {
             let n = sample(&reasons, key);
-            let kept = Kept::new(n.clone());
-            assert_eq!(kept.notification("cus_1", true), n, "{reasons:?}");
-            let mut bare = n.clone();
-            bare.facts = None;
-            assert_eq!(kept.notification("cus_1", false), bare);
+            let (kept, full, bare) = round_trip(&mut s, &n);
+            assert_eq!(full, n, "{reasons:?}");
+            let position = key.map(|k| KEYS.iter().position(|x| *x == k).unwrap() as u32);
+            assert_eq!(kept.license, position.unwrap_or(NO_LICENSE));
+            let mut without = n.clone();
+            without.facts = None;
+            assert_eq!(bare, without);
         }
     }
 
@@ -238,6 +354,7 @@ mod tests {
                 expires_at: expires_at.map(str::to_string),
             })
         };
+        let long_plan = "p".repeat(40);
         let cases = [
             // (figures, held inline as a renewal)
             (renewal("starter", None), true),
@@ -249,7 +366,8 @@ mod tests {
             // not as `format_rfc3339` writes it: kept as given
             (renewal("starter", Some("2026-10-01T02:00:00+02:00")), false),
             (renewal("starter", Some("not a time")), false),
-            (renewal(&"p".repeat(INLINE_PLAN + 1), None), false),
+            // any plan name: it is a position in the state's names
+            (renewal(&long_plan, None), true),
             (
                 Some(Facts::RevokedUse {
                     plan: "starter".into(),
@@ -260,12 +378,13 @@ mod tests {
             ),
             (None, false),
         ];
+        let mut s = state();
         for (facts, inline) in cases {
             let mut n = sample(&["expired"], Some("K"));
             n.kind = NotificationKind::Renewal;
             n.facts = facts;
-            let kept = Kept::new(n.clone());
-            assert_eq!(kept.notification("cus_1", true), n);
+            let (kept, full, _) = round_trip(&mut s, &n);
+            assert_eq!(full, n);
             assert_eq!(
                 matches!(kept.facts, KeptFacts::Renewal { .. }),
                 inline,
@@ -274,18 +393,57 @@ mod tests {
         }
     }
 
+    /// A merge renumbers plan names and a customer's list may grow in front: the kept
+    /// notification follows both.
+    #[test]
+    fn follows_its_plan_and_license_when_they_move() {
+        let mut s = state();
+        let mut n = sample(&["expired"], Some(KEYS[1]));
+        n.kind = NotificationKind::Renewal;
+        let mut kept = s.kept_form(0, n.clone());
+        // Plan names renumbered: "starter" moves to the end of a longer list.
+        let old = s.plan_index("starter") as usize;
+        let mut plans: Vec<Box<str>> = vec!["a".into(), "b".into()];
+        let mut map: Vec<u32> = Vec::new();
+        for (i, p) in s.plans.iter().enumerate() {
+            map.push(plans.len() as u32);
+            plans.push(p.clone());
+            assert_eq!(i == old, &**p == "starter");
+        }
+        kept.renumber_plan(&map);
+        // Two licenses put in front of the customer's list.
+        kept.shift_license(2);
+        let own: Vec<u32> = [6, 5]
+            .into_iter()
+            .chain(s.customers[0].licenses.iter().copied())
+            .collect();
+        let mut licenses = s.licenses.clone();
+        licenses.extend(s.licenses[..2].iter().cloned());
+        let names = Names {
+            customer_id: "cus_1",
+            own: &own,
+            licenses: &licenses,
+            plans: &plans,
+        };
+        assert_eq!(kept.notification(&names, true), n);
+    }
+
     #[test]
     fn code_names_are_coded_and_others_are_not() {
-        let coded = Kept::new(sample(&["domain_limit_approaching", "team_growth"], None));
+        let mut s = state();
+        let coded = s.kept_form(
+            0,
+            sample(&["domain_limit_approaching", "team_growth"], None),
+        );
         assert!(matches!(coded.reasons, Reasons::Codes { len: 2, .. }));
-        let other = Kept::new(sample(&["domain_limit_approaching", "typo"], None));
+        let other = s.kept_form(0, sample(&["domain_limit_approaching", "typo"], None));
         assert!(matches!(other.reasons, Reasons::Strings(_)));
         // A name in two enums (the same string) has one code, its first position, and
         // that code gives the name back.
         let names: Vec<_> = reason_names().collect();
         assert!(names.len() <= u8::MAX as usize);
         for name in &names {
-            let k = Kept::new(sample(&[name], None));
+            let k = s.kept_form(0, sample(&[name], None));
             assert!(matches!(k.reasons, Reasons::Codes { len: 1, .. }), "{name}");
             assert_eq!(k.reasons.to_strings(), vec![name.to_string()]);
         }
@@ -297,6 +455,8 @@ mod tests {
         eprintln!("Kept {kept} Notification {full}");
         assert!(kept < full, "Kept {kept} >= Notification {full}");
         // A budget, as the records' (memory.rs): growing it must be a decision.
-        assert!(kept <= 104, "Kept grew: {kept}");
+        // Issue 10: 104 -> 64 by naming the license by its position in the customer's
+        // list and a renewal's plan by its position in the state's plan names.
+        assert!(kept <= 64, "Kept grew: {kept}");
     }
 }

@@ -117,7 +117,7 @@ mod size_tests {
         use crate::signals::Notification;
         let mut e = CustomerExtras::default();
         for i in 0..200usize {
-            e.keep(Notification {
+            let n = Notification {
                 kind: NotificationKind::Upgrade,
                 to: "owner@customer.example".into(),
                 customer_id: "cus_1".into(),
@@ -125,7 +125,8 @@ mod size_tests {
                 at: i as i64,
                 reasons: vec!["domain_utilization".into()],
                 facts: None,
-            });
+            };
+            e.keep(Kept::new(n, Some(i as u32), |_| 0));
             let (len, cap) = (e.notifications.len(), e.notifications.capacity());
             if len <= 4 {
                 assert_eq!(cap, len);

@@ -31,6 +31,9 @@ impl PartitionState {
             }
             if let Some(e) = c.extras.as_deref_mut() {
                 e.expiring = None; // derived: built again at its next daily check
+                for k in &mut e.notifications {
+                    k.renumber_plan(&plan_map);
+                }
             }
             if let Some(existing) = self.find_customer(&c.id) {
                 // Only the no-customer group may be on both sides (it owns no license):
@@ -38,13 +41,18 @@ impl PartitionState {
                 let mine = &mut self.customers[existing as usize];
                 mine.clock = mine.clock.max(c.clock);
                 mine.seen_ids.absorb(c.seen_ids);
+                let ahead = mine.licenses.len() as u32;
                 mine.licenses.extend(c.licenses);
                 mine.active_licenses += c.active_licenses;
                 mine.paying_licenses += c.paying_licenses;
                 mine.may_expire |= c.may_expire;
                 // Its decisions stay with it (it has none today: they need a license).
                 if let Some(theirs) = c.extras.filter(|e| !e.notifications.is_empty()) {
-                    mine.extras_mut().notifications.extend(theirs.notifications);
+                    let theirs = theirs.notifications.into_iter().map(|mut k| {
+                        k.shift_license(ahead);
+                        k
+                    });
+                    mine.extras_mut().notifications.extend(theirs);
                 }
                 customer_map.push(existing);
                 continue;
@@ -80,5 +88,46 @@ impl PartitionState {
         self.counts += other.counts;
         self.movements.merge(other.movements);
         self.max_day = self.max_day.max(other.max_day);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CoreConfig;
+    use crate::event::decode;
+    use crate::signals::Notification;
+
+    fn fold(lines: &[&str]) -> PartitionState {
+        let mut s = PartitionState::new();
+        for l in lines {
+            let e = decode(l.as_bytes()).expect("sample event");
+            s.apply(&e, &CoreConfig::default(), &mut Vec::new());
+        }
+        s
+    }
+
+    /// A kept notification names its plan and license by position (`kept.rs`): moved into
+    /// a state whose plan names are numbered otherwise, it still reads as it did.
+    #[test]
+    fn kept_notifications_read_the_same_after_a_merge() {
+        let a = fold(&[
+            r#"{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"a","license_key":"k1","plan":"pro","domain_limit":2,"mrr_cents":900}"#,
+            r#"{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"a","license_key":"k2","plan":"team","domain_limit":2,"mrr_cents":900}"#,
+        ]);
+        let b = fold(&[
+            r#"{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"b","license_key":"k0","plan":"starter","domain_limit":1,"mrr_cents":100}"#,
+            r#"{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"b","license_key":"k1","plan":"starter","domain_limit":1,"mrr_cents":100,"email":"b@x.example","expires_at":"2026-10-20T00:00:00Z"}"#,
+            r#"{"type":"license.validated","ts":"2026-10-21T00:00:00Z","customer_id":"b","license_key":"k1","result":"expired"}"#,
+        ]);
+        let want: Vec<Notification> = b.notifications().collect();
+        assert_eq!(want.len(), 1);
+        assert_eq!(want[0].license_key.as_deref(), Some("k1"));
+        assert!(format!("{:?}", want[0].facts).contains("starter"));
+        let mut merged = a;
+        merged.merge(b);
+        assert_ne!(&*merged.plans[0], "starter", "the plans are numbered anew");
+        let got: Vec<Notification> = merged.notifications().collect();
+        assert_eq!(got, want);
     }
 }

@@ -169,7 +169,7 @@ impl PartitionState {
     fn decided(&self, with_facts: bool) -> impl Iterator<Item = Notification> + '_ {
         self.customers
             .iter()
-            .flat_map(move |c| c.notifications(with_facts))
+            .flat_map(move |c| self.notifications_of(c, with_facts))
     }
 
     /// A license's plan, domain limit and MRR.

@@ -16,7 +16,6 @@ use super::tickets::Tickets;
 use super::watch::{UpgradeWatch, Watched};
 use crate::codes::Status;
 use crate::dedup::SeenIds;
-use crate::signals::Notification;
 use crate::time::{Micros, NEVER};
 use crate::window::{DayBitmap, DayCounts};
 use compact_str::CompactString;
@@ -108,7 +107,7 @@ impl CustomerExtras {
     /// Keeps a decided notification, without a `Vec`'s slack while the list is short, and
     /// with at most a quarter of it beyond (growth by 5/4: amortized O(1) copies per
     /// notification, where doubling would leave half the room of a long list unused).
-    pub(super) fn keep(&mut self, n: Notification) {
+    pub(super) fn keep(&mut self, kept: Kept) {
         let v = &mut self.notifications;
         if v.len() == v.capacity() {
             v.reserve_exact(if v.len() < EXACT_NOTIFICATIONS {
@@ -117,7 +116,7 @@ impl CustomerExtras {
                 v.len() / 4
             });
         }
-        v.push(Kept::new(n));
+        v.push(kept);
     }
 }
 
@@ -198,17 +197,6 @@ impl Customer {
     /// Open support tickets.
     pub(crate) fn open_tickets(&self) -> usize {
         self.extras.as_ref().map_or(0, |e| e.open_tickets.len())
-    }
-
-    /// The notifications decided for this customer, in decision order (built from their
-    /// kept form; without the email's figures when `with_facts` is false).
-    pub(crate) fn notifications(
-        &self,
-        with_facts: bool,
-    ) -> impl Iterator<Item = Notification> + '_ {
-        self.kept()
-            .iter()
-            .map(move |k| k.notification(&self.id, with_facts))
     }
 
     /// The notifications decided for this customer, in decision order, as kept.

@@ -9,8 +9,9 @@
 //!
 //! Guarantees: converting a state's records back gives a state that folds on and reports
 //! exactly as the original; a record that does not hold together (a candidate position
-//! out of range, a license key twice) is an error, never a panic. Counters that can be
-//! derived (a customer's active licenses) are derived, not trusted.
+//! out of range, a license key twice, a notification naming a license the customer does
+//! not hold) is an error, never a panic, and adds nothing. Counters that can be derived (a
+//! customer's active licenses) are derived, not trusted.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::StateError;
 use super::domains::DomainSet;
-use super::kept::Kept;
+use super::kept::{Kept, Names};
 use super::records::{Customer, CustomerExtras, License, LicenseExtras};
 use super::terms::Terms;
 use super::{DayStats, EventCounts, MrrBook, PartitionState};
@@ -133,10 +134,14 @@ impl PartitionState {
             .collect();
         // The wire carries no customer id (the record's is its own), so none is built:
         // an empty id allocates nothing.
+        let names = Names {
+            customer_id: "",
+            ..self.names(c)
+        };
         let notifications = c
             .kept()
             .iter()
-            .map(|k| k.notification("", true))
+            .map(|k| k.notification(&names, true))
             .map(|n| NotificationV1 {
                 kind: n.kind,
                 to: n.to,
@@ -204,11 +209,25 @@ impl PartitionState {
         if let Some(p) = w.upgrade_candidates.iter().find(|&&p| p >= n) {
             return Err(bad(&format!("upgrade candidate {p} of {n} licenses")));
         }
-        let mut keys: Vec<&str> = w.licenses.iter().map(|l| l.key.as_str()).collect();
+        let mut keys: Vec<(&str, u32)> = (w.licenses.iter().enumerate())
+            .map(|(p, l)| (l.key.as_str(), p as u32))
+            .collect();
         keys.sort_unstable();
-        if keys.windows(2).any(|k| k[0] == k[1]) {
+        if keys.windows(2).any(|k| k[0].0 == k[1].0) {
             return Err(bad("a license key twice"));
         }
+        // Each notification's license, as its position in the customer's list (`kept.rs`).
+        let mut positions = Vec::with_capacity(w.notifications.len());
+        for n in &w.notifications {
+            positions.push(match &n.license_key {
+                None => None,
+                Some(k) => match keys.binary_search_by(|(key, _)| (*key).cmp(k.as_str())) {
+                    Ok(i) => Some(keys[i].1),
+                    Err(_) => return Err(bad("a notification names a license it does not hold")),
+                },
+            });
+        }
+        drop(keys);
         let ci = self.customers.len() as u32;
         let first = self.licenses.len() as u32;
         let (mut active, mut paying) = (0, 0);
@@ -243,11 +262,9 @@ impl PartitionState {
             });
         }
         // The kept form holds no customer id (the record's is its own): none is built.
-        let notifications: Vec<Kept> = w
-            .notifications
-            .into_iter()
-            .map(|n| {
-                Kept::new(Notification {
+        let notifications: Vec<Kept> = (w.notifications.into_iter().zip(positions))
+            .map(|(n, position)| {
+                let n = Notification {
                     kind: n.kind,
                     to: n.to,
                     customer_id: String::new(),
@@ -255,7 +272,8 @@ impl PartitionState {
                     at: n.at,
                     reasons: n.reasons,
                     facts: n.facts,
-                })
+                };
+                Kept::new(n, position, |plan| self.plan_index(plan))
             })
             .collect();
         let extras = CustomerExtras {
@@ -282,5 +300,43 @@ impl PartitionState {
         // Checked in full at the customer's next event, which places each where it waits.
         self.check_at_next_event(ci, w.upgrade_candidates.iter().map(|p| first + p));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CoreConfig;
+    use crate::event::decode;
+
+    /// A customer `b` with one license and a renewal decided for it.
+    fn renewed() -> PartitionState {
+        let mut s = PartitionState::new();
+        for l in [
+            r#"{"type":"license.issued","ts":"2026-10-01T00:00:00Z","customer_id":"b","license_key":"k1","plan":"starter","domain_limit":1,"mrr_cents":100,"email":"b@x.example","expires_at":"2026-10-20T00:00:00Z"}"#,
+            r#"{"type":"license.validated","ts":"2026-10-21T00:00:00Z","customer_id":"b","license_key":"k1","result":"expired"}"#,
+        ] {
+            let e = decode(l.as_bytes()).expect("sample event");
+            s.apply(&e, &CoreConfig::default(), &mut Vec::new());
+        }
+        s
+    }
+
+    /// A kept notification names its license by position (`kept.rs`): a record whose
+    /// notification names a license the customer does not hold does not hold together.
+    #[test]
+    fn a_notification_naming_a_license_not_held_is_refused() {
+        let s = renewed();
+        let ci = s.find_customer("b").unwrap();
+        let w = s.customer_v1(ci);
+        assert_eq!(w.notifications.len(), 1);
+        assert_eq!(w.notifications[0].license_key.as_deref(), Some("k1"));
+        PartitionState::new().add_customer_v1(w).unwrap();
+        let mut w = s.customer_v1(ci);
+        w.notifications[0].license_key = Some("k2".into());
+        let mut fresh = PartitionState::new();
+        let e = fresh.add_customer_v1(w).unwrap_err();
+        assert!(e.to_string().contains("does not hold"), "{e}");
+        assert_eq!(fresh.sizes(), (0, 0), "nothing added before the refusal");
     }
 }
