@@ -142,6 +142,9 @@ impl PartitionState {
         if self.email_of(li) == email {
             return;
         }
+        // The customer's kept notifications that read this email from the license keep
+        // it (`kept.rs`).
+        self.unborrow_recipients(self.licenses[li as usize].customer);
         let emails = &mut self.emails;
         let l = &mut self.licenses[li as usize];
         if let Some(old) = l.email.take() {

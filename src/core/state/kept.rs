@@ -5,6 +5,11 @@
 //! belong to: on a 40-day log about one per license. The kept form leaves out what the
 //! record already holds or what a byte says:
 //! - the customer id (the record's own);
+//! - the recipient, while it is the email of the license named (a renewal's, an upgrade's,
+//!   an expiry reminder's): read from the license, until that license's email changes.
+//!   Before any license of the customer changes its email, each notification kept since
+//!   the last such change gets its own copy ([`PartitionState::unborrow_recipients`]), so
+//!   each is copied at most once;
 //! - the license key, as the license's position in its customer's own list (4 bytes: a
 //!   notification only ever names a license of its customer, and a customer's list only
 //!   grows at its end, so the position holds through merges and restores);
@@ -15,8 +20,9 @@
 //! Guarantees: [`Kept::notification`] with the owning customer's [`Names`] gives back
 //! exactly the notification kept, whatever it holds: a reason that is not a code name (or
 //! more of them than fit), or an expiry that does not read back as written, is kept as it
-//! was given. A kept notification is 64 bytes and its recipient.
+//! was given. A kept notification is 64 bytes, and its recipient when not its license's.
 
+use super::emails::Emails;
 use super::records::{Customer, License};
 use super::PartitionState;
 use crate::codes::{ChurnSignal, NotificationKind, RenewalReason, Spec8Reason, Trigger};
@@ -27,7 +33,8 @@ use crate::time::{format_rfc3339, parse_rfc3339, Micros, NEVER};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Kept {
     at: Micros,
-    to: Box<str>,
+    /// The recipient; `None` while it is the current email of the license named.
+    to: Option<Box<str>>,
     reasons: Reasons,
     facts: KeptFacts,
     /// The license it names: its position in the customer's own list, or [`NO_LICENSE`].
@@ -45,13 +52,23 @@ pub(crate) struct Names<'a> {
     pub(crate) own: &'a [u32],
     pub(crate) licenses: &'a [License],
     pub(crate) plans: &'a [Box<str>],
+    pub(crate) emails: &'a Emails,
 }
 
 impl Names<'_> {
     /// The key of the license at `position` in the customer's list.
     fn key(&self, position: u32) -> Option<&str> {
+        Some(self.license(position)?.key())
+    }
+
+    /// The email of the license at `position` in the customer's list.
+    fn email(&self, position: u32) -> Option<&str> {
+        Some(self.emails.get(self.license(position)?.email?))
+    }
+
+    fn license(&self, position: u32) -> Option<&License> {
         let li = *self.own.get(position as usize)?;
-        Some(self.licenses.get(li as usize)?.key())
+        self.licenses.get(li as usize)
     }
 }
 
@@ -162,16 +179,18 @@ impl Reasons {
 impl Kept {
     /// The kept form of `n`, whose license (if it names one) is at `position` in its
     /// customer's list; `plan_index` gives a plan name's position in the state's names.
-    /// Its customer id and license key are dropped: the customer's [`Names`] give them.
+    /// Its customer id and license key are dropped: the customer's [`Names`] give them;
+    /// so is its recipient when `borrow` says it is that license's current email.
     pub(crate) fn new(
         n: Notification,
         position: Option<u32>,
+        borrow: bool,
         mut plan_index: impl FnMut(&str) -> u32,
     ) -> Self {
         debug_assert_eq!(position.is_some(), n.license_key.is_some());
         Self {
             at: n.at,
-            to: n.to.into_boxed_str(),
+            to: (!(borrow && position.is_some())).then(|| n.to.into_boxed_str()),
             reasons: Reasons::new(n.reasons),
             facts: KeptFacts::new(n.facts, &mut plan_index),
             license: position.unwrap_or(NO_LICENSE),
@@ -186,9 +205,13 @@ impl Kept {
             NO_LICENSE => None,
             p => names.key(p).map(str::to_string),
         };
+        let to = match &self.to {
+            Some(to) => to,
+            None => names.email(self.license).unwrap_or_default(),
+        };
         Notification {
             kind: self.kind,
-            to: self.to.to_string(),
+            to: to.to_string(),
             customer_id: names.customer_id.to_string(),
             license_key,
             at: self.at,
@@ -228,7 +251,7 @@ impl Kept {
             Reasons::Codes { .. } => 0,
             Reasons::Strings(s) => s.iter().map(|r| r.len() + 24).sum::<usize>() + 24,
         };
-        self.to.len() + reasons + facts
+        self.to.as_ref().map_or(0, |t| t.len()) + reasons + facts
     }
 }
 
@@ -240,6 +263,7 @@ impl PartitionState {
             own: &c.licenses,
             licenses: &self.licenses,
             plans: &self.plans,
+            emails: &self.emails,
         }
     }
 
@@ -259,12 +283,37 @@ impl PartitionState {
     /// The kept form of `n`, a decision of customer `ci` (which names, if any, a license of
     /// that customer: decisions are made from its own licenses).
     pub(super) fn kept_form(&mut self, ci: u32, n: Notification) -> Kept {
-        let position = n.license_key.as_deref().and_then(|key| {
+        let license = n.license_key.as_deref().and_then(|key| {
             let li = self.find_license(ci, key)?;
             let own = &self.customers[ci as usize].licenses;
-            own.binary_search(&li).ok().map(|p| p as u32)
+            own.binary_search(&li).ok().map(|p| (li, p as u32))
         });
-        Kept::new(n, position, |plan| self.plan_index(plan))
+        let borrow = license.is_some_and(|(li, _)| self.email_of(li) == Some(&*n.to));
+        Kept::new(n, license.map(|(_, p)| p), borrow, |plan| {
+            self.plan_index(plan)
+        })
+    }
+
+    /// Gives each kept notification of customer `ci` that reads its recipient from its
+    /// license a copy of its own, before a license of the customer changes its email. Only
+    /// those kept since the last call are looked at: each notification once.
+    pub(super) fn unborrow_recipients(&mut self, ci: u32) {
+        let Some(c) = self.customers.get_mut(ci as usize) else {
+            return;
+        };
+        let Some(e) = c.extras.as_deref_mut() else {
+            return;
+        };
+        let from = (e.borrowed_from as usize).min(e.notifications.len());
+        let (own, licenses, emails) = (&c.licenses, &self.licenses, &self.emails);
+        for k in &mut e.notifications[from..] {
+            if k.to.is_none() {
+                let li = own.get(k.license as usize).copied();
+                let email = li.and_then(|li| licenses.get(li as usize)?.email);
+                k.to = Some(email.map_or("", |r| emails.get(r)).into());
+            }
+        }
+        e.borrowed_from = u32::try_from(e.notifications.len()).unwrap_or(u32::MAX);
     }
 }
 
@@ -424,8 +473,58 @@ mod tests {
             own: &own,
             licenses: &licenses,
             plans: &plans,
+            emails: &s.emails,
         };
         assert_eq!(kept.notification(&names, true), n);
+    }
+
+    /// A recipient that is its license's email is read from the license, and stays what it
+    /// was when the license's email changes later.
+    #[test]
+    fn a_recipient_read_from_its_license_outlives_a_change_of_email() {
+        let mut s = state();
+        let li = s.find_license(0, KEYS[0]).unwrap();
+        s.set_email(li, Some("first@x.example"));
+        let to = |to: &str| Notification {
+            to: to.into(),
+            ..sample(&["expired"], Some(KEYS[0]))
+        };
+        let kept = |s: &PartitionState| -> Vec<String> {
+            s.notifications_of(&s.customers[0], true)
+                .map(|n| n.to)
+                .collect()
+        };
+        let borrowed = |s: &PartitionState| -> Vec<bool> {
+            s.customers[0]
+                .kept()
+                .iter()
+                .map(|k| k.to.is_none())
+                .collect()
+        };
+        let mut out = Vec::new();
+        s.push_decision(0, to("first@x.example"), &mut out);
+        s.push_decision(0, to("team@x.example"), &mut out);
+        assert_eq!(borrowed(&s), [true, false]);
+        s.set_email(li, Some("second@x.example"));
+        s.push_decision(0, to("second@x.example"), &mut out);
+        assert_eq!(borrowed(&s), [false, false, true]);
+        assert_eq!(
+            kept(&s),
+            ["first@x.example", "team@x.example", "second@x.example"]
+        );
+        // The same email again changes nothing; none at all leaves the kept one its own.
+        s.set_email(li, Some("second@x.example"));
+        assert_eq!(borrowed(&s), [false, false, true]);
+        s.set_email(li, None);
+        assert_eq!(borrowed(&s), [false, false, false]);
+        assert_eq!(
+            kept(&s),
+            ["first@x.example", "team@x.example", "second@x.example"]
+        );
+        assert_eq!(
+            out.iter().map(|n| n.to.clone()).collect::<Vec<_>>(),
+            kept(&s)
+        );
     }
 
     #[test]

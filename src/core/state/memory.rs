@@ -106,7 +106,10 @@ mod size_tests {
         assert_eq!(size_of::<Option<Box<LicenseExtras>>>(), size_of::<usize>());
         // Issue 10: 136 -> 80 by boxing the open tickets' set (`tickets.rs`), which most
         // customers with extras never need.
-        assert!(size_of::<CustomerExtras>() <= 80, "CustomerExtras grew");
+        // Issue 10: 80 -> 88 for the position from which kept notifications may read their
+        // recipient from their license (`kept.rs`): glibc's chunk for the box is 96 bytes
+        // either way (the request and 8 bytes, rounded up to 16).
+        assert!(size_of::<CustomerExtras>() <= 88, "CustomerExtras grew");
     }
 
     /// A customer's kept notifications: exact room for the first four, then growth by a
@@ -126,7 +129,7 @@ mod size_tests {
                 reasons: vec!["domain_utilization".into()],
                 facts: None,
             };
-            e.keep(Kept::new(n, Some(i as u32), |_| 0));
+            e.keep(Kept::new(n, Some(i as u32), false, |_| 0));
             let (len, cap) = (e.notifications.len(), e.notifications.capacity());
             if len <= 4 {
                 assert_eq!(cap, len);

@@ -70,6 +70,9 @@ pub(crate) struct CustomerExtras {
     pub(super) notifications: Vec<Kept>,
     /// The latest churn warning, or `NEVER`.
     pub(super) last_churn_at: Micros,
+    /// The notifications from this position on may read their recipient from their
+    /// license (`kept.rs`); those before it hold their own.
+    pub(super) borrowed_from: u32,
     /// Its licenses by expiry, once it has many (`expiring.rs`; derived, not written).
     pub(super) expiring: Option<Box<ExpiryIndex>>,
     /// The licenses that another license's event may make fire (`watch.rs`); boxed again,
@@ -84,6 +87,7 @@ impl Default for CustomerExtras {
             open_tickets: Tickets::default(),
             notifications: Vec::new(),
             last_churn_at: NEVER,
+            borrowed_from: 0,
             expiring: None,
             upgrade_watch: None,
         }

@@ -273,7 +273,9 @@ impl PartitionState {
                     reasons: n.reasons,
                     facts: n.facts,
                 };
-                Kept::new(n, position, |plan| self.plan_index(plan))
+                // Read from the license while it is the license's email (`kept.rs`).
+                let borrow = position.is_some_and(|p| self.email_of(first + p) == Some(&*n.to));
+                Kept::new(n, position, borrow, |plan| self.plan_index(plan))
             })
             .collect();
         let extras = CustomerExtras {
@@ -281,6 +283,7 @@ impl PartitionState {
             open_tickets: w.open_tickets.into_iter().collect(),
             notifications,
             last_churn_at: w.last_churn_at,
+            borrowed_from: 0,
             expiring: None,
             upgrade_watch: None,
         };
@@ -338,5 +341,23 @@ mod tests {
         let e = fresh.add_customer_v1(w).unwrap_err();
         assert!(e.to_string().contains("does not hold"), "{e}");
         assert_eq!(fresh.sizes(), (0, 0), "nothing added before the refusal");
+    }
+
+    /// A restored notification whose recipient is its license's email reads it from the
+    /// license (`kept.rs`), and keeps it when the email changes after the restore.
+    #[test]
+    fn a_restored_recipient_outlives_a_change_of_email() {
+        let s = renewed();
+        let before: Vec<Notification> = s.notifications().collect();
+        assert_eq!(before[0].to, "b@x.example");
+        let mut restored = PartitionState::new();
+        restored
+            .add_customer_v1(s.customer_v1(s.find_customer("b").unwrap()))
+            .unwrap();
+        let ci = restored.find_customer("b").unwrap();
+        let li = restored.find_license(ci, "k1").unwrap();
+        restored.set_email(li, Some("new@x.example"));
+        assert_eq!(restored.email_of(li), Some("new@x.example"));
+        assert_eq!(restored.notifications().collect::<Vec<_>>(), before);
     }
 }
