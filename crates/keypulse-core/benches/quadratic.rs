@@ -20,7 +20,12 @@
 //! - `emails`: N/2 licenses without an email, one customer each, then N/2 re-issues of the
 //!   first license with an email of 2 KB, two texts in turn: each change leaves the old
 //!   text behind as garbage, and compacting the email buffer (`state/emails.rs`) must not
-//!   walk every license as often as that happens.
+//!   walk every license as often as that happens;
+//! - `recipients`: N/4 licenses in one customer, each issued with an email and validated
+//!   `expired` (a renewal each, whose recipient is read from its license: `state/kept.rs`),
+//!   then N/2 re-issues of the first license with two emails in turn: each change gives
+//!   the customer's kept notifications their own copy of their recipient, and must not
+//!   look at every one of them each time.
 //!
 //! Only `event_ids` carries event ids, so that each shape's last column (the state's own
 //! estimate of its bytes, per item, at the large N) is that structure's alone.
@@ -83,6 +88,17 @@ fn lines(shape: &str, n: u64) -> Vec<String> {
                 r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-HOSTILE","plan":"business","domain_limit":1000000,"mrr_cents":29900,"email":"{}@hostile.example"}}"#,
                 ["a", "b"][i as usize % 2].repeat(2048)
             ),
+            "recipients" if i < n / 2 && i % 2 == 0 => format!(
+                r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-{i:08}","plan":"starter","domain_limit":3,"mrr_cents":2900,"email":"owner{i}@hostile.example"}}"#
+            ),
+            "recipients" if i < n / 2 => format!(
+                r#"{{"type":"license.validated","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-{:08}","result":"expired"}}"#,
+                i - 1
+            ),
+            "recipients" => format!(
+                r#"{{"type":"license.issued","ts":"{t}","customer_id":"cus_hostile","license_key":"LK-00000000","plan":"starter","domain_limit":3,"mrr_cents":2900,"email":"{}@hostile.example"}}"#,
+                ["a", "b"][i as usize % 2]
+            ),
             _ => unreachable!("unknown shape {shape}"),
         });
     }
@@ -141,6 +157,7 @@ fn main() {
         "upgrade_watch",
         "expiries",
         "emails",
+        "recipients",
     ] {
         let skip = match only.as_deref() {
             Some(o) => o != shape,
