@@ -143,8 +143,11 @@ impl PartitionState {
             return;
         }
         // The customer's kept notifications that read this email from the license keep
-        // it (`kept.rs`).
-        self.unborrow_recipients(self.licenses[li as usize].customer);
+        // it (`kept.rs`). A license without one has none reading it: its first email
+        // (an issue, the usual case) copies nothing.
+        if self.licenses[li as usize].email.is_some() {
+            self.unborrow_recipients(self.licenses[li as usize].customer);
+        }
         let emails = &mut self.emails;
         let l = &mut self.licenses[li as usize];
         if let Some(old) = l.email.take() {

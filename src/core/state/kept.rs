@@ -7,9 +7,10 @@
 //! - the customer id (the record's own);
 //! - the recipient, while it is the email of the license named (a renewal's, an upgrade's,
 //!   an expiry reminder's): read from the license, until that license's email changes.
-//!   Before any license of the customer changes its email, each notification kept since
-//!   the last such change gets its own copy ([`PartitionState::unborrow_recipients`]), so
-//!   each is copied at most once;
+//!   Before a license of the customer that has an email changes it, each notification
+//!   kept since the last such change gets its own copy
+//!   ([`PartitionState::unborrow_recipients`]), so each is copied at most once; a
+//!   license's first email copies nothing (none can read from it before);
 //! - the license key, as the license's position in its customer's own list (4 bytes: a
 //!   notification only ever names a license of its customer, and a customer's list only
 //!   grows at its end, so the position holds through merges and restores);
@@ -295,8 +296,9 @@ impl PartitionState {
     }
 
     /// Gives each kept notification of customer `ci` that reads its recipient from its
-    /// license a copy of its own, before a license of the customer changes its email. Only
-    /// those kept since the last call are looked at: each notification once.
+    /// license a copy of its own, before a license of the customer that has an email
+    /// changes it. Only those kept since the last call are looked at: each notification
+    /// once.
     pub(super) fn unborrow_recipients(&mut self, ci: u32) {
         let Some(c) = self.customers.get_mut(ci as usize) else {
             return;

@@ -188,6 +188,10 @@ fn a_recipient_read_from_its_license_outlives_a_change_of_email() {
     s.push_decision(0, to("first@x.example"), &mut out);
     s.push_decision(0, to("team@x.example"), &mut out);
     assert_eq!(borrowed(&s), [true, false]);
+    // Another license's first email: nothing reads it yet, so nothing is copied.
+    let other = s.find_license(0, KEYS[1]).unwrap();
+    s.set_email(other, Some("other@x.example"));
+    assert_eq!(borrowed(&s), [true, false]);
     s.set_email(li, Some("second@x.example"));
     s.push_decision(0, to("second@x.example"), &mut out);
     assert_eq!(borrowed(&s), [false, false, true]);
