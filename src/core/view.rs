@@ -121,7 +121,7 @@ impl PartitionState {
                 let terms = self.terms_of(l);
                 LicenseView {
                     license_key: l.key().to_string(),
-                    plan: self.plan_of(l).to_string(),
+                    plan: self.plan_name(terms.plan).to_string(),
                     status: l.status.as_str().to_string(),
                     mrr_cents: terms.mrr_cents,
                     domains_used: l.domains.len() as u64,

@@ -49,7 +49,7 @@ impl PartitionState {
         let week = cfg.activation_window_days as i64 * DAY;
         for (li, l) in self.licenses.iter().enumerate() {
             let terms = self.terms.get(l.terms);
-            let plan = &*self.plans[terms.plan as usize];
+            let plan = self.plan_name(terms.plan);
             let active = l.status == Status::Active;
             if l.issued_at() != NEVER {
                 let mut c = ActivationCounts {

@@ -77,11 +77,12 @@ impl PartitionState {
             .iter()
             .map(|&li| {
                 let l = &self.licenses[li as usize];
+                let terms = self.terms_of(l);
                 LicenseFacts {
                     license_key: l.key().to_string(),
-                    plan: self.plan_of(l).to_string(),
+                    plan: self.plan_name(terms.plan).to_string(),
                     status: l.status.as_str().to_string(),
-                    mrr_cents: self.terms_of(l).mrr_cents,
+                    mrr_cents: terms.mrr_cents,
                 }
             })
             .collect::<Vec<_>>();

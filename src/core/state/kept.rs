@@ -307,12 +307,17 @@ impl PartitionState {
             return;
         };
         let from = (e.borrowed_from as usize).min(e.notifications.len());
-        let (own, licenses, emails) = (&c.licenses, &self.licenses, &self.emails);
+        // `names` without its borrow of the whole customer: the extras are borrowed apart.
+        let names = Names {
+            customer_id: &c.id,
+            own: &c.licenses,
+            licenses: &self.licenses,
+            plans: &self.plans,
+            emails: &self.emails,
+        };
         for k in &mut e.notifications[from..] {
             if k.to.is_none() {
-                let li = own.get(k.license as usize).copied();
-                let email = li.and_then(|li| licenses.get(li as usize)?.email);
-                k.to = Some(email.map_or("", |r| emails.get(r)).into());
+                k.to = Some(names.email(k.license).unwrap_or_default().into());
             }
         }
         e.borrowed_from = u32::try_from(e.notifications.len()).unwrap_or(u32::MAX);

@@ -179,7 +179,12 @@ impl PartitionState {
 
     /// A license's plan name.
     pub(crate) fn plan_of(&self, l: &License) -> &str {
-        &self.plans[self.terms.get(l.terms).plan as usize]
+        self.plan_name(self.terms.get(l.terms).plan)
+    }
+
+    /// The name of plan `plan` (a position in the state's plan names, as `Terms` holds it).
+    pub(crate) fn plan_name(&self, plan: u32) -> &str {
+        &self.plans[plan as usize]
     }
 
     /// Number of customers (the no-customer group included when present) and licenses.

@@ -206,10 +206,11 @@ impl PartitionState {
         let l = &self.licenses[li as usize];
         let from = end_day - cfg.upgrade.window_days as i32 + 1;
         let sum = |d: Option<&DayCounts>| d.map_or(0, |d| d.sum(from, end_day));
+        let terms = self.terms_of(l);
         Facts::Upgrade {
-            plan: self.plan_of(l).to_string(),
+            plan: self.plan_name(terms.plan).to_string(),
             domains_used: l.domains.len() as u64,
-            domain_limit: self.terms_of(l).domain_limit,
+            domain_limit: terms.domain_limit,
             rate_limited_30d: sum(l.rate_limited()),
             features_denied_30d: sum(l.features_denied()),
             invites_30d: self.customers[l.customer as usize]

@@ -114,7 +114,7 @@ impl PartitionState {
                 LicenseV1 {
                     key: l.key.clone(),
                     status: l.status,
-                    plan: self.plan_of(l).into(),
+                    plan: self.plan_name(terms.plan).into(),
                     domain_limit: terms.domain_limit,
                     mrr_cents: terms.mrr_cents,
                     email: self.email_of(li).map(Into::into),
